@@ -1,0 +1,107 @@
+"""The one container every dataset returns, and the checks at its boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images with their labels, captions and per-sample ground truth.
+
+    Attributes:
+        name (str): short identifier, e.g. ``"mnist5k"``.
+        images (torch.Tensor): (N, C, H, W) float32 in [-1, 1].
+        labels (np.ndarray | None): (N,) int64 class indices.
+        captions (list[str] | None): N captions (text datasets).
+        class_names (list[str] | None): the name of every class index.
+        lid (np.ndarray | None): (N,) the known local intrinsic dimension of each
+            sample, where it is known (synthetic data).
+        source_index (np.ndarray | None): (N,) index of each sample in the base
+            dataset it was built from (planted datasets).
+        meta (dict): anything else worth keeping (provenance, parameters).
+    """
+
+    name: str
+    images: torch.Tensor
+    labels: np.ndarray | None = None
+    captions: list[str] | None = None
+    class_names: list[str] | None = None
+    lid: np.ndarray | None = None
+    source_index: np.ndarray | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_images(self.images, what=f"dataset {self.name!r}")
+        n = len(self.images)
+        for key in ("labels", "captions", "lid", "source_index"):
+            value = getattr(self, key)
+            if value is not None and len(value) != n:
+                raise ValueError(
+                    f"Dataset {self.name!r} has {n} images but {len(value)} {key}; "
+                    f"give one {key[:-1] if key.endswith('s') else key} per image."
+                )
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    def subset(self, index: np.ndarray | list[int]) -> "ImageDataset":
+        """The samples at ``index`` (every per-sample field follows)."""
+        index = np.asarray(index, dtype=np.int64)
+        pick = lambda v: None if v is None else (  # noqa: E731
+            [v[i] for i in index] if isinstance(v, list) else v[index]
+        )
+        return replace(
+            self,
+            images=self.images[torch.as_tensor(index)],
+            labels=pick(self.labels),
+            captions=pick(self.captions),
+            lid=pick(self.lid),
+            source_index=pick(self.source_index),
+        )
+
+    def resized(self, resolution: int) -> "ImageDataset":
+        """The same dataset at ``resolution`` x ``resolution`` (antialiased bilinear)."""
+        if resolution == self.images.shape[-1] == self.images.shape[-2]:
+            return self
+        images = F.interpolate(
+            self.images, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+        ).clamp(-1, 1)
+        return replace(self, images=images, meta={**self.meta, "resolution": resolution})
+
+
+def check_images(images: torch.Tensor, what: str = "images") -> None:
+    """Raise ``ValueError`` unless ``images`` is a finite float tensor (N, C, H, W) in [-1, 1]."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = getattr(images, "shape", None)
+        raise ValueError(f"{what} must be a tensor of shape (N, C, H, W); got shape {shape}.")
+    if not torch.is_floating_point(images):
+        raise ValueError(f"{what} must be floating point in [-1, 1]; got dtype {images.dtype}.")
+    if not torch.isfinite(images).all():
+        bad = int((~torch.isfinite(images)).flatten(1).any(1).sum())
+        raise ValueError(f"{what} contain NaN or infinite values in {bad} images; clean or drop them first.")
+    if len(images) and (images.min() < -1 - 1e-4 or images.max() > 1 + 1e-4):
+        raise ValueError(
+            f"{what} must lie in [-1, 1]; got values in [{images.min():.3g}, {images.max():.3g}] "
+            "(scale 8-bit images as x / 127.5 - 1)."
+        )
+
+
+def from_uint8(pixels: np.ndarray) -> torch.Tensor:
+    """Map 8-bit pixels (N, C, H, W) in [0, 255] to float32 in [-1, 1]."""
+    return torch.as_tensor(np.asarray(pixels, dtype=np.float32) / 127.5 - 1.0)
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """Map images from [-1, 1] to [0, 1] for display."""
+    return ((images + 1) / 2).clamp(0, 1)

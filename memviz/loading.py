@@ -1,0 +1,115 @@
+"""Load a local diffusers model folder for ``DiffusionModel.from_pretrained``.
+
+Every failure becomes one ``ValueError`` sentence that names the missing or broken
+part; diffusers' own stack traces never reach the user. Nothing is downloaded:
+every load uses ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import diffusers
+
+UNETS = ("UNet2DModel", "UNet2DConditionModel")
+HINT = "give a diffusers model folder (model_index.json, or unet/ and scheduler/)"
+
+
+def load_components(path: Path, use_safetensors: bool = True) -> dict[str, Any]:
+    """unet, scheduler, and (where present) vae, text_encoder, tokenizer and memviz meta.
+
+    Steps: 1. check the folder and its index; 2. load the required unet and scheduler;
+    3. load the optional parts the index names; 4. read ``memviz.json``.
+    """
+    if not path.exists():                                                          # 1.
+        raise ValueError(f"No model at {path}: the path does not exist; {HINT}.")
+    if not path.is_dir():
+        raise ValueError(f"{path} is a file, not a model folder; {HINT}.")
+    index = _read_json(path / "model_index.json") if (path / "model_index.json").exists() else {}
+    for part in ("unet", "scheduler"):
+        if not (path / part).is_dir():
+            raise ValueError(f"{path} is not a diffusers model: the {part}/ folder is missing; {HINT}.")
+    parts: dict[str, Any] = {"unet": _load_unet(path / "unet", use_safetensors),   # 2.
+                             "scheduler": _load_scheduler(path / "scheduler")}
+    if (path / "vae").is_dir() or "vae" in index:                                  # 3.
+        parts["vae"] = _load_diffusers_part(path / "vae", "AutoencoderKL", use_safetensors)
+    if (path / "text_encoder").is_dir() or "text_encoder" in index:
+        parts["text_encoder"], parts["tokenizer"] = _load_text(path, index, use_safetensors)
+    meta_file = path / "memviz.json"                                               # 4.
+    parts["meta"] = _read_json(meta_file) if meta_file.exists() else {}
+    return parts
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        return json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{file} is not readable JSON ({exc.__class__.__name__}); restore or re-save the model.") from None
+
+
+def _check_weights(folder: Path, use_safetensors: bool) -> None:
+    if not (folder / "config.json").exists():
+        raise ValueError(f"{folder} has no config.json; re-save it with save_pretrained.")
+    has_st = any(folder.glob("*.safetensors"))
+    if use_safetensors and not has_st:
+        pickled = any(folder.glob("*.bin")) or any(folder.glob("*.ckpt"))
+        raise ValueError(f"{folder} has no .safetensors weights" + (
+            "; it has pickle weights, which run code when loaded: pass use_safetensors=False only if you trust "
+            "the source" if pickled else "; the model is incomplete"))
+
+
+def _load_unet(folder: Path, use_safetensors: bool):
+    name = _read_json(folder / "config.json").get("_class_name", "") if (folder / "config.json").exists() else ""
+    if name and name not in UNETS:
+        raise ValueError(f"{folder} holds a {name}; memviz supports {' and '.join(UNETS)}.")
+    return _load_diffusers_part(folder, name or "UNet2DModel", use_safetensors)
+
+
+def _load_diffusers_part(folder: Path, class_name: str, use_safetensors: bool):
+    _check_weights(folder, use_safetensors)
+    cls = getattr(diffusers, class_name)
+    try:
+        return cls.from_pretrained(folder, use_safetensors=use_safetensors, local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - any diffusers failure becomes one sentence
+        raise ValueError(f"Could not load {class_name} from {folder}: {_first_line(exc)}.") from None
+
+
+def _load_scheduler(folder: Path):
+    config_file = folder / "scheduler_config.json"
+    if not config_file.exists():
+        raise ValueError(f"{folder} has no scheduler_config.json; re-save the scheduler with save_pretrained.")
+    name = _read_json(config_file).get("_class_name", "DDPMScheduler")
+    cls = getattr(diffusers, name, None)
+    if cls is None or not hasattr(cls, "from_pretrained"):
+        raise ValueError(f"{config_file} names an unknown scheduler {name!r}.")
+    scheduler = cls.from_pretrained(folder, local_files_only=True)
+    if not hasattr(scheduler, "alphas_cumprod"):
+        raise ValueError(f"The {name} in {folder} has no alphas_cumprod (not a variance-preserving scheduler).")
+    return scheduler
+
+
+def _load_text(path: Path, index: dict, use_safetensors: bool):
+    """The text encoder and tokenizer of a text-to-image pipeline, via transformers."""
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError("This model has a text encoder; install transformers to load it.") from None
+    loaded = []
+    for part, default in (("text_encoder", "CLIPTextModel"), ("tokenizer", "CLIPTokenizer")):
+        folder = path / part
+        if not folder.is_dir():
+            raise ValueError(f"{path} names a {part} but the {part}/ folder is missing.")
+        cls = getattr(transformers, (index.get(part) or [None, default])[1] or default, None)
+        try:
+            kwargs = {"use_safetensors": use_safetensors} if part == "text_encoder" else {}
+            loaded.append(cls.from_pretrained(folder, local_files_only=True, **kwargs))
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"Could not load the {part} from {folder}: {_first_line(exc)}.") from None
+    return loaded[0], loaded[1]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0] if text else ''}".rstrip(": ")
