@@ -33,3 +33,12 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path, ".json") as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
+    """``numpy.savez`` of ``arrays``, atomically."""
+    import numpy as np
+
+    with atomic_path(path, ".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)

@@ -24,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--guidance-scale", type=float)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True, help="PNG file of the grid")
+    p.add_argument("--out", type=Path, required=True,
+                   help="a .png grid of the images, or an .npz of x0, noise and seed (any model)")
     p = sub.add_parser("info", help="describe a model folder")
     p.add_argument("model", type=Path)
     args = parser.parse_args(argv)
@@ -52,14 +53,22 @@ def _train(args) -> int:
 
 
 def _sample(args) -> int:
+    import numpy as np
+
+    from memviz._io import save_npz
     from memviz.figures import save_grid
     from memviz.models import DiffusionModel
 
     model = DiffusionModel.from_pretrained(args.model)
     cond = int(args.cond) if args.cond is not None and args.cond.isdigit() and model.is_class_conditional \
         and args.cond not in model.class_names else args.cond
+    if args.out.suffix not in (".png", ".npz"):
+        raise ValueError(f"--out must end in .png or .npz; got {args.out.name}.")
     out = model.sample(args.n, cond=cond, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed)
-    save_grid(out.images, args.out)
+    if args.out.suffix == ".png":
+        save_grid(out.images, args.out)
+    else:
+        save_npz(args.out, x0=out.x0.numpy(), noise=out.noise.numpy(), seed=np.int64(out.seed))
     print(f"saved {args.out}")
     return 0
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memviz.data import ImageDataset, mnist5k, plant_memorization, planted_split
+from memviz.data.synthetic import toy_mmh
 from memviz.train import TrainConfig
 
 
@@ -37,4 +38,21 @@ def demo_mnist(resolution: int = 16) -> Recipe:
     return Recipe(train, train.meta["weight"], meta, cfg)
 
 
-RECIPES = {"demo-mnist": demo_mnist}
+def demo_toy(ambient: int = 2) -> Recipe:
+    """demo-toy: unconditional, the MMH toy (circle arcs, one isolated point, a point mass).
+
+    The isolated point (OD-Mem) is shown ``oversample`` = 20 times as often as the
+    others, the overfitting that makes the model collapse onto it; the point mass
+    (DD-Mem) is 100 stored copies of the origin. Trains in well under a minute on CPU.
+    """
+    data = toy_mmh(n=2000, ambient=ambient, n_point_mass=100, seed=0)
+    weights = np.where(data.meta["kind"] == "OD-Mem", 20.0, 1.0)
+    meta = {"name": "demo-toy", "data": {"name": "toy-mmh", "ambient": ambient, "n": 2000, "n_point_mass": 100,
+                                         "seed": 0}, "sampling_weight": {"OD-Mem": 20.0}}
+    cfg = TrainConfig(block_out_channels=(256,), layers_per_block=4, batch_size=512, lr=2e-3,
+                      warmup_steps=100, steps=3000, ema_decay=0.995, save_every=3000,
+                      class_conditional=False)
+    return Recipe(data, weights, meta, cfg)
+
+
+RECIPES = {"demo-mnist": demo_mnist, "demo-toy": demo_toy}

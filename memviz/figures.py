@@ -17,6 +17,9 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scal
     """
     images = images.detach().cpu().float().clamp(0, 1)
     b, c, h, w = images.shape
+    if c not in (1, 3):
+        raise ValueError(f"Only grey (1) or RGB (3) images tile into a grid; these have {c} channels "
+                         "(points? save them as .npz).")
     nrow = nrow or int(np.ceil(np.sqrt(b)))
     ncol = int(np.ceil(b / nrow))
     grid = torch.ones(3, ncol * (h + pad) + pad, nrow * (w + pad) + pad)

@@ -13,7 +13,7 @@ from typing import Any
 
 import diffusers
 
-UNETS = ("UNet2DModel", "UNet2DConditionModel")
+UNETS = ("UNet2DModel", "UNet2DConditionModel", "MLPDenoiser")
 HINT = "give a diffusers model folder (model_index.json, or unet/ and scheduler/)"
 
 
@@ -69,7 +69,10 @@ def _load_unet(folder: Path, use_safetensors: bool):
 
 def _load_diffusers_part(folder: Path, class_name: str, use_safetensors: bool):
     _check_weights(folder, use_safetensors)
-    cls = getattr(diffusers, class_name)
+    if class_name == "MLPDenoiser":
+        from memviz.toy_models import MLPDenoiser as cls
+    else:
+        cls = getattr(diffusers, class_name)
     try:
         return cls.from_pretrained(folder, use_safetensors=use_safetensors, local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - any diffusers failure becomes one sentence

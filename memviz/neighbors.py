@@ -17,6 +17,8 @@ import torch
 def _flat(x: torch.Tensor | np.ndarray) -> np.ndarray:
     """(N, ...) to a C-contiguous float32 (N, D) array, as FAISS wants."""
     x = x.detach().cpu().numpy() if torch.is_tensor(x) else np.asarray(x)
+    if len(x) == 0:
+        raise ValueError("Got an empty set of images; give at least one.")
     return np.ascontiguousarray(x.reshape(len(x), -1), dtype=np.float32)
 
 

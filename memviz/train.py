@@ -33,6 +33,7 @@ class TrainConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "linear"
     prediction_type: str = "epsilon"
+    class_conditional: bool = True
     batch_size: int = 128
     lr: float = 1e-3
     warmup_steps: int = 500
@@ -48,8 +49,17 @@ class TrainConfig:
 
 def build_unet(cfg: TrainConfig, resolution: int, channels: int, num_classes: int | None) -> UNet2DModel:
     """A UNet2DModel with attention at the lowest resolution only; one extra class
-    embedding (index ``num_classes``) is the null class for classifier-free guidance."""
+    embedding (index ``num_classes``) is the null class for classifier-free guidance.
+
+    Points (resolution 1, the synthetic toys) get an ``MLPDenoiser`` instead (same call signature).
+    """
     n = len(cfg.block_out_channels)
+    if resolution == 1:
+        if num_classes is not None:
+            raise ValueError("Point data (resolution 1) trains an unconditional MLPDenoiser; set class_conditional=False.")
+        from memviz.toy_models import MLPDenoiser
+
+        return MLPDenoiser(in_channels=channels, hidden=cfg.block_out_channels[0], depth=cfg.layers_per_block)
     return UNet2DModel(
         sample_size=resolution, in_channels=channels, out_channels=channels,
         block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
@@ -81,7 +91,9 @@ def train(data: ImageDataset, out_dir: str | Path, cfg: TrainConfig, weights: np
 
     out_dir = Path(out_dir)
     ckpt = out_dir / ".train" / "checkpoint.pt"
-    num_classes = None if data.labels is None else len(data.class_names or np.unique(data.labels))
+    conditional = cfg.class_conditional and data.labels is not None
+    num_classes = len(data.class_names or np.unique(data.labels)) if conditional else None
+    torch.manual_seed(cfg.seed)  # the initial weights are part of the seeded run
     unet = build_unet(cfg, data.images.shape[-1], data.images.shape[1], num_classes)
     scheduler = build_scheduler(cfg)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
@@ -95,7 +107,7 @@ def train(data: ImageDataset, out_dir: str | Path, cfg: TrainConfig, weights: np
         opt.load_state_dict(saved["opt"]); lr_sched.load_state_dict(saved["lr_sched"])
         gen.set_state(saved["gen"]); state = saved["state"]
     w = torch.ones(len(data)) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-    labels = None if data.labels is None else torch.as_tensor(data.labels)
+    labels = torch.as_tensor(data.labels) if conditional else None
     abar = scheduler.alphas_cumprod
     t_start, step0 = time.time(), state["step"]
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress, desc="train")
@@ -133,7 +145,7 @@ def _train_step(unet, opt, images, labels, w, abar, cfg: TrainConfig, gen, num_c
     loss.backward()
     torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def _save_checkpoint(path: Path, unet, ema, opt, lr_sched, gen, state: dict) -> None:

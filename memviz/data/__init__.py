@@ -6,9 +6,26 @@ from memviz.data.mnist import digits, mnist5k
 from memviz.data.planted import PlantedTruth, plant_memorization, planted_split
 
 __all__ = ["ImageDataset", "PlantedTruth", "check_images", "digits", "from_uint8", "load_builtin",
-           "mnist5k", "plant_memorization", "planted_split", "to_unit", "BUILTIN"]
+           "mnist5k", "plant_memorization", "planted_split", "to_unit", "training_data", "BUILTIN"]
 
 BUILTIN = {"mnist5k": mnist5k, "digits": digits}
+
+
+def training_data(meta: dict) -> tuple[ImageDataset, ImageDataset | None]:
+    """The (train, test) data a model was trained on, rebuilt from its ``memviz.json``.
+
+    Planted models rebuild their exact training set and held-out test set; models
+    trained on a bundled dataset rebuild it (test is None).
+    """
+    if "planted" in meta:
+        truth = PlantedTruth.from_dict(meta["planted"])
+        return planted_split(load_builtin(truth.base), truth)
+    spec = dict(meta.get("data") or {})
+    name = spec.pop("name", None)
+    if name is None:
+        raise ValueError("This model does not say what data it was trained on; load the data yourself.")
+    data = load_builtin(name, **{k: v for k, v in spec.items() if k != "resolution"})
+    return (data.resized(spec["resolution"]) if "resolution" in spec else data), None
 
 
 def load_builtin(name: str, **kwargs) -> ImageDataset:

@@ -1,0 +1,15 @@
+"""memviz: has this diffusion model memorized its training data, where, and why?
+
+Run with ``streamlit run app.py``; it opens on the bundled demo (demo-mnist), offline.
+"""
+
+import streamlit as st
+
+st.set_page_config(page_title="memviz", page_icon="🔍", layout="wide")
+
+pages = [
+    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
+    st.Page("pages/samples.py", title="Samples", icon="🖼️"),
+    st.Page("pages/prompts.py", title="Prompts", icon="💬"),
+]
+st.navigation(pages).run()

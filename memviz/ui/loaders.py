@@ -1,0 +1,70 @@
+"""Cached loaders: models once per server (``st.cache_resource``), data once per path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from memviz.data import ImageDataset, training_data
+from memviz.data.planted import unique_training_images
+from memviz.models import DiffusionModel
+from memviz.neighbors import NeighborIndex
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "models"
+BUNDLED = {"demo-mnist": ASSETS / "demo-mnist", "demo-toy": ASSETS / "demo-toy"}
+
+
+@dataclass
+class Workspace:
+    """A loaded model with its training data and the neighbour index over it."""
+
+    path: str
+    model: DiffusionModel
+    train: ImageDataset | None
+    test: ImageDataset | None
+    reference: NeighborIndex | None
+    reference_source: np.ndarray | None  # base index of each reference row (deduplicated training images)
+    error: str | None = None
+
+
+@st.cache_resource(show_spinner="Loading the model and its training data…")
+def load_workspace(path: str) -> Workspace:
+    """Load once per server; raises ValueError with a clear sentence on bad input."""
+    model = DiffusionModel.from_pretrained(path)
+    try:
+        train, test = training_data(model.meta)
+    except ValueError as exc:
+        return Workspace(path, model, None, None, None, None, error=str(exc))
+    if train.source_index is not None:
+        images, source = unique_training_images(train)
+    else:
+        images, source = train.images, np.arange(len(train))
+    return Workspace(path, model, train, test, NeighborIndex(images), source)
+
+
+def workspace_picker() -> Workspace | None:
+    """Sidebar: a bundled demo or a local model folder. Shows errors in the page, never a traceback."""
+    options = [name for name, p in BUNDLED.items() if p.exists()] + ["Your own model folder…"]
+    choice = st.sidebar.selectbox("Workspace", options, key="workspace")
+    path = str(BUNDLED[choice]) if choice in BUNDLED else st.sidebar.text_input(
+        "Local diffusers folder", key="model_path", placeholder="/path/to/model")
+    if not path:
+        st.info("Enter the path of a local diffusers model folder (model_index.json, or unet/ and scheduler/).")
+        return None
+    try:
+        ws = load_workspace(path)
+    except ValueError as exc:
+        st.error(str(exc))
+        return None
+    if ws.error:
+        st.warning(ws.error)
+    return ws
+
+
+def to_display(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] data to [0, 1] for display."""
+    return ((images + 1) / 2).clamp(0, 1)

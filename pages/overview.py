@@ -1,0 +1,36 @@
+"""Overview: the model, its data and its planted memorization."""
+
+import pandas as pd
+import streamlit as st
+
+from memviz.figures import image_grid
+from memviz.ui.loaders import to_display, workspace_picker
+
+st.title("memviz")
+st.caption("Has this diffusion model memorized its training data, where, and why?")
+ws = workspace_picker()
+if ws is None:
+    st.stop()
+model, meta = ws.model, ws.model.meta
+training = meta.get("training", {})
+cols = st.columns(4)
+cols[0].metric("Model", meta.get("name", "custom"))
+cols[1].metric("Shape (C, H, W)", " × ".join(map(str, model.sample_shape)), help=f"D = {model.dim}")
+cols[2].metric("Prediction", model.prediction_type)
+cols[3].metric("Training images seen", f"{training.get('images_seen', 0):,}" if training else "unknown")
+if model.class_names:
+    st.write("**Prompts (classes):** " + ", ".join(f"`{c}`" for c in model.class_names))
+if ws.train is None:
+    st.stop()
+kind = ws.train.meta.get("kind")
+st.subheader(f"Training data: {len(ws.train):,} images" + (f", {len(ws.test):,} held out" if ws.test else ""))
+if kind is not None and ws.train.images.shape[-1] > 1:
+    counts = pd.Series(kind).value_counts().rename_axis("planted kind").reset_index(name="training rows")
+    st.dataframe(counts, hide_index=True)
+    for k, what in (("DD-Mem", "duplicated images (data-driven memorization)"),
+                    ("OD-Mem", "images tied to a planted prompt (overfitting-driven memorization)")):
+        idx = [i for i in range(len(kind)) if kind[i] == k]
+        first = sorted({int(ws.train.source_index[i]): i for i in idx}.values())
+        if first:
+            st.write(f"**{len(first)} {what}**")
+            st.image(image_grid(to_display(ws.train.images[first]), nrow=min(len(first), 16), scale=4))

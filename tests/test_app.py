@@ -1,0 +1,45 @@
+"""The app opens on the bundled demo and every page renders without an exception."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.conftest import DEMO_MNIST, ROOT
+
+pytestmark = pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+
+
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/samples.py", "pages/prompts.py"])
+def test_every_page_renders_on_the_demo(page):
+    at = _app().run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    assert at.title[0].value
+
+
+def test_overview_shows_the_planted_sets():
+    at = _app().run()
+    assert not at.exception
+    text = " ".join(m.value for m in at.markdown)
+    assert "duplicated images" in text and "planted prompt" in text
+    assert [m.label for m in at.metric][:2] == ["Model", "Shape (C, H, W)"]
+
+
+def test_prompts_page_reports_copies_for_a_planted_prompt():
+    at = _app().run()
+    at.switch_page("pages/prompts.py").run()
+    at.multiselect[0].set_value(["memorized-00"]).run()
+    assert not at.exception
+    copies = at.metric[0].value  # "k / n"
+    assert int(copies.split("/")[0]) >= 1
+
+
+def test_a_bad_model_path_is_one_message_not_a_traceback(tmp_path):
+    at = _app().run()
+    at.sidebar.selectbox[0].set_value("Your own model folder…").run()
+    at.sidebar.text_input[0].input(str(tmp_path / "nowhere")).run()
+    assert not at.exception
+    assert any("does not exist" in e.value for e in at.error)
