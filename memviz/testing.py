@@ -68,3 +68,23 @@ def subspace_gaussian(D: int, d: int, off_variance: float = 1e-6, seed: int = 0)
     cov = basis @ torch.diag(scales**2) @ basis.T + off_variance * torch.eye(D, dtype=torch.float64)
     mean = 0.1 * torch.randn(D, generator=g, dtype=torch.float64)
     return mean, cov
+
+
+def gaussian_flipd(mean: torch.Tensor, cov: torch.Tensor, x: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+    """FLIPD of N(mean, cov) in closed form at y = alpha x, x: (B, D). Returns (B,) float64.
+
+    With C = alpha^2 cov + sigma^2 I and r = y - alpha mean, grad s = -C^{-1} and s = -C^{-1} r, so
+    FLIPD = D + sigma^2 (-tr C^{-1} + ||C^{-1} r||^2).
+    """
+    D = len(mean)
+    c = alpha**2 * cov.double() + sigma**2 * torch.eye(D, dtype=torch.float64)
+    c_inv = torch.linalg.inv(c)
+    r = alpha * (x.double() - mean.double())
+    s = r @ c_inv  # C^{-1} is symmetric
+    return D + sigma**2 * (-torch.trace(c_inv) + s.pow(2).sum(1))
+
+
+def gaussian_hessian_eigenvalues(cov: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+    """Eigenvalues of the Hessian of log p_t, -(alpha^2 cov + sigma^2 I)^{-1}, ascending: (D,)."""
+    lam = torch.linalg.eigvalsh(cov.double())
+    return torch.sort(-1.0 / (alpha**2 * lam + sigma**2)).values

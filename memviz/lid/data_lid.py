@@ -1,0 +1,115 @@
+"""LID* of the data: scikit-dimension's estimators on neighbourhoods from one FAISS index.
+
+The neighbours are computed once (``memviz.neighbors``) and fed to every estimator,
+the way scikit-dimension accepts precomputed kNN. Local PCA is batched here with
+``torch.linalg.svdvals`` because scikit-dimension's ``lPCA.fit_pw`` fits one
+neighbourhood at a time (25 s for mnist5k measured here); it reproduces that
+estimator's "FO" rule exactly (Fukunaga-Olsen: the number of PCA eigenvalues above
+``alpha`` times the largest) and is tested against it.
+
+A neighbourhood with no spread (duplicates: DD-Mem) has LID* = 0 by definition here,
+for every method; that is the documented value, never NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from memviz.neighbors import NeighborIndex, _flat
+
+DEFAULT_K = {"lpca": 100, "mle": 20, "twonn": 100, "ess": 100}
+
+
+def data_lid(reference, queries=None, method: str = "lpca", k: int | None = None,
+             index: NeighborIndex | None = None, alpha: float = 0.05, chunk: int = 256) -> np.ndarray:
+    """Pointwise LID* of ``queries`` (or of every reference point) from their k nearest reference points.
+
+    Args:
+        reference: (N, ...) the data, e.g. the training images.
+        queries: (Q, ...) points to estimate at; None means every reference point, its own
+            copy left out of its neighbourhood (as ``skdim``'s ``fit_pw`` does).
+        method: "lpca" (batched, FO rule), "mle" (Levina-Bickel), "twonn", "ess", or the
+            name of any other ``skdim.id`` estimator fitted per neighbourhood.
+        k: neighbourhood size (defaults: lpca 100, mle 20, twonn 100, ess 100).
+        index: a prebuilt ``NeighborIndex`` over ``reference`` (the shared neighbour graph).
+        alpha: the FO threshold of lPCA.
+
+    Returns:
+        (Q,) float64 estimates; 0 where the neighbourhood has no spread.
+    """
+    method = method.lower()
+    k = k or DEFAULT_K.get(method, 100)
+    ref = _flat(reference)
+    if len(ref) < 3:
+        raise ValueError(f"LID* needs at least 3 reference points; got {len(ref)}.")
+    if not 2 <= k < len(ref):
+        raise ValueError(f"k = {k} must lie in [2, {len(ref) - 1}] for {len(ref)} reference points; lower k.")
+    index = index or NeighborIndex(ref)
+    dist, idx = _neighbourhoods(index, ref if queries is None else _flat(queries), k, exclude_self=queries is None)
+    if method == "lpca":
+        return _lpca_fo(ref, idx, alpha, chunk)
+    if method == "mle":
+        return _mle(dist)
+    return _per_neighbourhood(ref, idx, method)
+
+
+def _neighbourhoods(index: NeighborIndex, q: np.ndarray, k: int, exclude_self: bool):
+    """(Q, k) distances and indices; with ``exclude_self`` each point's own row is dropped."""
+    nb = index.nearest(q, k + int(exclude_self))
+    if not exclude_self:
+        return nb.distance, nb.index
+    own = nb.index == np.arange(len(q))[:, None]  # at most one per row: FAISS returns distinct indices
+    own[~own.any(1), -1] = True  # own row not among the k+1 (many exact duplicates): drop the farthest
+    return nb.distance[~own].reshape(len(q), k), nb.index[~own].reshape(len(q), k)
+
+
+def _lpca_fo(ref: np.ndarray, idx: np.ndarray, alpha: float, chunk: int) -> np.ndarray:
+    """Local PCA, FO rule: #{eigenvalues > alpha * largest} of each neighbourhood's covariance."""
+    out = np.empty(len(idx))
+    data = torch.from_numpy(ref)
+    for s in range(0, len(idx), chunk):
+        nbhd = data[torch.from_numpy(idx[s:s + chunk])].double()           # (b, k, D)
+        nbhd = nbhd - nbhd.mean(dim=1, keepdim=True)
+        ev = torch.linalg.svdvals(nbhd).pow(2) / (nbhd.shape[1] - 1)        # PCA eigenvalues, descending
+        out[s:s + chunk] = (ev > alpha * ev[:, :1]).sum(1).numpy()
+    return out
+
+
+def _mle(dist: np.ndarray) -> np.ndarray:
+    """Levina-Bickel MLE: [ (1/(k-1)) sum_{j<k} log(T_k / T_j) ]^{-1}; 0 where T_j = 0 for some j."""
+    t = np.asarray(dist, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        logs = np.log(t[:, -1:]) - np.log(t[:, :-1])
+        mean = logs.mean(axis=1)
+    out = np.zeros(len(t))
+    ok = np.isfinite(mean) & (mean > 0)
+    out[ok] = 1.0 / mean[ok]
+    return out
+
+
+def _per_neighbourhood(ref: np.ndarray, idx: np.ndarray, method: str) -> np.ndarray:
+    """Any skdim estimator fitted on each neighbourhood (slow: one fit per point)."""
+    import skdim
+
+    names = {name.lower(): name for name in dir(skdim.id) if not name.startswith("_")}
+    if method not in names:
+        raise ValueError(f"Unknown LID* method {method!r}; use lpca, mle, twonn, ess or one of skdim.id.")
+    cls = getattr(skdim.id, names[method])
+    out = np.zeros(len(idx))
+    for i, rows in enumerate(idx):
+        nbhd = np.unique(ref[rows].astype(np.float64), axis=0)  # copies carry no dimension (TwoNN needs this)
+        if len(nbhd) == 1:
+            continue  # no spread: LID* = 0
+        if len(nbhd) < 3:
+            out[i] = 1.0  # two distinct points span a line
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out[i] = float(cls().fit(nbhd).dimension_)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{method} gave no finite LID* for {int((~np.isfinite(out)).sum())} points; "
+                         "try a larger k or another method.")
+    return out
