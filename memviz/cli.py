@@ -28,9 +28,19 @@ def main(argv: list[str] | None = None) -> int:
                    help="a .png grid of the images, or an .npz of x0, noise and seed (any model)")
     p = sub.add_parser("info", help="describe a model folder")
     p.add_argument("model", type=Path)
+    p = sub.add_parser("compute", help="dataset-wide computations, cached on disk")
+    p.add_argument("what", choices=["lid"])
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
+    p.add_argument("--t0", default="0.05", help="t0 of the reported FLIPD, or 'knee'")
+    p.add_argument("--trace", default="hutchinson", choices=["auto", "exact", "hutchinson"])
+    p.add_argument("--n-probes", type=int, default=4)
+    p.add_argument("--conditional", action="store_true", help="FLIPD conditioned on each sample's label")
+    p.add_argument("--methods", nargs="+", default=["lpca", "mle"])
+    p.add_argument("--out", type=Path, help="CSV of the per-sample table")
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "sample": _sample, "info": _info}[args.command](args)
+        return {"train": _train, "sample": _sample, "info": _info, "compute": _compute}[args.command](args)
     except ValueError as exc:  # bad input: one clear sentence, no traceback
         print(f"memviz: {exc}", file=sys.stderr)
         return 2
@@ -81,6 +91,34 @@ def _info(args) -> int:
     model = DiffusionModel.from_pretrained(args.model)
     print(json.dumps({"shape": model.sample_shape, "prediction_type": model.prediction_type, "T": model.T,
                       "classes": model.class_names, "training": model.meta.get("training", {})}, indent=2))
+    return 0
+
+
+def _compute(args) -> int:
+    from memviz.data import training_data
+    from memviz.data.folder import load_image_folder, load_npz
+    from memviz.lid.runner import lid_table
+    from memviz.models import DiffusionModel
+
+    model = DiffusionModel.from_pretrained(args.model)
+    if args.data is None:
+        train, test = training_data(model.meta)
+    else:
+        path = Path(args.data)
+        train, test = (load_npz(path) if path.suffix == ".npz" else load_image_folder(path)), None
+    t0 = args.t0 if args.t0 == "knee" else float(args.t0)
+    table, threshold = lid_table(model, train, test, t0=t0, trace=args.trace, n_probes=args.n_probes,
+                                 conditional=args.conditional, methods=args.methods)
+    print(table.groupby(["split", "kind"])[[c for c in table if c == "flipd" or c.startswith("lid_")]]
+          .median().to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"FLIPD threshold (5% of held-out below): {threshold:.2f}")
+    print(table["verdict"].value_counts().to_string())
+    if args.out:
+        from memviz._io import atomic_path
+
+        with atomic_path(args.out, ".csv") as tmp:
+            table.to_csv(tmp, index=False)
+        print(f"saved {args.out}")
     return 0
 
 

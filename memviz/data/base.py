@@ -24,7 +24,8 @@ class ImageDataset:
             sample, where it is known (synthetic data).
         source_index (np.ndarray | None): (N,) index of each sample in the base
             dataset it was built from (planted datasets).
-        meta (dict): anything else worth keeping (provenance, parameters).
+        meta (dict): anything else worth keeping (provenance, parameters); arrays of
+            length N in it are per-sample and follow ``subset``.
     """
 
     name: str
@@ -61,6 +62,8 @@ class ImageDataset:
         pick = lambda v: None if v is None else (  # noqa: E731
             [v[i] for i in index] if isinstance(v, list) else v[index]
         )
+        n = len(self)
+        meta = {k: v[index] if isinstance(v, np.ndarray) and v.shape[:1] == (n,) else v for k, v in self.meta.items()}
         return replace(
             self,
             images=self.images[torch.as_tensor(index)],
@@ -68,7 +71,15 @@ class ImageDataset:
             captions=pick(self.captions),
             lid=pick(self.lid),
             source_index=pick(self.source_index),
+            meta=meta,
         )
+
+    def deduplicated(self) -> "ImageDataset":
+        """One row per distinct source image (the first), or per distinct image when the
+        source is unknown. Per-sample arrays in ``meta`` (e.g. the planted kind) follow."""
+        keys = self.source_index if self.source_index is not None else self.images.flatten(1).numpy()
+        _, first = np.unique(keys, axis=0 if keys.ndim > 1 else None, return_index=True)
+        return self.subset(np.sort(first))
 
     def resized(self, resolution: int) -> "ImageDataset":
         """The same dataset at ``resolution`` x ``resolution`` (antialiased bilinear)."""

@@ -160,13 +160,3 @@ def planted_split(base: ImageDataset, truth: PlantedTruth) -> tuple[ImageDataset
     test = ImageDataset(f"{base.name}-test", test.images, labels=test.labels, class_names=truth.class_names,
                         source_index=np.asarray(truth.test_source), meta=dict(base.meta))
     return train, test
-
-
-def unique_training_images(train: ImageDataset) -> tuple[torch.Tensor, np.ndarray]:
-    """Training images with duplicates removed (one row per base image).
-
-    Returns:
-        images: (U, C, H, W); source: (U,) their base indices.
-    """
-    source, first = np.unique(train.source_index, return_index=True)
-    return train.images[torch.as_tensor(first)], source

@@ -10,7 +10,6 @@ import streamlit as st
 import torch
 
 from memviz.data import ImageDataset, training_data
-from memviz.data.planted import unique_training_images
 from memviz.models import DiffusionModel
 from memviz.neighbors import NeighborIndex
 
@@ -39,11 +38,9 @@ def load_workspace(path: str) -> Workspace:
         train, test = training_data(model.meta)
     except ValueError as exc:
         return Workspace(path, model, None, None, None, None, error=str(exc))
-    if train.source_index is not None:
-        images, source = unique_training_images(train)
-    else:
-        images, source = train.images, np.arange(len(train))
-    return Workspace(path, model, train, test, NeighborIndex(images), source)
+    unique = train.deduplicated()  # duplicates would hide each other in the calibrated l2
+    source = unique.source_index if unique.source_index is not None else np.arange(len(unique))
+    return Workspace(path, model, train, test, NeighborIndex(unique.images), source)
 
 
 def workspace_picker() -> Workspace | None:

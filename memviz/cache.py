@@ -1,0 +1,57 @@
+"""The on-disk cache: expensive artifacts computed once, keyed by model, data and parameters.
+
+Keys are SHA-256 fingerprints of the model's weights and schedule, the data's bytes and
+the parameters, so a changed model or dataset never reads a stale result. Entries are
+``.npz`` files written atomically. The folder is ``$MEMVIZ_CACHE`` or ``~/.cache/memviz``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from memviz._io import save_npz
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MEMVIZ_CACHE", Path.home() / ".cache" / "memviz"))
+
+
+def fingerprint(*parts: Any) -> str:
+    """A short stable hash of tensors, arrays, and JSON-able values."""
+    h = hashlib.sha256()
+    for part in parts:
+        if torch.is_tensor(part):
+            part = part.detach().cpu().contiguous().numpy()
+        if isinstance(part, np.ndarray):
+            h.update(str((part.dtype, part.shape)).encode())
+            h.update(np.ascontiguousarray(part).tobytes())
+        else:
+            h.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:20]
+
+
+def model_fingerprint(model) -> str:
+    """Weights, schedule and prediction type of a ``DiffusionModel``."""
+    tensors = [t for _, t in sorted(model.unet.state_dict().items())]
+    return fingerprint(dict(model.scheduler.config), model.prediction_type, *tensors)
+
+
+def cached(kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]], refresh: bool = False) -> dict[str, np.ndarray]:
+    """Arrays of ``kind``/``key`` from disk, or ``compute()`` them and store them first."""
+    path = cache_dir() / kind / f"{key}.npz"
+    if path.exists() and not refresh:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return {k: z[k] for k in z.files}
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)  # a corrupt entry is recomputed, never trusted
+    arrays = compute()
+    save_npz(path, **arrays)
+    return arrays

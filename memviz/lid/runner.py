@@ -1,0 +1,116 @@
+"""Dataset-wide LID: FLIPD over a grid of t0 and LID* for every sample, cached on disk.
+
+The expensive artifact is the FLIPD-versus-t0 curve of every sample (one pass per t0)
+and LID* per method; choosing t0, the knee or a verdict threshold afterwards is cheap
+(a slider picks a column).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from memviz.cache import cached, fingerprint, model_fingerprint
+from memviz.data.base import ImageDataset
+from memviz.lid.data_lid import DEFAULT_K, data_lid
+from memviz.lid.flipd import DEFAULT_TS, flipd, knee_index
+from memviz.models import DiffusionModel
+from memviz.neighbors import NeighborIndex
+
+
+@dataclass(frozen=True)
+class LIDResult:
+    """Per-sample LID of a dataset.
+
+    Attributes:
+        ts (np.ndarray): (T,) the t0 grid.
+        flipd (np.ndarray): (N, T) FLIPD at every t0.
+        data_lid (dict[str, np.ndarray]): method -> (N,) LID*.
+    """
+
+    ts: np.ndarray
+    flipd: np.ndarray
+    data_lid: dict[str, np.ndarray]
+
+    def flipd_at(self, t0: float | str) -> np.ndarray:
+        """(N,) FLIPD at the cached t0 nearest to ``t0`` (log scale), or at each sample's knee."""
+        if t0 == "knee":
+            return self.flipd[np.arange(len(self.flipd)), knee_index(self.ts, self.flipd)]
+        return self.flipd[:, int(np.argmin(np.abs(np.log(self.ts) - np.log(float(t0)))))]
+
+
+def compute_lid(model: DiffusionModel, data: ImageDataset, ts: Sequence[float] = DEFAULT_TS,
+                trace: str = "hutchinson", n_probes: int = 4, conditional: bool = False,
+                methods: Sequence[str] = ("lpca", "mle"), batch_size: int = 64, seed: int = 0,
+                progress: bool = True, refresh: bool = False) -> LIDResult:
+    """FLIPD curves and LID* for every sample of ``data``, from the cache when present.
+
+    Args:
+        conditional: FLIPD conditioned on each sample's label (else unconditional).
+        methods: LID* estimators (see ``data_lid``); the neighbour index is built once.
+    """
+    if tuple(data.shape) != model.sample_shape:
+        raise ValueError(f"The data's images are {data.shape} but the model expects {model.sample_shape}.")
+    ts = np.asarray(ts, dtype=float)
+    key = fingerprint(model_fingerprint(model), data.images, list(ts), trace, n_probes, conditional, seed, batch_size)
+    cond = data.labels.tolist() if conditional and data.labels is not None else None
+    curves = cached("flipd", key, lambda: {"flipd": _flipd_curves(model, data.images, ts, cond, trace, n_probes,
+                                                                      batch_size, seed, progress)},
+                    refresh=refresh)["flipd"]
+    index = NeighborIndex(data.images)
+    k = {m: min(DEFAULT_K.get(m, 100), len(data) - 1) for m in methods}  # small data: the largest k it allows
+    lid_star = {m: cached("data_lid", fingerprint(data.images, m, k[m]),
+                          lambda m=m: {"lid": data_lid(data.images, method=m, k=k[m], index=index)},
+                          refresh=refresh)["lid"]
+                for m in methods}
+    return LIDResult(ts, curves, lid_star)
+
+
+def _flipd_curves(model, images, ts, cond, trace, n_probes, batch_size, seed, progress) -> np.ndarray:
+    out = np.zeros((len(images), len(ts)))
+    bar = tqdm(total=len(images) * len(ts), disable=not progress, desc="FLIPD")
+    for s in range(0, len(images), batch_size):
+        x = images[s:s + batch_size]
+        c = cond[s:s + batch_size] if cond is not None else None
+        for j, t in enumerate(ts):
+            out[s:s + len(x), j] = flipd(model, x, float(t), cond=c, trace=trace, n_probes=n_probes,
+                                         seed=seed + s, batch_size=batch_size).numpy()
+            bar.update(len(x))
+    bar.close()
+    return out
+
+
+def lid_table(model: DiffusionModel, train: ImageDataset, test: ImageDataset | None = None, t0: float | str = 0.05,
+              fpr: float = 0.05, **kwargs):
+    """One row per unique training image (and per test image): FLIPD at ``t0``, LID*, planted kind,
+    and the MMH verdict, its FLIPD threshold calibrated on the test images at ``fpr`` when given.
+
+    Returns:
+        (pandas.DataFrame, threshold)
+    """
+    import pandas as pd
+
+    from memviz.lid.verdict import calibrate_threshold, mmh_verdict
+
+    frames = []
+    for split, data in (("train", train.deduplicated()), ("test", test)):
+        if data is None:
+            continue
+        res = compute_lid(model, data, **kwargs)
+        frame = pd.DataFrame({"split": split, "index": np.arange(len(data)),
+                              "label": data.labels if data.labels is not None else -1,
+                              "kind": data.meta.get("kind", "none") if split == "train" else "none",
+                              "flipd": res.flipd_at(t0)})
+        for m, v in res.data_lid.items():
+            frame[f"lid_{m}"] = v
+        frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    ref = table.loc[table.split == "test", "flipd"] if test is not None else table["flipd"]
+    threshold = calibrate_threshold(ref, fpr)
+    lid_col = [c for c in table if c.startswith("lid_")][0]
+    table["verdict"] = mmh_verdict(table["flipd"], table[lid_col], model_threshold=threshold)
+    return table, threshold
