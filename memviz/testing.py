@@ -18,22 +18,28 @@ import torch
 from diffusers import DDPMScheduler
 
 
-class GaussianDenoiser(torch.nn.Module):
-    """Exact eps(x_t, tau) of N(mu, Sigma) data under ``scheduler``'s abar(tau).
+class GaussianMixtureDenoiser(torch.nn.Module):
+    """Exact eps(x_t, tau) of a Gaussian mixture sum_k w_k N(mu_k, Sigma_k) under ``scheduler``'s abar(tau).
+
+    With C_k = alpha^2 Sigma_k + sigma^2 I, p_t = sum_k w_k N(alpha mu_k, C_k) and
+    score = sum_k gamma_k(x) (-C_k^{-1} (x - alpha mu_k)), gamma_k the posterior weights.
 
     Args:
-        mean: (D,); cov: (D, D) symmetric positive semi-definite.
+        means: (K, D); covs: (K, D, D) symmetric positive definite; weights: (K,), defaults to uniform.
         shape: (C, H, W) with C H W = D.
         scheduler: whose ``alphas_cumprod`` define abar at integer steps (interpolated
             log-linearly in between, as ``DiffusionModel`` does).
     """
 
-    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, shape: tuple[int, int, int],
-                 scheduler: DDPMScheduler | None = None):
+    def __init__(self, means: torch.Tensor, covs: torch.Tensor, shape: tuple[int, int, int],
+                 weights: torch.Tensor | None = None, scheduler: DDPMScheduler | None = None):
         super().__init__()
         self.scheduler = scheduler or DDPMScheduler()
-        self.register_buffer("mean", mean.double())
-        self.register_buffer("cov", cov.double())
+        k = len(means)
+        self.register_buffer("means", means.double())
+        self.register_buffer("covs", covs.double())
+        self.register_buffer("log_weights", torch.log(weights.double() / weights.sum()) if weights is not None
+                             else torch.full((k,), -float(torch.log(torch.tensor(float(k))))))
         self.config = SimpleNamespace(sample_size=shape[1:], in_channels=shape[0], num_class_embeds=None)
         self._log_abar = torch.log(self.scheduler.alphas_cumprod.double())
 
@@ -45,19 +51,29 @@ class GaussianDenoiser(torch.nn.Module):
         w = tau - lo
         return torch.exp((1 - w) * self._log_abar[lo] + w * self._log_abar[hi])
 
-    def covariance_t(self, tau: torch.Tensor) -> torch.Tensor:
-        """C_t = abar Sigma + (1 - abar) I: (B, D, D)."""
-        a2 = self.abar(tau).view(-1, 1, 1)
-        eye = torch.eye(len(self.mean), dtype=torch.float64)
-        return a2 * self.cov + (1 - a2) * eye
-
     def forward(self, x: torch.Tensor, timestep, class_labels=None, **_) -> SimpleNamespace:
         tau = torch.as_tensor(timestep, dtype=torch.float64).expand(len(x))
-        a = self.abar(tau).sqrt().view(-1, 1)
-        s = (1 - a**2).sqrt()
-        r = x.flatten(1).double() - a * self.mean
-        eps = s * torch.linalg.solve(self.covariance_t(tau), r.unsqueeze(-1)).squeeze(-1)
+        a2 = self.abar(tau).view(-1, 1, 1, 1)                                   # (B, 1, 1, 1)
+        eye = torch.eye(self.means.shape[1], dtype=torch.float64)
+        same_t = bool((tau == tau[0]).all())  # one factorization for the whole batch
+        c = (a2[:1] if same_t else a2) * self.covs.unsqueeze(0) + (1 - (a2[:1] if same_t else a2)) * eye
+        r = x.flatten(1).double().unsqueeze(1) - a2.view(-1, 1, 1).sqrt() * self.means  # (B, K, D)
+        chol = torch.linalg.cholesky(c).expand(len(x), -1, -1, -1)              # (B, K, D, D)
+        c_inv_r = torch.cholesky_solve(r.unsqueeze(-1), chol).squeeze(-1)        # (B, K, D)
+        log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        log_post = self.log_weights - 0.5 * (log_det + (r * c_inv_r).sum(-1))  # (B, K), up to a constant
+        gamma = torch.softmax(log_post, dim=1).unsqueeze(-1)
+        score = -(gamma * c_inv_r).sum(1)
+        eps = -(1 - a2.view(-1, 1)).sqrt() * score
         return SimpleNamespace(sample=eps.to(x.dtype).view_as(x))
+
+
+class GaussianDenoiser(GaussianMixtureDenoiser):
+    """Exact eps of a single Gaussian N(mean (D,), cov (D, D)): score = -C_t^{-1} (x - alpha mean)."""
+
+    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, shape: tuple[int, int, int],
+                 scheduler: DDPMScheduler | None = None):
+        super().__init__(mean.unsqueeze(0), cov.unsqueeze(0), shape, scheduler=scheduler)
 
 
 def subspace_gaussian(D: int, d: int, off_variance: float = 1e-6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

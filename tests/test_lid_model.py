@@ -105,3 +105,16 @@ def test_flipd_runs_through_a_real_unet(make_model):
     hutch = torch.stack([flipd(model, x, t0=0.1, cond=1, trace="hutchinson", n_probes=64, seed=s) for s in range(2)])
     assert torch.isfinite(exact).all() and torch.isfinite(hutch).all()
     assert torch.allclose(hutch.mean(0), exact, rtol=0.1, atol=5.0)
+
+
+def test_mixture_of_subspaces_gives_each_component_its_dimension():
+    from memviz.data.synthetic import affine_union
+    from memviz.testing import GaussianMixtureDenoiser
+
+    data = affine_union(dims=(2, 5), side=4, n_per=3, seed=0)
+    covs = torch.as_tensor(data.meta["covs"]) + 1e-6 * torch.eye(16, dtype=torch.float64)
+    model = DiffusionModel(GaussianMixtureDenoiser(torch.as_tensor(data.meta["means"]), covs, (1, 4, 4)),
+                           DDPMScheduler(), device="cpu")
+    lid = flipd(model, data.images, t0=0.01, trace="exact")
+    assert torch.allclose(lid, torch.as_tensor(data.lid), atol=0.5)
+    assert normal_bundle(model, data.images, t=0.01).tolist() == data.lid.astype(int).tolist()

@@ -64,18 +64,22 @@ def affine_union(dims: tuple[int, ...] = (2, 4, 8, 16), side: int = 8, n_per: in
     if any(d < 1 or d > D for d in dims):
         raise ValueError(f"Every dimension must lie in [1, {D}] for side {side}; got {dims}.")
     rng = np.random.default_rng(seed)
-    parts, labels, lid = [], [], []
+    parts, labels, lid, means, covs = [], [], [], [], []
     for i, d in enumerate(dims):
         basis, _ = np.linalg.qr(rng.normal(size=(D, d)))   # (D, d) orthonormal columns
         offset = rng.uniform(-0.5, 0.5, size=D)
         parts.append(offset + rng.normal(size=(n_per, d)) @ basis.T * 0.5)
+        means.append(offset)
+        covs.append(0.25 * basis @ basis.T)
         labels += [i] * n_per
         lid += [d] * n_per
     x = np.concatenate(parts)
-    x = x / (np.abs(x).max() * 1.0001)
-    images = torch.as_tensor(x, dtype=torch.float32).view(-1, 1, side, side)
+    scale = 1.0 / (np.abs(x).max() * 1.0001)
+    images = torch.as_tensor(x * scale, dtype=torch.float32).view(-1, 1, side, side)
+    # the exact distribution of each component after scaling, for closed-form denoisers
+    meta = {"dims": list(dims), "seed": seed, "means": np.stack(means) * scale, "covs": np.stack(covs) * scale**2}
     return ImageDataset(f"affine-union-D{D}", images, labels=np.asarray(labels), lid=np.asarray(lid, float),
-                        class_names=[f"d={d}" for d in dims], meta={"dims": list(dims), "seed": seed})
+                        class_names=[f"d={d}" for d in dims], meta=meta)
 
 
 BUILTIN = {"toy-mmh": toy_mmh, "affine-union": affine_union}
