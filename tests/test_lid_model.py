@@ -118,3 +118,18 @@ def test_mixture_of_subspaces_gives_each_component_its_dimension():
     lid = flipd(model, data.images, t0=0.01, trace="exact")
     assert torch.allclose(lid, torch.as_tensor(data.lid), atol=0.5)
     assert normal_bundle(model, data.images, t=0.01).tolist() == data.lid.astype(int).tolist()
+
+
+def test_trained_toy_model_gives_the_known_dimensions():
+    """The bundled demo-toy (trained, not exact): the circle reads 1, the point mass 0."""
+    import numpy as np
+
+    from tests.conftest import ROOT
+
+    model = DiffusionModel.from_pretrained(ROOT / "assets" / "models" / "demo-toy")
+    arcs = torch.tensor([[0.8 * np.cos(a), 0.8 * np.sin(a)] for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)])
+    pts = torch.cat([arcs, torch.zeros(1, 2)]).float().view(4, 2, 1, 1)
+    lid = flipd(model, pts, t0=0.02, trace="exact")
+    assert torch.all((lid[:3] > 0.5) & (lid[:3] < 1.5)), lid
+    assert abs(float(lid[3])) < 0.5, lid
+    assert normal_bundle(model, pts, t=0.01).tolist() == [1, 1, 1, 0]

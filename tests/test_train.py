@@ -60,7 +60,7 @@ def _check_toy(model: DiffusionModel):
     iso = 0.8 * torch.tensor([np.cos(np.pi / 3), np.sin(np.pi / 3)])
     assert ((r - 0.8).abs() < 0.05).float().mean() > 0.8          # the circle
     assert (r < 0.1).float().mean() > 0.02                          # the point mass (5% of the data)
-    assert ((x - iso).norm(dim=1) < 0.1).float().mean() > 0.003     # the isolated point (1% of what is seen)
+    assert ((x - iso).norm(dim=1) < 0.1).float().mean() > 0.002     # the isolated point (1% of what is seen)
 
 
 def test_bundled_demo_toy_learned_its_toy():

@@ -35,8 +35,8 @@ def toy_mmh(n: int = 2000, ambient: int = 2, n_point_mass: int = 100, seed: int 
     rng = np.random.default_rng(seed)
     n_circle = n - n_point_mass - 1
     centres = rng.choice([0.0, 2 * np.pi / 3, 4 * np.pi / 3], size=n_circle)  # von Mises mixture
-    theta = rng.vonmises(centres, 8.0)
-    iso = np.pi / 3  # between two arcs, where the mixture has almost no mass
+    theta = rng.vonmises(centres, 30.0)  # narrow arcs: the gaps between them hold no data
+    iso = np.pi / 3  # midway between two arcs, where the density is exp(-15) of the peak
     pts = 0.8 * np.c_[np.cos(np.r_[theta, iso]), np.sin(np.r_[theta, iso])]
     pts = np.r_[pts, np.zeros((n_point_mass, 2))]
     labels = np.r_[np.zeros(n_circle), [1], 2 * np.ones(n_point_mass)].astype(np.int64)

@@ -6,12 +6,15 @@ attention and group norm kernels of diffusers UNets on CPU.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable
 
 import torch
 from torch.func import vjp, vmap
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
+# vmap over the backward of CPU flash attention falls back to a loop; correct, only slower (measured in bench/)
+warnings.filterwarnings("ignore", message=".*batching rule for aten::_scaled_dot_product_flash_attention.*")
 
 
 def eps_and_vjp(fn: Fn, y: torch.Tensor) -> tuple[torch.Tensor, Callable]:
