@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
     p.add_argument("--t0", default="0.05", help="t0 of the reported FLIPD, or 'knee'")
+    p.add_argument("--ts", type=float, nargs="+", help="the cached grid of t0 (default: 16 values from 0.005 to 0.5)")
     p.add_argument("--trace", default="hutchinson", choices=["auto", "exact", "hutchinson"])
     p.add_argument("--n-probes", type=int, default=4)
     p.add_argument("--conditional", action="store_true", help="FLIPD conditioned on each sample's label")
@@ -107,8 +108,9 @@ def _compute(args) -> int:
         path = Path(args.data)
         train, test = (load_npz(path) if path.suffix == ".npz" else load_image_folder(path)), None
     t0 = args.t0 if args.t0 == "knee" else float(args.t0)
+    grid = {"ts": args.ts} if args.ts else {}
     table, threshold = lid_table(model, train, test, t0=t0, trace=args.trace, n_probes=args.n_probes,
-                                 conditional=args.conditional, methods=args.methods)
+                                 conditional=args.conditional, methods=args.methods, **grid)
     print(table.groupby(["split", "kind"])[[c for c in table if c == "flipd" or c.startswith("lid_")]]
           .median().to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"FLIPD threshold (5% of held-out below): {threshold:.2f}")

@@ -52,3 +52,20 @@ def test_lid_table_and_mismatched_data(setup):
     bad = ImageDataset("b", torch.zeros(3, 1, 2, 2))
     with pytest.raises(ValueError, match="model expects"):
         compute_lid(model, bad, progress=False)
+
+
+def test_cli_compute_lid_on_the_toy(tmp_path, monkeypatch, capsys):
+    import pandas as pd
+
+    from memviz.cli import main
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "lid.csv"
+    assert main(["compute", "lid", "--model", str(ROOT / "assets" / "models" / "demo-toy"), "--ts", "0.02",
+                 "--t0", "0.02", "--trace", "exact", "--methods", "mle", "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert len(table) == 1901  # 2,000 points, the 100 copies of the origin counted once
+    assert "FLIPD threshold" in capsys.readouterr().out
+    circle = table[table.label == 0]
+    assert 0.5 < circle.flipd.median() < 1.5 and 0.5 < circle.lid_mle.median() < 1.5

@@ -8,7 +8,9 @@ estimator's "FO" rule exactly (Fukunaga-Olsen: the number of PCA eigenvalues abo
 ``alpha`` times the largest) and is tested against it.
 
 A neighbourhood with no spread (duplicates: DD-Mem) has LID* = 0 by definition here,
-for every method; that is the documented value, never NaN.
+for every method; that is the documented value, never NaN. LID* is read at the scale of
+k neighbours: a duplicated image reads 0 when its copies fill its neighbourhood (k at most
+its number of copies); with fewer copies than k, lPCA also sees the others' spread.
 """
 
 from __future__ import annotations
