@@ -45,11 +45,16 @@ def main() -> None:
     pick = np.r_[np.flatnonzero(kind != "none"), ordinary]
     sample = unique.subset(pick)
     held = test.subset(rng.choice(len(test), args.n_ordinary, replace=False))
+    # LID* of training images: pointwise on the stored training set, each image's own row left out;
+    # of held-out images: from their neighbourhoods in the training set
+    first_row = {int(s): i for i, s in reversed(list(enumerate(train.source_index)))}
+    train_rows = np.array([first_row[int(s)] for s in sample.source_index])
     rows = []
     for split, data, kinds in (("train", sample, kind[pick]), ("test", held, np.full(len(held), "held-out"))):
         frame = pd.DataFrame({"split": split, "kind": kinds, "label": data.labels})
         for method, k in (("lpca", 100), ("lpca", 20), ("mle", 20)):  # k below the 40 copies: DD-Mem reads 0
-            frame[f"lid_{method}_k{k}"] = data_lid(train.images, data.images, method=method, k=k)
+            frame[f"lid_{method}_k{k}"] = (data_lid(train.images, method=method, k=k)[train_rows] if split == "train"
+                                           else data_lid(train.images, data.images, method=method, k=k))
         for t in TS:
             for name, cond in (("uncond", None), ("cond", data.labels.tolist())):
                 frame[f"flipd_{name}@{t}"] = flipd(model, data.images, t, cond=cond, trace="hutchinson",

@@ -74,7 +74,8 @@ def _load_diffusers_part(folder: Path, class_name: str, use_safetensors: bool):
     else:
         cls = getattr(diffusers, class_name)
     try:
-        return cls.from_pretrained(folder, use_safetensors=use_safetensors, local_files_only=True)
+        return cls.from_pretrained(folder, use_safetensors=use_safetensors, local_files_only=True,
+                                   low_cpu_mem_usage=False)  # no accelerate needed for small models
     except Exception as exc:  # noqa: BLE001 - any diffusers failure becomes one sentence
         raise ValueError(f"Could not load {class_name} from {folder}: {_first_line(exc)}.") from None
 
