@@ -5,11 +5,11 @@ Run with ``streamlit run app.py``; it opens on the bundled demo (demo-mnist), of
 
 import streamlit as st
 
-st.set_page_config(page_title="memviz", page_icon="🔍", layout="wide")
+st.set_page_config(page_title="memviz", page_icon=":material/search:", layout="wide")
 
 pages = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/samples.py", title="Samples", icon="🖼️"),
-    st.Page("pages/prompts.py", title="Prompts", icon="💬"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/samples.py", title="Samples", icon=":material/grid_view:"),
+    st.Page("pages/prompts.py", title="Prompts", icon=":material/chat:"),
 ]
 st.navigation(pages).run()
