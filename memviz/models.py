@@ -361,4 +361,7 @@ def _check_t(t: torch.Tensor) -> None:
 
 
 def _is_per_row(cond: Cond) -> bool:
-    return isinstance(cond, (list, tuple)) or (torch.is_tensor(cond) and cond.ndim >= 1 and cond.ndim != 3)
+    """A condition with one entry per row (labels, prompts, or embeddings (B > 1, L, E)), sliced with the batch."""
+    if isinstance(cond, (list, tuple)):
+        return True
+    return torch.is_tensor(cond) and (cond.ndim == 1 or (cond.ndim == 3 and len(cond) > 1))

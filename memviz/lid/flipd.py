@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from memviz.lid._jacobian import eps_and_vjp, trace_exact, trace_hutchinson
-from memviz.models import Cond, DiffusionModel
+from memviz.models import Cond, DiffusionModel, _is_per_row
 
 EXACT_MAX_DIM = 3500  # the authors' default: exact trace up to D = 3,500, Hutchinson above
 DEFAULT_TS = tuple(np.round(np.geomspace(0.005, 0.5, 16), 5))
@@ -92,13 +92,11 @@ def _trace_mode(trace: str, dim: int) -> str:
 
 
 def _rows(cond: Cond, start: int, size: int) -> Cond:
-    per_row = isinstance(cond, (list, tuple)) or (torch.is_tensor(cond) and cond.ndim in (1, 3) and len(cond) > 1)
-    return cond[start:start + size] if per_row else cond
+    return cond[start:start + size] if _is_per_row(cond) else cond
 
 
 def _check_points(model: DiffusionModel, x: torch.Tensor) -> None:
-    if not torch.is_tensor(x) or x.ndim != 4 or tuple(x.shape[1:]) != model.sample_shape:
-        raise ValueError(f"x must have shape (B, {', '.join(map(str, model.sample_shape))}); "
-                         f"got {tuple(getattr(x, 'shape', ()))}.")
+    """The model's shape check, plus finiteness (an estimate at NaN would be NaN)."""
+    model._check_x(x)
     if not torch.isfinite(x).all():
         raise ValueError("x contains NaN or infinite values; FLIPD of such points is undefined.")

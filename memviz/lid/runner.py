@@ -61,7 +61,7 @@ def compute_lid(model: DiffusionModel, data: ImageDataset, ts: Sequence[float] =
     curves = cached("flipd", key, lambda: {"flipd": _flipd_curves(model, data.images, ts, cond, trace, n_probes,
                                                                       batch_size, seed, progress)},
                     refresh=refresh)["flipd"]
-    index = NeighborIndex(data.images)
+    index = NeighborIndex(data.images) if methods else None  # one neighbour graph for every LID* method
     k = {m: min(DEFAULT_K.get(m, 100), len(data) - 1) for m in methods}  # small data: the largest k it allows
     lid_star = {m: cached("data_lid", fingerprint(data.images, m, k[m]),
                           lambda m=m: {"lid": data_lid(data.images, method=m, k=k[m], index=index)},
