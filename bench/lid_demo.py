@@ -47,8 +47,7 @@ def main() -> None:
     held = test.subset(rng.choice(len(test), args.n_ordinary, replace=False))
     # LID* of training images: pointwise on the stored training set, each image's own row left out;
     # of held-out images: from their neighbourhoods in the training set
-    first_row = {int(s): i for i, s in reversed(list(enumerate(train.source_index)))}
-    train_rows = np.array([first_row[int(s)] for s in sample.source_index])
+    train_rows = train.first_rows()[pick]
     rows = []
     for split, data, kinds in (("train", sample, kind[pick]), ("test", held, np.full(len(held), "held-out"))):
         frame = pd.DataFrame({"split": split, "kind": kinds, "label": data.labels})

@@ -69,3 +69,16 @@ def test_cli_compute_lid_on_the_toy(tmp_path, monkeypatch, capsys):
     assert "FLIPD threshold" in capsys.readouterr().out
     circle = table[table.label == 0]
     assert 0.5 < circle.flipd.median() < 1.5 and 0.5 < circle.lid_mle.median() < 1.5
+    # the point mass is one row, but its LID* comes from the 100 stored copies: 0 (DD-Mem)
+    point_mass = table[table.kind == "DD-Mem"]
+    assert len(point_mass) == 1 and point_mass.lid_mle.iloc[0] == 0
+
+
+def test_lid_table_reads_lid_star_from_the_stored_copies(setup):
+    """A duplicated image is one row of the table, but its LID* comes from its stored copies: 0."""
+    model, data = setup
+    copies = data.images[:1].expand(30, -1, -1, -1)
+    stored = ImageDataset("dup", torch.cat([copies, data.images[1:]]), labels=np.zeros(89, dtype=np.int64))
+    table, _ = lid_table(model, stored, ts=[0.05], trace="exact", methods=("mle",), progress=False)
+    assert len(table) == 60
+    assert table.lid_mle.iloc[0] == 0 and table.lid_mle.iloc[1:].median() > 1

@@ -77,9 +77,13 @@ class ImageDataset:
     def deduplicated(self) -> "ImageDataset":
         """One row per distinct source image (the first), or per distinct image when the
         source is unknown. Per-sample arrays in ``meta`` (e.g. the planted kind) follow."""
+        return self.subset(self.first_rows())
+
+    def first_rows(self) -> np.ndarray:
+        """(U,) sorted row of the first occurrence of each distinct source image (or image)."""
         keys = self.source_index if self.source_index is not None else self.images.flatten(1).numpy()
         _, first = np.unique(keys, axis=0 if keys.ndim > 1 else None, return_index=True)
-        return self.subset(np.sort(first))
+        return np.sort(first)
 
     def resized(self, resolution: int) -> "ImageDataset":
         """The same dataset at ``resolution`` x ``resolution`` (antialiased bilinear)."""

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from memviz.cache import cached, fingerprint, model_fingerprint
@@ -45,13 +44,15 @@ class LIDResult:
 
 def compute_lid(model: DiffusionModel, data: ImageDataset, ts: Sequence[float] = DEFAULT_TS,
                 trace: str = "hutchinson", n_probes: int = 4, conditional: bool = False,
-                methods: Sequence[str] = ("lpca", "mle"), batch_size: int = 64, seed: int = 0,
-                progress: bool = True, refresh: bool = False) -> LIDResult:
+                methods: Sequence[str] = ("lpca", "mle"), reference: ImageDataset | None = None,
+                batch_size: int = 64, seed: int = 0, progress: bool = True, refresh: bool = False) -> LIDResult:
     """FLIPD curves and LID* for every sample of ``data``, from the cache when present.
 
     Args:
         conditional: FLIPD conditioned on each sample's label (else unconditional).
         methods: LID* estimators (see ``data_lid``); the neighbour index is built once.
+        reference: LID* from neighbourhoods in this data set (e.g. the training set, for
+            held-out images); None means pointwise within ``data``, each point's own row left out.
     """
     if tuple(data.shape) != model.sample_shape:
         raise ValueError(f"The data's images are {data.shape} but the model expects {model.sample_shape}.")
@@ -61,13 +62,23 @@ def compute_lid(model: DiffusionModel, data: ImageDataset, ts: Sequence[float] =
     curves = cached("flipd", key, lambda: {"flipd": _flipd_curves(model, data.images, ts, cond, trace, n_probes,
                                                                       batch_size, seed, progress)},
                     refresh=refresh)["flipd"]
-    index = NeighborIndex(data.images) if methods else None  # one neighbour graph for every LID* method
-    k = {m: min(DEFAULT_K.get(m, 100), len(data) - 1) for m in methods}  # small data: the largest k it allows
-    lid_star = {m: cached("data_lid", fingerprint(data.images, m, k[m]),
-                          lambda m=m: {"lid": data_lid(data.images, method=m, k=k[m], index=index)},
-                          refresh=refresh)["lid"]
-                for m in methods}
-    return LIDResult(ts, curves, lid_star)
+    queries = None if reference is None else data.images
+    return LIDResult(ts, curves, compute_data_lid((reference or data).images, methods, queries, refresh))
+
+
+def compute_data_lid(images, methods: Sequence[str], queries=None, refresh: bool = False) -> dict[str, np.ndarray]:
+    """LID* of ``queries`` (or pointwise of ``images``) by each method, on one neighbour graph, cached.
+
+    k is each method's default (``DEFAULT_K``), or the largest the data allows when it is small.
+    """
+    index = NeighborIndex(images) if methods else None  # one neighbour graph for every LID* method
+    out = {}
+    for m in methods:
+        k = min(DEFAULT_K.get(m, 100), len(images) - 1)
+        key = fingerprint(images, queries if queries is not None else "pointwise", m, k)
+        out[m] = cached("data_lid", key, lambda m=m, k=k: {"lid": data_lid(images, queries, method=m, k=k,
+                                                                             index=index)}, refresh=refresh)["lid"]
+    return out
 
 
 def _flipd_curves(model, images, ts, cond, trace, n_probes, batch_size, seed, progress) -> np.ndarray:
@@ -85,9 +96,15 @@ def _flipd_curves(model, images, ts, cond, trace, n_probes, batch_size, seed, pr
 
 
 def lid_table(model: DiffusionModel, train: ImageDataset, test: ImageDataset | None = None, t0: float | str = 0.05,
-              fpr: float = 0.05, **kwargs):
-    """One row per unique training image (and per test image): FLIPD at ``t0``, LID*, planted kind,
-    and the MMH verdict, its FLIPD threshold calibrated on the test images at ``fpr`` when given.
+              fpr: float = 0.05, verdict_lid: str = "mle", **kwargs):
+    """One row per distinct training image (and per test image): FLIPD at ``t0``, LID*, planted
+    kind, and the MMH verdict.
+
+    FLIPD is computed once per distinct image. LID* of a training image comes from the training
+    set as stored, duplicates included (that is what makes DD-Mem read 0), its own row left out;
+    LID* of a test image from its neighbourhood in the training set. The verdict reads LID* of
+    ``verdict_lid`` (MLE, k = 20: below the number of copies of a planted duplicate) and a FLIPD
+    threshold calibrated on the test images at ``fpr`` (on all rows when there is no test set).
 
     Returns:
         (pandas.DataFrame, threshold)
@@ -96,21 +113,24 @@ def lid_table(model: DiffusionModel, train: ImageDataset, test: ImageDataset | N
 
     from memviz.lid.verdict import calibrate_threshold, mmh_verdict
 
+    methods = tuple(dict.fromkeys([*kwargs.pop("methods", ("lpca", "mle")), verdict_lid]))
+    first = train.first_rows()
+    unique = train.subset(first)
     frames = []
-    for split, data in (("train", train.deduplicated()), ("test", test)):
+    for split, data in (("train", unique), ("test", test)):
         if data is None:
             continue
-        res = compute_lid(model, data, **kwargs)
+        res = compute_lid(model, data, methods=() if split == "train" else methods,
+                          reference=None if split == "train" else train, **kwargs)
+        lid_star = ({m: v[first] for m, v in compute_data_lid(train.images, methods).items()} if split == "train"
+                    else res.data_lid)
         frame = pd.DataFrame({"split": split, "index": np.arange(len(data)),
                               "label": data.labels if data.labels is not None else -1,
                               "kind": data.meta.get("kind", "none") if split == "train" else "none",
-                              "flipd": res.flipd_at(t0)})
-        for m, v in res.data_lid.items():
-            frame[f"lid_{m}"] = v
+                              "flipd": res.flipd_at(t0), **{f"lid_{m}": v for m, v in lid_star.items()}})
         frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
     ref = table.loc[table.split == "test", "flipd"] if test is not None else table["flipd"]
     threshold = calibrate_threshold(ref, fpr)
-    lid_col = [c for c in table if c.startswith("lid_")][0]
-    table["verdict"] = mmh_verdict(table["flipd"], table[lid_col], model_threshold=threshold)
+    table["verdict"] = mmh_verdict(table["flipd"], table[f"lid_{verdict_lid}"], model_threshold=threshold)
     return table, threshold
