@@ -12,7 +12,6 @@ prompts and latent spaces are handled here and nowhere else.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass

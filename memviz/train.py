@@ -7,7 +7,6 @@ loadable model folder at the same time, so a run can be inspected while it goes 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from tqdm.auto import tqdm
 
 from memviz._io import atomic_path
 from memviz.data.base import ImageDataset
+from memviz.models import save_model_folder
 
 
 @dataclass
@@ -87,8 +87,6 @@ def train(data: ImageDataset, out_dir: str | Path, cfg: TrainConfig, weights: np
     Returns:
         the model folder, loadable with ``DiffusionModel.from_pretrained``.
     """
-    from memviz.models import save_model_folder
-
     out_dir = Path(out_dir)
     ckpt = out_dir / ".train" / "checkpoint.pt"
     conditional = cfg.class_conditional and data.labels is not None
@@ -109,7 +107,7 @@ def train(data: ImageDataset, out_dir: str | Path, cfg: TrainConfig, weights: np
     w = torch.ones(len(data)) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
     labels = torch.as_tensor(data.labels) if conditional else None
     abar = scheduler.alphas_cumprod
-    t_start, step0 = time.time(), state["step"]
+    t_start = time.time()
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress, desc="train")
     while state["step"] < cfg.steps:
         loss = _train_step(unet, opt, data.images, labels, w, abar, cfg, gen, num_classes)
@@ -120,7 +118,7 @@ def train(data: ImageDataset, out_dir: str | Path, cfg: TrainConfig, weights: np
         if state["step"] % cfg.save_every == 0 or state["step"] == cfg.steps or out_of_time:
             state_now = {**state, "seconds": elapsed}
             _save_checkpoint(ckpt, unet, ema, opt, lr_sched, gen, state_now)
-            _export(out_dir, unet, ema, scheduler, cfg, state_now, meta, save_model_folder)
+            _export(out_dir, unet, ema, scheduler, cfg, state_now, meta)
         if out_of_time:
             break
     bar.close()
@@ -154,7 +152,7 @@ def _save_checkpoint(path: Path, unet, ema, opt, lr_sched, gen, state: dict) -> 
                     "lr_sched": lr_sched.state_dict(), "gen": gen.get_state(), "state": state}, tmp)
 
 
-def _export(out_dir: Path, unet, ema, scheduler, cfg: TrainConfig, state: dict, meta, save_model_folder) -> None:
+def _export(out_dir: Path, unet, ema, scheduler, cfg: TrainConfig, state: dict, meta) -> None:
     """Save the EMA weights as a model folder (the live weights stay untouched)."""
     ema.store(unet.parameters()); ema.copy_to(unet.parameters())
     try:

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 
 from memviz.data import PlantedTruth, training_data
 from memviz.memorization import copy_evidence

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from memviz.cli import main
-from memviz.data.synthetic import toy_mmh
 from memviz.data import mnist5k, plant_memorization, planted_split
 from memviz.models import DiffusionModel
 from memviz.train import TrainConfig, train

@@ -22,7 +22,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from memviz.data.base import ImageDataset
 
