@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("info", help="describe a model folder")
     p.add_argument("model", type=Path)
     p = sub.add_parser("compute", help="dataset-wide computations, cached on disk")
-    p.add_argument("what", choices=["lid"])
+    p.add_argument("what", choices=["lid", "spectra"], help="lid: FLIPD and LID*; spectra: Hessian spectra")
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
     p.add_argument("--t0", default="0.05", help="t0 of the reported FLIPD, or 'knee'")
@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-probes", type=int, default=4)
     p.add_argument("--conditional", action="store_true", help="FLIPD conditioned on each sample's label")
     p.add_argument("--methods", nargs="+", default=["lpca", "mle"])
+    p.add_argument("--t", type=float, default=0.05, help="spectra: the diffusion time of the Hessian")
+    p.add_argument("--method", default="auto", choices=["auto", "exact", "lanczos"], help="spectra: how")
+    p.add_argument("--k", type=int, help="spectra: eigenvalues per end for Lanczos (default 20)")
+    p.add_argument("--tau", type=float, help="spectra: threshold of the counts (default 1 / (2 sigma_t^2))")
     p.add_argument("--out", type=Path, help="CSV of the per-sample table")
     args = parser.parse_args(argv)
     try:
@@ -98,7 +102,6 @@ def _info(args) -> int:
 def _compute(args) -> int:
     from memviz.data import training_data
     from memviz.data.folder import load_image_folder, load_npz
-    from memviz.lid.runner import lid_table
     from memviz.models import DiffusionModel
 
     model = DiffusionModel.from_pretrained(args.model)
@@ -107,6 +110,32 @@ def _compute(args) -> int:
     else:
         path = Path(args.data)
         train, test = (load_npz(path) if path.suffix == ".npz" else load_image_folder(path)), None
+    table = (_compute_spectra if args.what == "spectra" else _compute_lid)(args, model, train, test)
+    if args.out:
+        from memviz._io import atomic_path
+
+        with atomic_path(args.out, ".csv") as tmp:
+            table.to_csv(tmp, index=False)
+        print(f"saved {args.out}")
+    return 0
+
+
+def _compute_spectra(args, model, train, test):
+    from memviz.hessian.runner import spectra_table
+    from memviz.hessian.summary import default_tau
+
+    tau = args.tau or default_tau(model, args.t)
+    table = spectra_table(model, train, test, tau=tau, t=args.t, method=args.method, k=args.k,
+                          conditional=args.conditional)
+    print(table.groupby(["split", "kind"]).median(numeric_only=True).drop(columns=["index", "label"])
+          .to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"t = {args.t}, tau = {tau:.2f}")
+    return table
+
+
+def _compute_lid(args, model, train, test):
+    from memviz.lid.runner import lid_table
+
     t0 = args.t0 if args.t0 == "knee" else float(args.t0)
     grid = {"ts": args.ts} if args.ts else {}
     table, threshold = lid_table(model, train, test, t0=t0, trace=args.trace, n_probes=args.n_probes,
@@ -115,13 +144,7 @@ def _compute(args) -> int:
           .median().to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"FLIPD threshold (5% of held-out below): {threshold:.2f}")
     print(table["verdict"].value_counts().to_string())
-    if args.out:
-        from memviz._io import atomic_path
-
-        with atomic_path(args.out, ".csv") as tmp:
-            table.to_csv(tmp, index=False)
-        print(f"saved {args.out}")
-    return 0
+    return table
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,7 @@
 """``DiffusionModel``: the one adapter between memviz's estimators and a diffusers model.
 
 Everything else in memviz sees a model only through this class, in continuous time
-t in (0, 1] of the variance-preserving process
+t in [0, 1] (t = tau / T) of the variance-preserving process
 
     x_t = alpha(t) x_0 + sigma(t) eps,    alpha(t)^2 + sigma(t)^2 = 1,
 
@@ -39,6 +39,9 @@ class SampleOutput:
         x0 (torch.Tensor): (n, C', H', W') final sample in the model's space (latents for latent models), CPU.
         noise (torch.Tensor): (n, C', H', W') the initial noise x_T, CPU.
         seed (int), steps (int), guidance_scale (float), cond: the call's arguments.
+        trajectory (torch.Tensor | None): (S, n, C', H', W') the point x_t fed to the model at
+            each of the S steps, when asked for (``return_trajectory``), CPU.
+        ts (torch.Tensor | None): (S,) the diffusion time t of each of those steps.
     """
 
     images: torch.Tensor
@@ -48,6 +51,8 @@ class SampleOutput:
     steps: int
     guidance_scale: float
     cond: Any
+    trajectory: torch.Tensor | None = None
+    ts: torch.Tensor | None = None
 
 
 class DiffusionModel:
@@ -150,7 +155,7 @@ class DiffusionModel:
 
         Args:
             x_t: (B, C, H, W) in the model's space.
-            t: a float or a (B,) tensor in (0, 1].
+            t: a float or a (B,) tensor in [0, 1].
             cond: None (unconditional), a class index or name, a prompt, a list of them
                 (one per row), or a precomputed embedding.
             guidance_scale: classifier-free guidance w: eps_u + w (eps_c - eps_u); None or 1
@@ -264,13 +269,15 @@ class DiffusionModel:
     # ---- sampling -----------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, cond: Cond = None, steps: int = 50, guidance_scale: float | None = None,
-               seed: int = 0, scheduler: str = "ddim", batch_size: int = 256, progress: bool = False) -> SampleOutput:
+               seed: int = 0, scheduler: str = "ddim", batch_size: int = 256, progress: bool = False,
+               return_trajectory: bool = False) -> SampleOutput:
         """Generate ``n`` samples with a diffusers scheduler, reproducibly from ``seed``.
 
         Args:
             scheduler ("ddim" or "ddpm", defaults to "ddim"): built from the training
                 scheduler's config; DDIM is deterministic (eta = 0) given the noise.
             guidance_scale: defaults to the model's recommended value (``meta``) or 1.
+            return_trajectory: also keep x_t at every step (``SampleOutput.trajectory``).
 
         Returns:
             SampleOutput with images in [0, 1] and the initial noise.
@@ -279,27 +286,45 @@ class DiffusionModel:
             raise ValueError(f"n and steps must be positive; got n={n}, steps={steps}.")
         w = float(guidance_scale if guidance_scale is not None else self.meta.get("guidance_scale", 1.0))
         gen = torch.Generator("cpu").manual_seed(seed)
-        noise = torch.randn((n, *self.sample_shape), generator=gen)
-        chunks = [self._denoise(noise[i:i + batch_size], cond if not _is_per_row(cond) else cond[i:i + batch_size],
-                                steps, w, scheduler, gen, progress) for i in range(0, n, batch_size)]
-        x0 = torch.cat(chunks).cpu()
-        return SampleOutput(self.decode(x0), x0, noise, seed, steps, w, cond)
+        noise = self.initial_noise(n, gen)
+        sched = self._sampler(scheduler, steps)
+        parts = [self._denoise(noise[i:i + batch_size], rows_of(cond, i, batch_size), w, sched, gen, progress,
+                               return_trajectory) for i in range(0, n, batch_size)]
+        x0 = torch.cat([p[0] for p in parts]).cpu()
+        traj = torch.cat([p[1] for p in parts], dim=1) if return_trajectory else None
+        ts = sched.timesteps.float().cpu() / self.T if return_trajectory else None
+        return SampleOutput(self.decode(x0), x0, noise, seed, steps, w, cond, traj, ts)
 
-    def _denoise(self, noise, cond, steps, w, scheduler, gen, progress) -> torch.Tensor:
-        """The sampling loop of a diffusers pipeline: 1. set the timesteps; 2. for each
-        step, the (guided) model output and one scheduler step."""
+    def initial_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """x_T ~ N(0, I): (n, C, H, W) on the CPU, drawn as ``sample`` draws it."""
+        return torch.randn((n, *self.sample_shape), generator=generator)
+
+    def sampling_times(self, steps: int = 50, scheduler: str = "ddim") -> torch.Tensor:
+        """(steps,) the diffusion times t = tau / T of a sampler's steps, first (noisiest) first."""
+        return self._sampler(scheduler, steps).timesteps.float().cpu() / self.T
+
+    def _sampler(self, scheduler: str, steps: int):
         cls = {"ddim": DDIMScheduler, "ddpm": DDPMScheduler}.get(scheduler)
         if cls is None:
             raise ValueError(f"Unknown scheduler {scheduler!r}; use 'ddim' or 'ddpm'.")
         sched = cls.from_config(self.scheduler.config)
-        sched.set_timesteps(steps)                                               # 1.
-        x = noise.to(self.device) * sched.init_noise_sigma
+        sched.set_timesteps(steps)
+        return sched
+
+    def _denoise(self, noise, cond, w, sched, gen, progress, keep: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The sampling loop of a diffusers pipeline: for each step, the (guided) model output
+        and one scheduler step. Returns x_0 and, if ``keep``, x_t at every step (S, B, ...)."""
         from tqdm.auto import tqdm
-        for k in tqdm(sched.timesteps, disable=not progress, desc="sample"):    # 2.
+
+        x = noise.to(self.device) * sched.init_noise_sigma
+        kept = []
+        for k in tqdm(sched.timesteps, disable=not progress, desc="sample"):
+            if keep:
+                kept.append(x.cpu())
             tau = torch.full((len(x),), float(k), device=self.device)
             out = self._guided_output(sched.scale_model_input(x, k), tau, cond, w)
             x = sched.step(out, k, x, generator=gen).prev_sample
-        return x
+        return x, (torch.stack(kept) if keep else None)
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
         """Model-space samples (B, C, H, W) to pixel images in [0, 1]."""
@@ -355,8 +380,14 @@ def save_model_folder(path: str | Path, unet, scheduler, meta: dict | None = Non
 
 
 def _check_t(t: torch.Tensor) -> None:
-    if not torch.isfinite(t).all() or (t <= 0).any() or (t > 1).any():
-        raise ValueError("t must lie in (0, 1] (continuous diffusion time; tau = t * T is the scheduler step).")
+    # t = 0 is the first training step tau = 0, where sigma = sqrt(1 - abar_0) is still positive
+    if not torch.isfinite(t).all() or (t < 0).any() or (t > 1).any():
+        raise ValueError("t must lie in [0, 1] (continuous diffusion time; tau = t * T is the scheduler step).")
+
+
+def rows_of(cond: Cond, start: int, size: int) -> Cond:
+    """The rows [start, start + size) of a per-row condition; any other condition as it is."""
+    return cond[start:start + size] if _is_per_row(cond) else cond
 
 
 def _is_per_row(cond: Cond) -> bool:

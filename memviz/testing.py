@@ -104,3 +104,24 @@ def gaussian_hessian_eigenvalues(cov: torch.Tensor, alpha: float, sigma: float) 
     """Eigenvalues of the Hessian of log p_t, -(alpha^2 cov + sigma^2 I)^{-1}, ascending: (D,)."""
     lam = torch.linalg.eigvalsh(cov.double())
     return torch.sort(-1.0 / (alpha**2 * lam + sigma**2)).values
+
+
+class ClassGaussianDenoiser(torch.nn.Module):
+    """Exact eps of a class-conditional model whose class k is N(means[k], covs[k]) and whose
+    null class (index K, the last) is N(means[K], covs[K]): Hessians -C_k^{-1} in closed form.
+
+    Args:
+        means: (K + 1, D); covs: (K + 1, D, D); shape: (C, H, W).
+    """
+
+    def __init__(self, means: torch.Tensor, covs: torch.Tensor, shape: tuple[int, int, int],
+                 scheduler: DDPMScheduler | None = None):
+        super().__init__()
+        self.parts = torch.nn.ModuleList(GaussianDenoiser(m, c, shape, scheduler) for m, c in zip(means, covs))
+        self.config = SimpleNamespace(sample_size=shape[1:], in_channels=shape[0], num_class_embeds=len(means))
+
+    def forward(self, x: torch.Tensor, timestep, class_labels=None, **_) -> SimpleNamespace:
+        labels = torch.full((len(x),), len(self.parts) - 1) if class_labels is None else class_labels
+        tau = torch.as_tensor(timestep, dtype=torch.float64).expand(len(x))
+        picks = [(labels == k).view(-1, 1, 1, 1).to(x) for k in range(len(self.parts))]
+        return SimpleNamespace(sample=sum(p * part(x, tau).sample for p, part in zip(picks, self.parts)))

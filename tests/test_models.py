@@ -35,10 +35,16 @@ def test_alpha_is_log_linear_between_steps(make_model):
     assert (model.alpha(ts).diff() < 0).all()
 
 
-@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5, float("nan")])
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan")])
 def test_t_outside_the_unit_interval_is_refused(make_model, bad):
-    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
         make_model().alpha(bad)
+
+
+def test_t_zero_is_the_first_training_step(make_model):
+    model = make_model()
+    abar0 = float(model.scheduler.alphas_cumprod[0])
+    assert model.sigma(0.0) == pytest.approx((1 - abar0) ** 0.5) and model.sigma(0.0) > 0
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])

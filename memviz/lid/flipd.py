@@ -16,8 +16,8 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from memviz.lid._jacobian import eps_and_vjp, trace_exact, trace_hutchinson
-from memviz.models import Cond, DiffusionModel, _is_per_row
+from memviz.autodiff import eps_and_vjp, trace_exact, trace_hutchinson
+from memviz.models import Cond, DiffusionModel, rows_of
 
 EXACT_MAX_DIM = 3500  # the authors' default: exact trace up to D = 3,500, Hutchinson above
 DEFAULT_TS = tuple(np.round(np.geomspace(0.005, 0.5, 16), 5))
@@ -48,7 +48,7 @@ def flipd(model: DiffusionModel, x: torch.Tensor, t0: float | Literal["knee"] = 
     mode = _trace_mode(trace, model.dim)
     bs = batch_size or (8 if mode == "exact" else 64)
     gen = torch.Generator().manual_seed(seed)
-    out = [_flipd_batch(model, x[i:i + bs], float(t0), _rows(cond, i, bs), mode, n_probes, gen, guidance_scale)
+    out = [_flipd_batch(model, x[i:i + bs], float(t0), rows_of(cond, i, bs), mode, n_probes, gen, guidance_scale)
            for i in range(0, len(x), bs)]
     return torch.cat(out)
 
@@ -89,10 +89,6 @@ def _trace_mode(trace: str, dim: int) -> str:
     if trace not in ("auto", "exact", "hutchinson"):
         raise ValueError(f"trace must be 'auto', 'exact' or 'hutchinson'; got {trace!r}.")
     return ("exact" if dim <= EXACT_MAX_DIM else "hutchinson") if trace == "auto" else trace
-
-
-def _rows(cond: Cond, start: int, size: int) -> Cond:
-    return cond[start:start + size] if _is_per_row(cond) else cond
 
 
 def _check_points(model: DiffusionModel, x: torch.Tensor) -> None:
