@@ -101,9 +101,12 @@ def train(data: ImageDataset, out_dir: str | Path, cfg: TrainConfig, weights: np
     state = {"step": 0, "seconds": 0.0}
     if ckpt.exists():  # resume
         saved = torch.load(ckpt, weights_only=False)
-        unet.load_state_dict(saved["unet"]); ema.load_state_dict(saved["ema"])
-        opt.load_state_dict(saved["opt"]); lr_sched.load_state_dict(saved["lr_sched"])
-        gen.set_state(saved["gen"]); state = saved["state"]
+        unet.load_state_dict(saved["unet"])
+        ema.load_state_dict(saved["ema"])
+        opt.load_state_dict(saved["opt"])
+        lr_sched.load_state_dict(saved["lr_sched"])
+        gen.set_state(saved["gen"])
+        state = saved["state"]
     w = torch.ones(len(data)) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
     labels = torch.as_tensor(data.labels) if conditional else None
     abar = scheduler.alphas_cumprod
@@ -111,8 +114,11 @@ def train(data: ImageDataset, out_dir: str | Path, cfg: TrainConfig, weights: np
     bar = tqdm(total=cfg.steps, initial=state["step"], disable=not progress, desc="train")
     while state["step"] < cfg.steps:
         loss = _train_step(unet, opt, data.images, labels, w, abar, cfg, gen, num_classes)
-        lr_sched.step(); ema.step(unet.parameters()); state["step"] += 1
-        bar.update(1); bar.set_postfix(loss=f"{loss:.4f}")
+        lr_sched.step()
+        ema.step(unet.parameters())
+        state["step"] += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
         elapsed = state["seconds"] + time.time() - t_start
         out_of_time = cfg.max_minutes is not None and elapsed > 60 * cfg.max_minutes
         if state["step"] % cfg.save_every == 0 or state["step"] == cfg.steps or out_of_time:
@@ -154,7 +160,8 @@ def _save_checkpoint(path: Path, unet, ema, opt, lr_sched, gen, state: dict) -> 
 
 def _export(out_dir: Path, unet, ema, scheduler, cfg: TrainConfig, state: dict, meta) -> None:
     """Save the EMA weights as a model folder (the live weights stay untouched)."""
-    ema.store(unet.parameters()); ema.copy_to(unet.parameters())
+    ema.store(unet.parameters())
+    ema.copy_to(unet.parameters())
     try:
         training = {**asdict(cfg), "steps_done": state["step"], "train_seconds": round(state["seconds"], 1),
                     "images_seen": state["step"] * cfg.batch_size}

@@ -7,8 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from memviz.data import (ImageDataset, PlantedTruth, digits, load_builtin, mnist5k, plant_memorization,
-                         planted_split)
+from memviz.data import ImageDataset, PlantedTruth, digits, load_builtin, mnist5k, plant_memorization, planted_split
 from memviz.data.folder import load_image_folder, load_npz
 from memviz.data.synthetic import affine_union, toy_mmh
 

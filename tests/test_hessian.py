@@ -8,8 +8,17 @@ from diffusers import DDPMScheduler
 from torch.func import vjp
 
 from memviz.autodiff import jacobian
-from memviz.hessian import (ScoreJacobian, default_tau, density, jeon_score, spectrum, spectrum_at, summarize,
-                            summarize_density, trajectory_spectra)
+from memviz.hessian import (
+    ScoreJacobian,
+    default_tau,
+    density,
+    jeon_score,
+    spectrum,
+    spectrum_at,
+    summarize,
+    summarize_density,
+    trajectory_spectra,
+)
 from memviz.models import DiffusionModel
 from memviz.testing import ClassGaussianDenoiser, GaussianDenoiser, gaussian_hessian_eigenvalues, subspace_gaussian
 

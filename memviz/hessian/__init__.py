@@ -5,8 +5,15 @@ Jeon's detection score."""
 from memviz.hessian.density import SpectralDensity, slq
 from memviz.hessian.operator import ScoreJacobian
 from memviz.hessian.sharpness import jeon_score
-from memviz.hessian.spectrum import (EXACT_MAX_DIM, METHODS, TrajectorySpectra, density, spectrum, spectrum_at,
-                                     trajectory_spectra)
+from memviz.hessian.spectrum import (
+    EXACT_MAX_DIM,
+    METHODS,
+    TrajectorySpectra,
+    density,
+    spectrum,
+    spectrum_at,
+    trajectory_spectra,
+)
 from memviz.hessian.summary import default_tau, summarize, summarize_density
 
 __all__ = ["EXACT_MAX_DIM", "METHODS", "ScoreJacobian", "SpectralDensity", "TrajectorySpectra", "default_tau",

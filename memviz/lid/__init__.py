@@ -1,7 +1,7 @@
 """Local intrinsic dimension: the model's (FLIPD, normal bundle) and the data's (LID*)."""
 
-from memviz.lid.flipd import DEFAULT_TS, flipd, flipd_curve, knee_index
 from memviz.lid.data_lid import data_lid
+from memviz.lid.flipd import DEFAULT_TS, flipd, flipd_curve, knee_index
 from memviz.lid.normal_bundle import normal_bundle
 from memviz.lid.verdict import VERDICTS, calibrate_threshold, mmh_verdict
 
