@@ -38,3 +38,40 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     with atomic_path(path, ".png") as tmp:
         Image.fromarray(image_grid(images, nrow=nrow, scale=scale)).save(tmp, format="PNG")
     return Path(path)
+
+
+def spectrum_figure(spectra: dict[str, np.ndarray], tau: float | None = None, title: str | None = None,
+                    bins: int = 60):
+    """Hessian spectra side by side: sorted eigenvalues (left) and their histogram (right), with
+    -tau and +tau marked. A pure builder: data in, ``plotly.graph_objects.Figure`` out.
+
+    Args:
+        spectra: name -> (m,) real eigenvalues (for instance one sample, or a planted and an ordinary one).
+        tau: the threshold of the counts (``memviz.hessian.default_tau``), or None for no marks.
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("sorted eigenvalues", "histogram"), horizontal_spacing=0.1)
+    for i, (name, ev) in enumerate(spectra.items()):
+        ev = np.sort(np.asarray(ev, dtype=float).ravel())
+        if not np.isfinite(ev).all():
+            raise ValueError(f"The spectrum {name!r} has NaN or infinite values.")
+        color = _PALETTE[i % len(_PALETTE)]
+        fig.add_trace(go.Scatter(x=np.arange(1, len(ev) + 1), y=ev, mode="lines+markers", name=name, legendgroup=name,
+                                 marker={"size": 3, "color": color}, line={"color": color}), row=1, col=1)
+        fig.add_trace(go.Histogram(x=ev, nbinsx=bins, name=name, legendgroup=name, showlegend=False, opacity=0.6,
+                                   marker_color=color), row=1, col=2)
+    if tau is not None:
+        for sign in (-1, 1):
+            fig.add_hline(y=sign * tau, line_dash="dot", line_color="grey", row=1, col=1)
+            fig.add_vline(x=sign * tau, line_dash="dot", line_color="grey", row=1, col=2)
+    fig.update_layout(barmode="overlay", title=title, template="plotly_white", legend_title_text="")
+    fig.update_xaxes(title_text="index", row=1, col=1)
+    fig.update_yaxes(title_text="eigenvalue", row=1, col=1)
+    fig.update_xaxes(title_text="eigenvalue", row=1, col=2)
+    fig.update_yaxes(title_text="count", row=1, col=2)
+    return fig
+
+
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")

@@ -257,6 +257,12 @@ class DiffusionModel:
             raise ValueError(f"x_t must have shape (B, {', '.join(map(str, self.sample_shape))}); "
                              f"got {tuple(getattr(x, 'shape', ()))}.")
 
+    def check_points(self, x: torch.Tensor) -> None:
+        """The shape check, plus finiteness: an estimate at NaN would be NaN. x: (B, C, H, W)."""
+        self._check_x(x)
+        if not torch.isfinite(x).all():
+            raise ValueError("x contains NaN or infinite values; no estimate is defined at such points.")
+
     def _batch_t(self, t, n: int, device) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=torch.float32, device=device)
         _check_t(t)

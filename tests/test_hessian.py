@@ -222,3 +222,15 @@ def test_dataset_spectra_are_cached_and_tau_is_a_cheap_knob(tmp_path, monkeypatc
                                 progress=False)
     assert lz.eigenvalues.shape == (5, 6) and lz.density.nodes.shape == (5, 4, 12)
     assert set(lz.summary().columns) >= {"n_sharp", "n_flat", "trace", "lambda_min"}
+
+
+def test_spectrum_figure_shows_every_spectrum_and_tau():
+    from memviz.figures import spectrum_figure
+
+    fig = spectrum_figure({"planted": -np.linspace(30, 20, 50), "ordinary": np.linspace(-30, 2, 50)}, tau=16.0)
+    assert [tr.type for tr in fig.data] == ["scatter", "histogram", "scatter", "histogram"]
+    assert fig.data[0].y[0] == -30 and len(fig.data[2].y) == 50
+    lines = [(s.type, s.x0, s.y0) for s in fig.layout.shapes]
+    assert {y for _, x, y in lines if x == 0} == {-16.0, 16.0} and {x for _, x, y in lines if y == 0} == {-16.0, 16.0}
+    with pytest.raises(ValueError, match="NaN"):
+        spectrum_figure({"bad": np.array([np.nan])})

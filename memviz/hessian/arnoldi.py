@@ -16,7 +16,7 @@ from memviz.hessian.lanczos import _check_k
 from memviz.hessian.operator import ScoreJacobian
 
 
-def arnoldi_eigenvalues(op: ScoreJacobian, k: int, tol: float = 1e-5, seed: int = 0,
+def arnoldi_eigenvalues(op: ScoreJacobian, k: int, tol: float = 1e-4, seed: int = 0,
                         maxiter: int | None = None) -> torch.Tensor:
     """The k eigenvalues of H with the smallest real part and the k with the largest, at one point.
 

@@ -39,7 +39,7 @@ def spectrum(model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond = None
     Returns:
         (B, m) ascending (by real part), float64 or complex128, on the CPU.
     """
-    _check_points(model, x)
+    model.check_points(x)
     y = model.alpha(t) * x
     if noise:
         y = y + model.sigma(t) * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed)).to(x)
@@ -50,7 +50,7 @@ def spectrum_at(model: DiffusionModel, y: torch.Tensor, t: float, cond: Cond = N
                 k: int | None = None, seed: int = 0, guidance_scale: float | None = None,
                 batch_size: int = 8) -> torch.Tensor:
     """As ``spectrum``, at given noised points y: (B, C, H, W) (for instance x_t of a trajectory)."""
-    _check_points(model, y)
+    model.check_points(y)
     method = _resolve(method, model.dim)
     if method == "exact":
         if k is not None:
@@ -78,7 +78,7 @@ def density(model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond = None,
     Args:
         x: (B, C, H, W); n_probes: Rademacher probes per point; n_steps: Lanczos steps per probe.
     """
-    _check_points(model, x)
+    model.check_points(x)
     gen = torch.Generator().manual_seed(seed)
     y = model.alpha(t) * x
     if noise:
@@ -124,9 +124,3 @@ def _resolve(method: str, dim: int) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
     return ("exact" if dim <= EXACT_MAX_DIM else "lanczos") if method == "auto" else method
-
-
-def _check_points(model: DiffusionModel, x: torch.Tensor) -> None:
-    model._check_x(x)
-    if not torch.isfinite(x).all():
-        raise ValueError("The points contain NaN or infinite values; their spectrum is undefined.")

@@ -44,7 +44,7 @@ def flipd(model: DiffusionModel, x: torch.Tensor, t0: float | Literal["knee"] = 
         curve = flipd_curve(model, x, DEFAULT_TS, cond=cond, trace=trace, n_probes=n_probes, seed=seed,
                             batch_size=batch_size, guidance_scale=guidance_scale)
         return curve[torch.arange(len(x)), torch.as_tensor(knee_index(DEFAULT_TS, curve.numpy()))]
-    _check_points(model, x)
+    model.check_points(x)
     mode = _trace_mode(trace, model.dim)
     bs = batch_size or (8 if mode == "exact" else 64)
     gen = torch.Generator().manual_seed(seed)
@@ -89,10 +89,3 @@ def _trace_mode(trace: str, dim: int) -> str:
     if trace not in ("auto", "exact", "hutchinson"):
         raise ValueError(f"trace must be 'auto', 'exact' or 'hutchinson'; got {trace!r}.")
     return ("exact" if dim <= EXACT_MAX_DIM else "hutchinson") if trace == "auto" else trace
-
-
-def _check_points(model: DiffusionModel, x: torch.Tensor) -> None:
-    """The model's shape check, plus finiteness (an estimate at NaN would be NaN)."""
-    model._check_x(x)
-    if not torch.isfinite(x).all():
-        raise ValueError("x contains NaN or infinite values; FLIPD of such points is undefined.")

@@ -28,9 +28,7 @@ def normal_bundle(model: DiffusionModel, x: torch.Tensor, t: float = 0.01, n_sco
     Returns:
         (B,) int64 estimates in [0, D].
     """
-    from memviz.lid.flipd import _check_points
-
-    _check_points(model, x)
+    model.check_points(x)
     k = n_scores or 4 * model.dim
     if k < 2:
         raise ValueError(f"n_scores must be at least 2; got {k}.")
