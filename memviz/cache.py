@@ -55,3 +55,25 @@ def cached(kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]], re
     arrays = compute()
     save_npz(path, **arrays)
     return arrays
+
+
+def cached_object(kind: str, key: str, compute: Callable[[], Any], refresh: bool = False) -> Any:
+    """A fitted object (a UMAP reducer, say) of ``kind``/``key`` from disk, or ``compute()`` and pickle it.
+
+    Pickles are only read from memviz's own cache folder, which only memviz writes.
+    """
+    import pickle
+
+    from memviz._io import atomic_path
+
+    path = cache_dir() / kind / f"{key}.pkl"
+    if path.exists() and not refresh:
+        try:
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+            path.unlink(missing_ok=True)  # a corrupt or stale entry is recomputed
+    obj = compute()
+    with atomic_path(path, ".pkl") as tmp, open(tmp, "wb") as f:
+        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+    return obj

@@ -43,9 +43,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, help="spectra: eigenvalues per end for Lanczos (default 20)")
     p.add_argument("--tau", type=float, help="spectra: threshold of the counts (default 1 / (2 sigma_t^2))")
     p.add_argument("--out", type=Path, help="CSV of the per-sample table")
+    p = sub.add_parser("eval-detection", help="AUROC and TPR@1%%FPR of every detector against the planted truth")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--n", type=int, nargs="+", default=[1, 4], help="generations per prompt")
+    p.add_argument("--steps", type=int, nargs="+", default=[1, 5, 50], help="first sampling steps scored")
+    p.add_argument("--reps", type=int, default=5, help="independent groups of n generations per prompt")
+    p.add_argument("--sample-steps", type=int, default=50, help="the sampler's number of steps")
+    p.add_argument("--n-ordinary", type=int, default=200, help="ordinary training images at sample level")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="write the rows here")
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "sample": _sample, "info": _info, "compute": _compute}[args.command](args)
+        return {"train": _train, "sample": _sample, "info": _info, "compute": _compute,
+                "eval-detection": _eval_detection}[args.command](args)
     except ValueError as exc:  # bad input: one clear sentence, no traceback
         print(f"memviz: {exc}", file=sys.stderr)
         return 2
@@ -145,6 +155,25 @@ def _compute_lid(args, model, train, test):
     print(f"FLIPD threshold (5% of held-out below): {threshold:.2f}")
     print(table["verdict"].value_counts().to_string())
     return table
+
+
+def _eval_detection(args) -> int:
+    import pandas as pd
+
+    from memviz._io import write_json
+    from memviz.detect import KEYS, eval_detection
+    from memviz.models import DiffusionModel
+
+    model = DiffusionModel.from_pretrained(args.model)
+    rows = eval_detection(model, n=args.n, steps=args.steps, reps=args.reps, n_ordinary=args.n_ordinary,
+                          sample_steps=args.sample_steps, seed=args.seed)
+    table = pd.DataFrame(rows, columns=list(KEYS))
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
+    if args.json:
+        write_json(args.json, rows)
+        print(f"saved {args.json}")
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

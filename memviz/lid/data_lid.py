@@ -20,13 +20,14 @@ import warnings
 import numpy as np
 import torch
 
-from memviz.neighbors import NeighborIndex, _flat
+from memviz.neighbors import NeighborGraph, NeighborIndex, _flat, neighbor_graph
 
 DEFAULT_K = {"lpca": 100, "mle": 20, "twonn": 100, "ess": 100}
 
 
 def data_lid(reference, queries=None, method: str = "lpca", k: int | None = None,
-             index: NeighborIndex | None = None, alpha: float = 0.05, chunk: int = 256) -> np.ndarray:
+             index: NeighborIndex | None = None, alpha: float = 0.05, chunk: int = 256,
+             graph: NeighborGraph | None = None) -> np.ndarray:
     """Pointwise LID* of ``queries`` (or of every reference point) from their k nearest reference points.
 
     Args:
@@ -36,7 +37,9 @@ def data_lid(reference, queries=None, method: str = "lpca", k: int | None = None
         method: "lpca" (batched, FO rule), "mle" (Levina-Bickel), "twonn", "ess", or the
             name of any other ``skdim.id`` estimator fitted per neighbourhood.
         k: neighbourhood size (defaults: lpca 100, mle 20, twonn 100, ess 100).
-        index: a prebuilt ``NeighborIndex`` over ``reference`` (the shared neighbour graph).
+        index: a prebuilt ``NeighborIndex`` over ``reference``.
+        graph: the reference's precomputed ``NeighborGraph`` (k or more neighbours), used
+            when ``queries`` is None instead of searching again.
         alpha: the FO threshold of lPCA.
 
     Returns:
@@ -49,23 +52,17 @@ def data_lid(reference, queries=None, method: str = "lpca", k: int | None = None
         raise ValueError(f"LID* needs at least 3 reference points; got {len(ref)}.")
     if not 2 <= k < len(ref):
         raise ValueError(f"k = {k} must lie in [2, {len(ref) - 1}] for {len(ref)} reference points; lower k.")
-    index = index or NeighborIndex(ref)
-    dist, idx = _neighbourhoods(index, ref if queries is None else _flat(queries), k, exclude_self=queries is None)
+    if queries is None:
+        g = (graph or neighbor_graph(ref, k, index=index, cache=False)).first(k)
+        dist, idx = g.distance, g.index
+    else:
+        nb = (index or NeighborIndex(ref)).nearest(_flat(queries), k)
+        dist, idx = nb.distance, nb.index
     if method == "lpca":
         return _lpca_fo(ref, idx, alpha, chunk)
     if method == "mle":
         return _mle(dist)
     return _per_neighbourhood(ref, idx, method)
-
-
-def _neighbourhoods(index: NeighborIndex, q: np.ndarray, k: int, exclude_self: bool):
-    """(Q, k) distances and indices; with ``exclude_self`` each point's own row is dropped."""
-    nb = index.nearest(q, k + int(exclude_self))
-    if not exclude_self:
-        return nb.distance, nb.index
-    own = nb.index == np.arange(len(q))[:, None]  # at most one per row: FAISS returns distinct indices
-    own[~own.any(1), -1] = True  # own row not among the k+1 (many exact duplicates): drop the farthest
-    return nb.distance[~own].reshape(len(q), k), nb.index[~own].reshape(len(q), k)
 
 
 def _lpca_fo(ref: np.ndarray, idx: np.ndarray, alpha: float, chunk: int) -> np.ndarray:

@@ -18,7 +18,7 @@ from memviz.data.base import ImageDataset
 from memviz.lid.data_lid import DEFAULT_K, data_lid
 from memviz.lid.flipd import DEFAULT_TS, flipd, knee_index
 from memviz.models import DiffusionModel
-from memviz.neighbors import NeighborIndex
+from memviz.neighbors import NeighborIndex, neighbor_graph
 
 
 @dataclass(frozen=True)
@@ -71,13 +71,15 @@ def compute_data_lid(images, methods: Sequence[str], queries=None, refresh: bool
 
     k is each method's default (``DEFAULT_K``), or the largest the data allows when it is small.
     """
-    index = NeighborIndex(images) if methods else None  # one neighbour graph for every LID* method
+    ks = {m: min(DEFAULT_K.get(m, 100), len(images) - 1) for m in methods}
+    # one neighbour graph (cached) for every pointwise method; one index for queries
+    graph = neighbor_graph(images, max(ks.values())) if ks and queries is None else None
+    index = NeighborIndex(images) if ks and queries is not None else None
     out = {}
-    for m in methods:
-        k = min(DEFAULT_K.get(m, 100), len(images) - 1)
+    for m, k in ks.items():
         key = fingerprint(images, queries if queries is not None else "pointwise", m, k)
         out[m] = cached("data_lid", key, lambda m=m, k=k: {"lid": data_lid(images, queries, method=m, k=k,
-                                                                             index=index)}, refresh=refresh)["lid"]
+                                                                             index=index, graph=graph)}, refresh=refresh)["lid"]
     return out
 
 

@@ -1,0 +1,20 @@
+"""Wen, Liu, Chen, Lyu (ICLR 2024): the magnitude of the text- (or class-) conditional noise
+prediction, ||eps(x_t, c) - eps(x_t, null)||, is large along the sampling trajectory of a
+memorized prompt: the condition alone pulls the sample towards one training image.
+Averaged over the first ``steps`` sampling steps and n generations (their eq. 2)."""
+
+from __future__ import annotations
+
+import torch
+
+from memviz.models import Cond, DiffusionModel
+
+
+@torch.no_grad()
+def wen_score(model: DiffusionModel, cond: Cond, x_t: torch.Tensor, t: float) -> torch.Tensor:
+    """||eps(x_t, t | c) - eps(x_t, t | null)|| of each point: x_t (B, C, H, W) -> (B,) float64, CPU."""
+    if cond is None:
+        raise ValueError("Wen's score compares a condition with the unconditional model; give a condition.")
+    x = x_t.to(model.device, torch.float32)
+    diff = model.eps(x, t, cond) - model.eps(x, t, None)
+    return diff.flatten(1).double().norm(dim=1).cpu()
