@@ -51,9 +51,15 @@ def mnist_recall() -> dict:
                                                                                      x[:500] + 0.01, 10)}
 
 
+def blobs(n: int, d: int, centers: int, seed: int) -> np.ndarray:
+    """Clustered points (like images, unlike uniform noise): Gaussian blobs around random centres."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centers, d), dtype=np.float32) * 5
+    return c[rng.integers(0, centers, n)] + rng.standard_normal((n, d), dtype=np.float32)
+
+
 def umap_rows(sizes=(5000, 50000)) -> list[dict]:
     from memviz.embed import fit_map
-    from tests.test_neighbors import blobs
 
     rows = []
     with tempfile.TemporaryDirectory() as cache:
@@ -79,9 +85,9 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     search = [r for n in args.sizes for r in search_rows(n, rng)] + [mnist_recall()]
-    maps = umap_rows(args.umap_sizes)
-    print(pd.DataFrame(search).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(pd.DataFrame(search).to_string(index=False, float_format=lambda v: f"{v:.3g}"), flush=True)
     print()
+    maps = umap_rows(args.umap_sizes)
     print(pd.DataFrame(maps).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.json:
         args.json.write_text(json.dumps({"search": search, "umap": maps}, indent=2))

@@ -54,8 +54,11 @@ def _sample_rows(model, train, test, truth, n_ordinary, seed) -> list[dict]:
     positive = frame.kind.to_numpy() != "none"
     scores = {name: -frame[name] for name in ("flipd_uncond", "flipd_cond", "nn_distance") if name in frame}
     scores |= {name: frame[name] for name in ("n_sharp_uncond", "n_sharp_cond", "jeon_sample") if name in frame}
-    scores["mmh_verdict"] = frame.verdict.isin(["OD-Mem", "DD-Mem"]).astype(float)
-    sec["mmh_verdict"] = sec.get("flipd_uncond", 0.0)
+    for name, col, flipd_col in (("mmh_verdict", "verdict", "flipd_uncond"),
+                                 ("mmh_verdict_cond", "verdict_cond", "flipd_cond")):
+        if col in frame:
+            scores[name] = frame[col].isin(["OD-Mem", "DD-Mem"]).astype(float)
+            sec[name] = sec.get(flipd_col, 0.0)
     sec["nn_distance"] = 0.0
     return [_row(name, "sample", None, None, positive, np.asarray(v, dtype=float), sec.get(name, 0.0))
             for name, v in scores.items()]

@@ -24,7 +24,8 @@ def sample_scores(model: DiffusionModel, train: ImageDataset, rows: np.ndarray, 
 
     Steps: 1. FLIPD at t0, unconditional and under each image's label; 2. LID* (MLE, k = 20) and
     the distance to the nearest other training image, from the shared neighbour graph; 3. the MMH
-    verdict, its FLIPD threshold calibrated on ``test`` (5% below); 4. exact Hessian spectra
+    verdict from unconditional and (class models) conditional FLIPD, each threshold calibrated on
+    ``test`` (5% below); 4. exact Hessian spectra
     (n_sharp, n_flat) and Jeon's score at y = alpha(t0) x.
 
     Returns:
@@ -43,10 +44,10 @@ def sample_scores(model: DiffusionModel, train: ImageDataset, rows: np.ndarray, 
     graph = neighbor_graph(train.images, 20)                                                           # 2.
     frame["lid_mle"], frame["nn_distance"] = data_lid(train.images, method="mle", k=20, graph=graph)[rows], \
         graph.distance[rows, 0]
-    ref = flipd(model, test.images, t0, trace="hutchinson", n_probes=n_probes, seed=seed).numpy() if test else \
-        frame["flipd_uncond"].to_numpy()
-    frame["verdict"] = mmh_verdict(frame["flipd_uncond"], frame["lid_mle"],
-                                   model_threshold=calibrate_threshold(ref, 0.05))                      # 3.
+    for tag in ("uncond", "cond") if labels is not None else ("uncond",):                              # 3.
+        frame["verdict" if tag == "uncond" else "verdict_cond"] = mmh_verdict(
+            frame[f"flipd_{tag}"], frame["lid_mle"], model_threshold=_threshold(model, test, tag, t0, n_probes, seed,
+                                                                                frame[f"flipd_{tag}"]))
     for tag, conditional in (("uncond", False), ("cond", labels is not None)):                         # 4.
         if tag == "cond" and not conditional:
             continue
@@ -58,6 +59,15 @@ def sample_scores(model: DiffusionModel, train: ImageDataset, rows: np.ndarray, 
         frame["jeon_sample"], sec["jeon_sample"] = _timed(lambda: jeon_score(
             model, labels, x_t=model.alpha(t0) * data.images, t=t0).numpy(), len(data))
     return frame, sec
+
+
+def _threshold(model, test, tag, t0, n_probes, seed, fallback) -> float:
+    """The FLIPD below which 5% of held-out images fall (of the scored images themselves without a test set)."""
+    if test is None:
+        return calibrate_threshold(fallback, 0.05)
+    cond = test.labels.tolist() if tag == "cond" else None
+    return calibrate_threshold(flipd(model, test.images, t0, cond=cond, trace="hutchinson", n_probes=n_probes,
+                                     seed=seed).numpy(), 0.05)
 
 
 def _timed(fn, n: int):
