@@ -75,3 +75,95 @@ def spectrum_figure(spectra: dict[str, np.ndarray], tau: float | None = None, ti
 
 
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+
+
+def flipd_curve_figure(ts: np.ndarray, curves: dict[str, np.ndarray], t0: float | None = None,
+                       lid_star: dict[str, float] | None = None, title: str | None = None):
+    """FLIPD against t (log axis) for each named curve, with t0 marked and LID* as horizontal
+    lines: LID_theta next to LID* at a glance. ts: (T,); curves: name -> (T,)."""
+    import plotly.graph_objects as go
+
+    ts = np.asarray(ts, dtype=float)
+    fig = go.Figure()
+    for i, (name, curve) in enumerate(curves.items()):
+        curve = np.asarray(curve, dtype=float)
+        if curve.shape != ts.shape or not np.isfinite(curve).all():
+            raise ValueError(f"The curve {name!r} must be finite with one value per t ({len(ts)}).")
+        fig.add_trace(go.Scatter(x=ts, y=curve, mode="lines+markers", name=name,
+                                 line={"color": _PALETTE[i % len(_PALETTE)]}))
+    for j, (name, value) in enumerate((lid_star or {}).items()):
+        fig.add_hline(y=float(value), line_dash="dash", line_color=_PALETTE[(j + 3) % len(_PALETTE)],
+                      annotation_text=f"LID* {name} = {value:.1f}", annotation_position="top left")
+    if t0 is not None:
+        fig.add_vline(x=float(t0), line_dash="dot", line_color="grey", annotation_text=f"t0 = {t0:g}")
+    fig.update_xaxes(type="log", title_text="t")
+    fig.update_yaxes(title_text="FLIPD (LID_theta)")
+    fig.update_layout(title=title, template="plotly_white")
+    return fig
+
+
+def map_figure(xy: np.ndarray, color: np.ndarray | None = None, color_name: str = "", generated: np.ndarray | None = None,
+               highlight: np.ndarray | None = None, hover: list[str] | None = None, title: str | None = None):
+    """The UMAP map: training points (coloured by any metric), generated points on top, and
+    highlighted points ringed. Every point carries its global index in ``customdata``
+    (training 0..N-1, generated N..N+Q-1), because Plotly's point indices are per trace.
+
+    Args:
+        xy: (N, 2) training coordinates; color: (N,) numbers or labels; generated: (Q, 2);
+        highlight: global indices to ring; hover: N + Q hover texts.
+    """
+    import plotly.graph_objects as go
+
+    xy = np.asarray(xy, dtype=float)
+    gen = np.zeros((0, 2)) if generated is None else np.asarray(generated, dtype=float)
+    n = len(xy)
+    hover = hover or [f"train {i}" for i in range(n)] + [f"generated {j}" for j in range(len(gen))]
+    if len(hover) != n + len(gen):
+        raise ValueError(f"Give one hover text per point ({n + len(gen)}); got {len(hover)}.")
+    marker = {"size": 5, "opacity": 0.8}
+    if color is not None:
+        color = np.asarray(color)
+        if len(color) != n:
+            raise ValueError(f"Give one colour value per training point ({n}); got {len(color)}.")
+        numeric = np.issubdtype(color.dtype, np.number)
+        marker |= {"color": color if numeric else np.unique(color, return_inverse=True)[1],
+                   "colorscale": "Viridis", "showscale": numeric, "colorbar": {"title": color_name}}
+    fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="training", marker=marker,
+                                 customdata=np.arange(n), text=hover[:n], hoverinfo="text"))
+    if len(gen):
+        fig.add_trace(go.Scattergl(x=gen[:, 0], y=gen[:, 1], mode="markers", name="generated",
+                                   marker={"size": 9, "symbol": "x", "color": "#d62728"},
+                                   customdata=np.arange(n, n + len(gen)), text=hover[n:], hoverinfo="text"))
+    if highlight is not None and len(highlight):
+        everything = np.vstack([xy, gen])
+        h = np.asarray(highlight, dtype=int)
+        fig.add_trace(go.Scatter(x=everything[h, 0], y=everything[h, 1], mode="markers", name="selected",
+                                 marker={"size": 16, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "black"}},
+                                 customdata=h, hoverinfo="skip"))
+    fig.update_layout(title=title, template="plotly_white", dragmode="lasso", xaxis_title="UMAP 1",
+                      yaxis_title="UMAP 2", legend={"orientation": "h"})
+    return fig
+
+
+def selected_indices(selection: dict) -> np.ndarray:
+    """Global indices of the points a Plotly selection event holds (click, box or lasso), from
+    their ``customdata``; the event's own point indices are per trace and would mix traces."""
+    points = (selection or {}).get("points", []) if isinstance(selection, dict) else []
+    out = [p["customdata"][0] if isinstance(p.get("customdata"), (list, tuple)) else p.get("customdata")
+           for p in points]
+    return np.unique(np.asarray([int(v) for v in out if v is not None], dtype=np.int64))
+
+
+def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: str | None = None):
+    """ROC curves: name -> (fpr, tpr, auroc), with the chance diagonal and 1% FPR marked."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUROC {auc:.3f})",
+                                 line={"color": _PALETTE[i % len(_PALETTE)], "shape": "hv"}))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"}))
+    fig.add_vline(x=0.01, line_dash="dot", line_color="grey", annotation_text="1% FPR")
+    fig.update_layout(title=title, template="plotly_white", xaxis_title="false positive rate",
+                      yaxis_title="true positive rate")
+    return fig

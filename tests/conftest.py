@@ -3,6 +3,10 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# the suite never reads or writes the user's cache: a fresh one per run
+import tempfile  # noqa: E402
+
+os.environ["MEMVIZ_CACHE"] = tempfile.mkdtemp(prefix="memviz-test-cache-")
 
 from pathlib import Path  # noqa: E402
 

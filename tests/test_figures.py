@@ -1,0 +1,40 @@
+"""Pure figure builders: data in, plotly figure out; no Streamlit."""
+
+import numpy as np
+import pytest
+
+from memviz.figures import flipd_curve_figure, map_figure, roc_figure, selected_indices
+
+
+def test_flipd_curve_figure_marks_t0_and_lid_star():
+    ts = np.array([0.01, 0.05, 0.2])
+    fig = flipd_curve_figure(ts, {"uncond": [1.0, 2.0, 5.0], "cond": [0.5, 1.0, 4.0]}, t0=0.05, lid_star={"lpca": 3})
+    assert [tr.name for tr in fig.data] == ["uncond", "cond"] and fig.layout.xaxis.type == "log"
+    assert {s.y0 for s in fig.layout.shapes if s.y0 == s.y1} == {3.0} and any(s.x0 == 0.05 for s in fig.layout.shapes)
+    with pytest.raises(ValueError, match="one value per t"):
+        flipd_curve_figure(ts, {"bad": [1.0, 2.0]})
+
+
+def test_map_figure_carries_global_indices_across_traces():
+    xy, gen = np.random.default_rng(0).random((5, 2)), np.random.default_rng(1).random((2, 2))
+    fig = map_figure(xy, color=np.arange(5.0), generated=gen, highlight=[1, 6])
+    assert list(fig.data[0].customdata) == [0, 1, 2, 3, 4] and list(fig.data[1].customdata) == [5, 6]
+    np.testing.assert_allclose([fig.data[2].x[1], fig.data[2].y[1]], gen[1])  # the ring on generated point 6
+    assert fig.layout.dragmode == "lasso"
+    labels = map_figure(xy, color=np.array(list("aabbc")))
+    assert labels.data[0].marker.showscale is False
+    with pytest.raises(ValueError, match="one colour value"):
+        map_figure(xy, color=np.arange(3))
+
+
+def test_selection_reads_customdata_not_per_trace_point_indices():
+    event = {"points": [{"curve_number": 0, "point_index": 1, "customdata": [1]},
+                        {"curve_number": 1, "point_index": 1, "customdata": 6},
+                        {"curve_number": 1, "point_index": 0, "customdata": [5]}]}
+    assert selected_indices(event).tolist() == [1, 5, 6]
+    assert selected_indices({}).tolist() == [] and selected_indices(None).tolist() == []
+
+
+def test_roc_figure():
+    fig = roc_figure({"jeon": (np.array([0, 0, 1]), np.array([0, 1, 1]), 1.0)})
+    assert fig.data[0].name == "jeon (AUROC 1.000)" and fig.data[1].name == "chance"
