@@ -1,0 +1,124 @@
+"""What the app shows, computed by the library (usable from a notebook too): a browse table of
+per-sample metrics for a dataset, built from cached artifacts (FLIPD curves over a grid of t,
+LID* on the shared neighbour graph, the UMAP map), and the side-by-side view of one sample
+(cheap slices of those, plus its Hessian spectrum, cached per image)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from memviz.data.base import ImageDataset
+from memviz.embed import fit_map
+from memviz.hessian.runner import compute_spectra
+from memviz.lid.runner import compute_data_lid, compute_lid
+from memviz.lid.verdict import calibrate_threshold, mmh_verdict
+from memviz.models import DiffusionModel
+from memviz.neighbors import NeighborGraph, neighbor_graph
+
+BROWSE_TS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
+
+
+@dataclass
+class Browse:
+    """Per-sample metrics of a dataset and the artifacts behind them.
+
+    Attributes:
+        data (ImageDataset): the samples (N).
+        table (pandas.DataFrame): one row per sample: index, label, kind, flipd (at t0, under the
+            sample's label when the model is conditional), flipd_uncond, lid_lpca, lid_mle, verdict,
+            nn_distance (to the nearest other sample), x, y (the UMAP map).
+        ts (np.ndarray): (T,) the FLIPD grid; curves (dict): "uncond" / "cond" -> (N, T).
+        graph (NeighborGraph): the shared neighbour graph; t0 (float); threshold (float): the
+            FLIPD threshold of the verdict.
+    """
+
+    data: ImageDataset
+    table: object
+    ts: np.ndarray
+    curves: dict[str, np.ndarray]
+    graph: NeighborGraph
+    t0: float
+    threshold: float
+
+
+def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWSE_TS, n_probes: int = 2,
+           threshold: float | None = None, reference: ImageDataset | None = None, progress: bool = False) -> Browse:
+    """The browse table of ``data`` (cached artifacts; a second call only reads them back).
+
+    Steps: 1. FLIPD curves over ``ts``, unconditional and (class models) under each label;
+    2. LID* (lPCA, MLE) and the nearest-other distance from the shared graph; 3. the UMAP map;
+    4. the MMH verdict, its FLIPD threshold the 5% quantile over ``reference`` (held-out
+    images; over ``data`` itself without one) unless given.
+    """
+    import pandas as pd
+
+    if t0 not in ts:
+        raise ValueError(f"t0 = {t0} must be one of the grid's times {tuple(ts)}.")
+    conditional = model.is_class_conditional and data.labels is not None
+    curves = {"uncond": compute_lid(model, data, ts, n_probes=n_probes, methods=(), progress=progress).flipd}   # 1.
+    if conditional:
+        curves["cond"] = compute_lid(model, data, ts, n_probes=n_probes, conditional=True, methods=(),
+                                     progress=progress).flipd
+    j = list(ts).index(t0)
+    flipd = curves["cond" if conditional else "uncond"][:, j]
+    lid_star = compute_data_lid(data.images, ("lpca", "mle"))                                                # 2.
+    graph = neighbor_graph(data.images, min(20, len(data) - 1))
+    xy = fit_map(data.images.flatten(1).numpy(), n_neighbors=min(15, len(data) - 1)).xy                        # 3.
+    if threshold is None:                                                                                       # 4.
+        ref = flipd if reference is None else _reference_flipd(model, reference, ts, j, conditional, n_probes)
+        threshold = calibrate_threshold(ref, 0.05)
+    table = pd.DataFrame({
+        "index": np.arange(len(data)), "label": data.labels if data.labels is not None else -1,
+        "kind": np.asarray(data.meta.get("kind", np.full(len(data), "none"))), "flipd": flipd,
+        "flipd_uncond": curves["uncond"][:, j], **{f"lid_{m}": v for m, v in lid_star.items()},
+        "verdict": mmh_verdict(flipd, lid_star["mle"], model_threshold=threshold),
+        "nn_distance": graph.distance[:, 0], "x": xy[:, 0], "y": xy[:, 1]})
+    return Browse(data, table, np.asarray(ts, dtype=float), curves, graph, float(t0), float(threshold))
+
+
+def _reference_flipd(model, reference, ts, j, conditional, n_probes) -> np.ndarray:
+    return compute_lid(model, reference, ts, n_probes=n_probes, conditional=conditional, methods=(),
+                       progress=False).flipd[:, j]
+
+
+@dataclass
+class SampleView:
+    """Everything the side-by-side panel shows for one sample.
+
+    Attributes:
+        index (int); row (dict): its row of the browse table; image: (C, H, W) in [-1, 1].
+        ts (np.ndarray), curves (dict): name -> (T,) FLIPD against t; lid_star (dict): method -> value.
+        eigenvalues (np.ndarray): (D,) the Hessian spectrum at t0 (under its label when conditional);
+        tau (float): the threshold of the counts.
+        neighbors (np.ndarray): (k,) nearest other samples; distances (k,); neighbor_images (k, C, H, W).
+        xy (np.ndarray): (2,) its place on the map.
+    """
+
+    index: int
+    row: dict
+    image: object
+    ts: np.ndarray
+    curves: dict[str, np.ndarray]
+    lid_star: dict[str, float]
+    eigenvalues: np.ndarray
+    tau: float
+    neighbors: np.ndarray
+    distances: np.ndarray
+    neighbor_images: object
+    xy: np.ndarray
+
+
+def sample_view(model: DiffusionModel, b: Browse, i: int, k: int = 8) -> SampleView:
+    """The side-by-side view of sample ``i`` of a ``Browse``: slices of its artifacts, plus the
+    exact Hessian spectrum of that one image (cached)."""
+    if not 0 <= i < len(b.data):
+        raise ValueError(f"Sample {i} does not exist; pick one of 0..{len(b.data) - 1}.")
+    row = b.table.iloc[i].to_dict()
+    one = b.data.subset([i])
+    spec = compute_spectra(model, one, t=b.t0, conditional="cond" in b.curves, progress=False)
+    g = b.graph.first(min(k, b.graph.k))
+    return SampleView(i, row, b.data.images[i], b.ts, {name: c[i] for name, c in b.curves.items()},
+                      {m: float(row[f"lid_{m}"]) for m in ("lpca", "mle")}, spec.eigenvalues[0], spec.tau,
+                      g.index[i], g.distance[i], b.data.images[g.index[i]], np.array([row["x"], row["y"]]))

@@ -1,0 +1,57 @@
+"""The app's library layer: the browse table and one sample's side-by-side view."""
+
+import numpy as np
+import pytest
+import torch
+
+from memviz.analysis import browse, sample_view
+from memviz.data.base import ImageDataset
+
+
+@pytest.fixture(scope="module")
+def tiny(request):
+    from diffusers import DDPMScheduler
+
+    from memviz.models import DiffusionModel
+    from tests.conftest import tiny_unet
+
+    model = DiffusionModel(tiny_unet(4), DDPMScheduler(), meta={"class_names": ["a", "b", "c"]}, device="cpu")
+    g = torch.Generator().manual_seed(0)
+    images = (torch.rand(40, 1, 8, 8, generator=g) * 2 - 1)
+    images[30:] = images[30]                                   # ten copies of one image: a duplicate
+    kind = np.array(["none"] * 30 + ["DD-Mem"] * 10)
+    data = ImageDataset("tiny", images, labels=np.arange(40) % 3, meta={"kind": kind})
+    return model, data
+
+
+def test_browse_table_has_every_metric_and_reads_the_cache_second_time(tiny, monkeypatch):
+    model, data = tiny
+    b = browse(model, data, t0=0.05)
+    t = b.table
+    assert len(t) == 40 and set(t.columns) >= {"flipd", "flipd_uncond", "lid_lpca", "lid_mle", "verdict",
+                                                "nn_distance", "x", "y", "kind", "label"}
+    assert b.curves["uncond"].shape == (40, 6) and b.curves["cond"].shape == (40, 6)
+    np.testing.assert_array_equal(t.flipd, b.curves["cond"][:, 2])            # t0 = 0.05 is the third time
+    assert (t.nn_distance[30:] == 0).all() and (t.lid_mle[30:] == 0).all()   # the duplicates
+    assert t.notna().all().all()
+    import umap
+
+    monkeypatch.setattr(umap.UMAP, "fit", lambda *a, **k: pytest.fail("the map must come from the cache"))
+    monkeypatch.setattr("memviz.lid.runner._flipd_curves", lambda *a, **k: pytest.fail("FLIPD recomputed"))
+    again = browse(model, data, t0=0.05)
+    np.testing.assert_array_equal(again.table.to_numpy(), t.to_numpy())
+    with pytest.raises(ValueError, match="grid"):
+        browse(model, data, t0=0.03)
+
+
+def test_sample_view_slices_the_artifacts(tiny):
+    model, data = tiny
+    b = browse(model, data, t0=0.05)
+    v = sample_view(model, b, 31, k=5)
+    assert v.index == 31 and v.row["kind"] == "DD-Mem" and v.eigenvalues.shape == (64,)
+    assert np.all(np.diff(v.eigenvalues) >= 0) and v.tau > 0
+    assert set(v.neighbors[:5]) <= set(range(30, 40)) and np.allclose(v.distances, 0)  # its copies first
+    torch.testing.assert_close(v.neighbor_images[0], data.images[30])
+    np.testing.assert_allclose(v.curves["cond"], b.curves["cond"][31])
+    with pytest.raises(ValueError, match="does not exist"):
+        sample_view(model, b, 40)
