@@ -1,34 +1,75 @@
-"""Samples: browse the training data, filtered by label and planted kind."""
+"""Samples: training images sorted and filtered by any metric; pick one to see, side by side,
+why it is or is not memorized (LID, spectrum, nearest training images, place on the map)."""
 
 import numpy as np
 import streamlit as st
 
-from memviz.figures import image_grid
-from memviz.ui.loaders import to_display, workspace_picker
+from memviz.analysis import sample_view
+from memviz.figures import flipd_curve_figure, image_grid, map_figure, spectrum_figure
+from memviz.ui.loaders import load_browse, to_display, workspace_picker
+from memviz.ui.widgets import export_menu, query_value, set_query, table_downloads
+
+METRICS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
+           "nearest-neighbour distance": "nn_distance", "index": "index"}
 
 st.title("Samples")
 ws = workspace_picker()
 if ws is None or ws.train is None:
     st.stop()
-train = ws.train
-if train.images.shape[-1] == 1:
-    st.info("This dataset holds points, not images; its map view comes with the Manifold page.")
+if ws.train.images.shape[-1] == 1:
+    st.info("This dataset holds points, not images; see the Manifold page.")
     st.stop()
-kinds = np.asarray(train.meta.get("kind", np.full(len(train), "none")))
-names = train.class_names or []
-c1, c2, c3 = st.columns(3)
-kind = c1.selectbox("Planted kind", ["all", "none", "DD-Mem", "OD-Mem"])
-label = c2.selectbox("Label", ["all"] + names) if names else "all"
-per_page = c3.select_slider("Per page", [32, 64, 128, 256], value=64)
-mask = np.ones(len(train), bool)
-if kind != "all":
-    mask &= kinds == kind
-if label != "all":
-    mask &= train.labels == names.index(label)
-index = np.flatnonzero(mask)
-pages = max(1, int(np.ceil(len(index) / per_page)))
-page = st.number_input(f"Page (of {pages})", 1, pages, 1) - 1
-shown = index[page * per_page:(page + 1) * per_page]
-st.caption(f"{len(index):,} images match; showing {len(shown)}.")
+c1, c2, c3, c4 = st.columns(4)
+sort = c1.selectbox("Sort by", list(METRICS), help="Low FLIPD or LID*: candidates for memorization.")
+verdict = c2.selectbox("MMH verdict", ["all", "not memorized", "OD-Mem", "DD-Mem"])
+kind = c3.selectbox("Planted kind", ["all", "none", "DD-Mem", "OD-Mem"])
+SIZES = [300, 600, 1000, 2000, 5000]
+size = c4.select_slider("Images analysed", SIZES, value=query_value("n", 600, lambda v: min(SIZES, key=lambda s: abs(
+    s - int(v)))), help="Every planted image, then ordinary ones; computed once, cached on disk.")
+b = load_browse(ws.path, size, 0.05)
+table = b.table
+shown = table[((table.verdict == verdict) | (verdict == "all")) & ((table.kind == kind) | (kind == "all"))]
+shown = shown.sort_values(METRICS[sort], kind="stable")
+st.caption(f"{len(shown):,} of {len(table):,} analysed images; FLIPD at t0 = {b.t0} "
+           f"(verdict threshold {b.threshold:.1f}: 5% of held-out images below).")
 if len(shown):
-    st.image(image_grid(to_display(train.images[shown]), nrow=16, scale=4))
+    st.image(image_grid(to_display(b.data.images[shown["index"].to_numpy()[:64].copy()]), nrow=16, scale=3),
+             caption=f"the first {min(64, len(shown))} by {sort}")
+event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", key="table",
+                     height=220)
+table_downloads(shown, "samples", key="samples-table")
+picked = event.selection.rows if event and event.selection else []
+default = int(shown["index"].iloc[picked[0]]) if picked else query_value("sample", int(shown["index"].iloc[0])
+                                                                         if len(shown) else 0, int)
+i = int(st.number_input("Sample", 0, len(table) - 1, min(max(default, 0), len(table) - 1), key="sample"))
+set_query(sample=i, n=size)
+
+view = sample_view(ws.model, b, i)
+row = view.row
+st.subheader(f"Sample {i}: verdict {row['verdict']}" + (f" (planted: {row['kind']})" if row["kind"] != "none" else ""))
+left, right = st.columns(2)
+with left:
+    a, m = st.columns([1, 2])
+    a.image(image_grid(to_display(view.image[None]), scale=8), caption=f"label {row['label']}")
+    m.metric("LID_theta (FLIPD)", f"{row['flipd']:.1f}")
+    m.metric("LID* (MLE / lPCA)", f"{view.lid_star['mle']:.1f} / {view.lid_star['lpca']:.1f}")
+    curve = flipd_curve_figure(view.ts, view.curves, t0=b.t0, lid_star={"MLE": view.lid_star["mle"]},
+                               title="LID_theta against t, with LID*")
+    st.plotly_chart(curve, key="curve")
+    export_menu(curve, f"flipd-{i}", key="exp-curve")
+with right:
+    spec = spectrum_figure({f"sample {i}": view.eigenvalues}, tau=view.tau, title="Hessian spectrum at t0")
+    st.plotly_chart(spec, key="spectrum")
+    n_sharp = int((view.eigenvalues < -view.tau).sum())
+    st.caption(f"{n_sharp} of {len(view.eigenvalues)} eigenvalues below -tau = {-view.tau:.1f}; "
+               f"largest {view.eigenvalues[-1]:.1f}.")
+    export_menu(spec, f"spectrum-{i}", key="exp-spectrum")
+left, right = st.columns(2)
+with left:
+    st.image(image_grid(to_display(view.neighbor_images), nrow=len(view.neighbors), scale=4),
+             caption="nearest other training images: " + ", ".join(f"{d:.2f}" for d in view.distances))
+with right:
+    fig = map_figure(table[["x", "y"]].to_numpy(), color=table.flipd.to_numpy(), color_name="FLIPD",
+                     highlight=np.array([i]), title="UMAP of the analysed images (ringed: this sample)")
+    st.plotly_chart(fig, key="map")
+    export_menu(fig, f"map-{i}", key="exp-map")

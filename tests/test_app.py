@@ -12,7 +12,7 @@ def _app() -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
 
 
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/samples.py", "pages/prompts.py"])
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/prompts.py"])
 def test_every_page_renders_on_the_demo(page):
     at = _app().run()
     at.switch_page(page).run()
@@ -43,3 +43,23 @@ def test_a_bad_model_path_is_one_message_not_a_traceback(tmp_path):
     at.sidebar.text_input[0].input(str(tmp_path / "nowhere")).run()
     assert not at.exception
     assert any("does not exist" in e.value for e in at.error)
+
+
+def test_samples_page_shows_the_four_panels_and_keeps_the_sample_in_the_url():
+    at = _app()
+    at.query_params["n"] = "300"
+    at.query_params["sample"] = "3"
+    at.run()
+    at.switch_page("pages/samples.py").run()
+    assert not at.exception, at.exception
+    assert at.number_input(key="sample").value == 3
+    charts = at.get("plotly_chart")
+    assert len(charts) == 3                                   # FLIPD curve, spectrum, map
+    assert len(at.get("image")) == 3                          # the grid, the sample, its neighbour strip
+    assert len(at.get("download_button")) == 2 + 3 * 4       # table CSV/Parquet; each figure in four formats
+    assert at.query_params["sample"] == ["3"] or at.query_params["sample"] == "3"
+    at.number_input(key="sample").set_value(5).run()
+    assert not at.exception and at.subheader[0].value.startswith("Sample 5")
+    assert at.query_params["sample"] in (["5"], "5")
+    at.selectbox[1].set_value("DD-Mem").run()                 # filter by verdict: the duplicates
+    assert not at.exception

@@ -65,3 +65,17 @@ def workspace_picker() -> Workspace | None:
 def to_display(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] data to [0, 1] for display."""
     return ((images + 1) / 2).clamp(0, 1)
+
+
+@st.cache_resource(show_spinner="Computing FLIPD curves, LID*, neighbours and the map (cached on disk)…")
+def load_browse(path: str, size: int, t0: float):
+    """The browse table of a workspace's training images (every planted one, then ordinary ones up
+    to ``size``), once per server; the artifacts behind it are cached on disk."""
+    from memviz.analysis import browse
+
+    ws = load_workspace(path)
+    unique = ws.train.deduplicated()
+    kind = np.asarray(unique.meta.get("kind", np.full(len(unique), "none")))
+    rows = np.r_[np.flatnonzero(kind != "none"), np.flatnonzero(kind == "none")][:size]
+    held = ws.test.subset(np.arange(min(len(ws.test), 200))) if ws.test is not None else None
+    return browse(ws.model, unique.subset(np.sort(rows)), t0=t0, reference=held)
