@@ -11,5 +11,6 @@ pages = [
     st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
     st.Page("pages/samples.py", title="Samples", icon=":material/grid_view:"),
     st.Page("pages/prompts.py", title="Prompts", icon=":material/chat:"),
+    st.Page("pages/manifold.py", title="Manifold", icon=":material/scatter_plot:"),
 ]
 st.navigation(pages).run()

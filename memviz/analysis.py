@@ -44,13 +44,19 @@ class Browse:
 
 
 def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWSE_TS, n_probes: int = 2,
-           threshold: float | None = None, reference: ImageDataset | None = None, progress: bool = False) -> Browse:
+           threshold: float | None = None, reference: ImageDataset | None = None,
+           stored: tuple[ImageDataset, np.ndarray] | None = None, progress: bool = False) -> Browse:
     """The browse table of ``data`` (cached artifacts; a second call only reads them back).
 
     Steps: 1. FLIPD curves over ``ts``, unconditional and (class models) under each label;
     2. LID* (lPCA, MLE) and the nearest-other distance from the shared graph; 3. the UMAP map;
     4. the MMH verdict, its FLIPD threshold the 5% quantile over ``reference`` (held-out
     images; over ``data`` itself without one) unless given.
+
+    Args:
+        stored: (training set as stored, rows) when ``data`` is ``stored.subset(rows)`` (distinct
+            images, say): LID* and the nearest-other distance then come from the stored set,
+            duplicates included, which is what lets a duplicated image read LID* 0 (DD-Mem).
     """
     import pandas as pd
 
@@ -63,8 +69,13 @@ def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWS
                                      progress=progress).flipd
     j = list(ts).index(t0)
     flipd = curves["cond" if conditional else "uncond"][:, j]
-    lid_star = compute_data_lid(data.images, ("lpca", "mle"))                                                # 2.
-    graph = neighbor_graph(data.images, min(20, len(data) - 1))
+    graph = neighbor_graph(data.images, min(20, len(data) - 1))                                               # 2.
+    if stored is None:
+        lid_star, nearest = compute_data_lid(data.images, ("lpca", "mle")), graph.distance[:, 0]
+    else:
+        full, rows = stored
+        lid_star = {m: v[rows] for m, v in compute_data_lid(full.images, ("lpca", "mle")).items()}
+        nearest = neighbor_graph(full.images, 20).distance[rows, 0]
     xy = fit_map(data.images.flatten(1).numpy(), n_neighbors=min(15, len(data) - 1)).xy                        # 3.
     if threshold is None:                                                                                       # 4.
         ref = flipd if reference is None else _reference_flipd(model, reference, ts, j, conditional, n_probes)
@@ -74,7 +85,7 @@ def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWS
         "kind": np.asarray(data.meta.get("kind", np.full(len(data), "none"))), "flipd": flipd,
         "flipd_uncond": curves["uncond"][:, j], **{f"lid_{m}": v for m, v in lid_star.items()},
         "verdict": mmh_verdict(flipd, lid_star["mle"], model_threshold=threshold),
-        "nn_distance": graph.distance[:, 0], "x": xy[:, 0], "y": xy[:, 1]})
+        "nn_distance": nearest, "x": xy[:, 0], "y": xy[:, 1]})
     return Browse(data, table, np.asarray(ts, dtype=float), curves, graph, float(t0), float(threshold))
 
 

@@ -1,10 +1,14 @@
 """Overview: the model, its data and its planted memorization."""
 
+import json
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from memviz.figures import image_grid
-from memviz.ui.loaders import to_display, workspace_picker
+from memviz.lid.verdict import VERDICTS
+from memviz.ui.loaders import load_browse, to_display, workspace_picker
 
 st.title("memviz")
 st.caption("Has this diffusion model memorized its training data, where, and why?")
@@ -34,3 +38,22 @@ if kind is not None and ws.train.images.shape[-1] > 1:
         if first:
             st.write(f"**{len(first)} {what}**")
             st.image(image_grid(to_display(ws.train.images[first]), nrow=min(len(first), 16), scale=4))
+
+if ws.train.images.shape[-1] == 1:
+    st.stop()  # points, not images: the Manifold page shows them
+st.subheader("What the model memorized")
+b = load_browse(ws.path, 600, 0.05)
+verdicts = b.table.verdict.value_counts().reindex(list(VERDICTS), fill_value=0)
+cols = st.columns(len(verdicts))
+for col, (name, count) in zip(cols, verdicts.items()):
+    col.metric(f"MMH verdict: {name}", f"{count:,}", help="LID_theta (FLIPD at t0 = 0.05) against LID* (MLE, k = 20)")
+low = b.table.sort_values("flipd").head(32)
+st.image(image_grid(to_display(b.data.images[low["index"].to_numpy().copy()]), nrow=16, scale=3),
+         caption=f"the 32 of {len(b.table):,} analysed training images with the lowest LID_theta (most memorized first)")
+report = Path(ws.path) / "eval_detection.json"
+if report.exists():
+    st.subheader("Detectors against the planted ground truth")
+    rows = pd.DataFrame(json.loads(report.read_text()))
+    st.dataframe(rows, hide_index=True, column_config={"auroc": st.column_config.NumberColumn(format="%.3f"),
+                                                       "tpr_at_1pct_fpr": st.column_config.NumberColumn(format="%.3f")})
+    st.caption("From `memviz eval-detection` (see the model card); AUROC and TPR at 1% FPR.")

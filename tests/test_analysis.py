@@ -55,3 +55,12 @@ def test_sample_view_slices_the_artifacts(tiny):
     np.testing.assert_allclose(v.curves["cond"], b.curves["cond"][31])
     with pytest.raises(ValueError, match="does not exist"):
         sample_view(model, b, 40)
+
+
+def test_duplicates_read_lid_star_zero_from_the_stored_set(tiny):
+    model, data = tiny
+    rows = np.r_[np.arange(30), 30]                                  # distinct images: one copy of the duplicate
+    b = browse(model, data.subset(rows), t0=0.05, stored=(data, rows))
+    assert b.table.lid_mle.iloc[-1] == 0 and b.table.nn_distance.iloc[-1] == 0   # its nine other copies count
+    alone = browse(model, data.subset(rows), t0=0.05)
+    assert alone.table.lid_mle.iloc[-1] > 0                          # without them it looks ordinary

@@ -12,7 +12,7 @@ def _app() -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
 
 
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/prompts.py"])
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/prompts.py", "pages/manifold.py"])
 def test_every_page_renders_on_the_demo(page):
     at = _app().run()
     at.switch_page(page).run()
@@ -26,6 +26,9 @@ def test_overview_shows_the_planted_sets():
     text = " ".join(m.value for m in at.markdown)
     assert "duplicated images" in text and "planted prompt" in text
     assert [m.label for m in at.metric][:2] == ["Model", "Shape (C, H, W)"]
+    verdicts = {m.label.split(": ")[1]: int(m.value.replace(",", "")) for m in at.metric if "verdict" in m.label}
+    assert verdicts["DD-Mem"] == 10 and verdicts["OD-Mem"] >= 16   # every duplicated image; the 16 planted ones
+    assert len(at.dataframe) == 2                                 # planted counts; the detection table
 
 
 def test_prompts_page_reports_copies_for_a_planted_prompt():

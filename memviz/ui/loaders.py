@@ -74,8 +74,8 @@ def load_browse(path: str, size: int, t0: float):
     from memviz.analysis import browse
 
     ws = load_workspace(path)
-    unique = ws.train.deduplicated()
-    kind = np.asarray(unique.meta.get("kind", np.full(len(unique), "none")))
-    rows = np.r_[np.flatnonzero(kind != "none"), np.flatnonzero(kind == "none")][:size]
+    first = ws.train.first_rows()                            # each distinct training image once
+    kind = np.asarray(ws.train.meta.get("kind", np.full(len(ws.train), "none")))[first]
+    rows = np.sort(np.r_[first[kind != "none"], first[kind == "none"]][:size])
     held = ws.test.subset(np.arange(min(len(ws.test), 200))) if ws.test is not None else None
-    return browse(ws.model, unique.subset(np.sort(rows)), t0=t0, reference=held)
+    return browse(ws.model, ws.train.subset(rows), t0=t0, reference=held, stored=(ws.train, rows))

@@ -1,0 +1,45 @@
+"""Manifold: the UMAP map of the analysed training images, coloured by any metric; click, box or
+lasso selection shows the selected images, and the selection exports as CSV."""
+
+import numpy as np
+import streamlit as st
+
+from memviz.figures import image_grid, map_figure, selected_indices
+from memviz.ui.loaders import load_browse, to_display, workspace_picker
+from memviz.ui.widgets import export_menu, query_value, set_query, table_downloads
+
+COLOURS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
+           "MMH verdict": "verdict", "planted kind": "kind", "label": "label",
+           "nearest-neighbour distance": "nn_distance"}
+
+st.title("Manifold")
+ws = workspace_picker()
+if ws is None or ws.train is None:
+    st.stop()
+if ws.train.images.shape[-1] == 1:
+    st.info("This dataset holds points, not images: its coordinates are its map.")
+    st.stop()
+c1, c2 = st.columns(2)
+names = list(COLOURS)
+colour = c1.selectbox("Colour by", names, index=names.index(query_value("colour", names[0])) if
+                      query_value("colour", names[0]) in names else 0)
+size = c2.select_slider("Images analysed", [300, 600, 1000, 2000, 5000], value=query_value("n", 600, int))
+set_query(colour=colour, n=size)
+b = load_browse(ws.path, size, 0.05)
+table = b.table
+column = COLOURS[colour]
+fig = map_figure(table[["x", "y"]].to_numpy(), color=table[column].to_numpy(), color_name=colour,
+                 hover=[f"#{r.index} label {r.label} · {r.verdict} · FLIPD {r.flipd:.1f}" for r in table.itertuples()],
+                 title=f"UMAP of {len(table):,} training images, coloured by {colour}")
+event = st.plotly_chart(fig, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"))
+export_menu(fig, "map", key="exp-map")
+chosen = selected_indices(event.selection if event else None)
+chosen = chosen[chosen < len(table)]
+if len(chosen) == 0:
+    st.caption("Click a point, or draw a box or a lasso, to see the images.")
+    st.stop()
+st.subheader(f"{len(chosen)} selected")
+st.image(image_grid(to_display(b.data.images[np.asarray(chosen)[:128]]), nrow=16, scale=3))
+picked = table.iloc[chosen]
+st.dataframe(picked, hide_index=True, height=200)
+table_downloads(picked, "selection", key="selection")
