@@ -12,5 +12,6 @@ pages = [
     st.Page("pages/samples.py", title="Samples", icon=":material/grid_view:"),
     st.Page("pages/prompts.py", title="Prompts", icon=":material/chat:"),
     st.Page("pages/manifold.py", title="Manifold", icon=":material/scatter_plot:"),
+    st.Page("pages/detection.py", title="Detection", icon=":material/monitoring:"),
 ]
 st.navigation(pages).run()

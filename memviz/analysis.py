@@ -133,3 +133,54 @@ def sample_view(model: DiffusionModel, b: Browse, i: int, k: int = 8) -> SampleV
     return SampleView(i, row, b.data.images[i], b.ts, {name: c[i] for name, c in b.curves.items()},
                       {m: float(row[f"lid_{m}"]) for m in ("lpca", "mle")}, spec.eigenvalues[0], spec.tau,
                       g.index[i], g.distance[i], b.data.images[g.index[i]], np.array([row["x"], row["y"]]))
+
+
+@dataclass
+class PromptResult:
+    """One prompt of a comparison: its generations with their evidence, its detector scores,
+    and the Hessian spectrum of its first generation.
+
+    Attributes:
+        prompt; evidence (CopyEvidence); scores (dict): prompt, copies, mean calibrated l2,
+        Wen and Jeon at the first step, mean FLIPD (conditional, unconditional) of the generations;
+        eigenvalues (np.ndarray): (D,); tau (float).
+    """
+
+    prompt: object
+    evidence: object
+    scores: dict
+    eigenvalues: np.ndarray
+    tau: float
+
+
+def compare_prompts(model: DiffusionModel, reference, prompts: list, n: int = 8, steps: int = 25,
+                    guidance_scale: float | None = None, seed: int = 0, t0: float = 0.05) -> list[PromptResult]:
+    """Generate n samples of each prompt (seeded) and score them with every detector.
+
+    Steps per prompt: 1. generations and their nearest training images; 2. Wen's and Jeon's
+    scores at the first sampling step (the same noise); 3. FLIPD of the generations; 4. the
+    exact spectrum of the first generation (under its prompt). Latent models (a VAE) skip 3 and 4
+    here: their generations are scored in pixel space only.
+    """
+    from memviz.detect.wen import wen_score
+    from memviz.hessian.sharpness import jeon_score
+    from memviz.hessian.spectrum import spectrum
+    from memviz.hessian.summary import default_tau
+    from memviz.lid.flipd import flipd
+    from memviz.memorization import copy_evidence
+
+    out = []
+    for p in prompts:
+        ev = copy_evidence(model, reference, cond=p, n=n, steps=steps, guidance_scale=guidance_scale, seed=seed)  # 1.
+        x0 = ev.images * 2 - 1 if model.vae is None else None
+        t1 = float(model.sampling_times(steps)[0])
+        scores = {"prompt": p, "copies": int(ev.is_copy.sum()), "calibrated_l2": float(ev.calibrated.mean())}
+        if p is not None:                                                                                       # 2.
+            scores["wen_step1"] = float(wen_score(model, p, ev.noise, t1).mean())
+            scores["jeon_step1"] = float(jeon_score(model, p, x_t=ev.noise, t=t1).mean())
+        if x0 is not None:                                                                                      # 3.
+            scores["flipd_cond"] = float(flipd(model, x0, t0, cond=p, n_probes=4).mean())
+            scores["flipd_uncond"] = float(flipd(model, x0, t0, n_probes=4).mean())
+        ev_spec = spectrum(model, x0[:1], t0, cond=p).numpy()[0] if x0 is not None else np.zeros(0)           # 4.
+        out.append(PromptResult(p, ev, scores, ev_spec, default_tau(model, t0)))
+    return out

@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-ordinary", type=int, default=200, help="ordinary training images at sample level")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="write the rows here")
+    p.add_argument("--scores", type=Path, help="write every query's score here (.parquet or .csv), for ROC curves")
     args = parser.parse_args(argv)
     try:
         return {"train": _train, "sample": _sample, "info": _info, "compute": _compute,
@@ -165,14 +166,22 @@ def _eval_detection(args) -> int:
     from memviz.models import DiffusionModel
 
     model = DiffusionModel.from_pretrained(args.model)
+    scores: list[dict] = []
     rows = eval_detection(model, n=args.n, steps=args.steps, reps=args.reps, n_ordinary=args.n_ordinary,
-                          sample_steps=args.sample_steps, seed=args.seed)
+                          sample_steps=args.sample_steps, seed=args.seed, scores=scores)
     table = pd.DataFrame(rows, columns=list(KEYS))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
     if args.json:
         write_json(args.json, rows)
         print(f"saved {args.json}")
+    if args.scores:
+        from memviz._io import atomic_path
+        from memviz.export import table_bytes
+
+        with atomic_path(args.scores) as tmp:
+            tmp.write_bytes(table_bytes(pd.DataFrame(scores), "parquet" if args.scores.suffix == ".parquet" else "csv"))
+        print(f"saved {args.scores}")
     return 0
 
 

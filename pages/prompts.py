@@ -1,10 +1,13 @@
-"""Prompts: generate for a few prompts, side by side with their nearest training images."""
+"""Prompts: two to four prompts side by side: their generations next to the nearest training
+images, every detector's score, the generations' LID and their Hessian spectra overlaid."""
 
+import numpy as np
+import pandas as pd
 import streamlit as st
 
-from memviz.figures import image_grid
-from memviz.memorization import copy_evidence
-from memviz.ui.loaders import workspace_picker
+from memviz.figures import image_grid, spectrum_figure
+from memviz.ui.loaders import compare_prompts, workspace_picker
+from memviz.ui.widgets import export_menu, query_value, set_query, table_downloads
 
 st.title("Prompts")
 ws = workspace_picker()
@@ -12,7 +15,8 @@ if ws is None:
     st.stop()
 model = ws.model
 if model.is_class_conditional:
-    default = [p for p in ("3", "memorized-00") if p in model.class_names] or model.class_names[:1]
+    asked = [p for p in query_value("prompts", "", str).split("|") if p in model.class_names]
+    default = asked or [p for p in ("3", "memorized-00") if p in model.class_names] or model.class_names[:1]
     prompts = st.multiselect("Prompts (2 to 4)", model.class_names, default=default, max_selections=4)
 elif model.is_text_conditional:
     prompts = [p for p in st.text_area("Prompts, one per line", "a photo").splitlines() if p.strip()][:4]
@@ -23,16 +27,29 @@ c1, c2, c3, c4 = st.columns(4)
 n = c1.slider("Generations per prompt", 1, 32, 8)
 steps = c2.slider("Sampling steps", 5, 100, 25)
 guidance = c3.slider("Guidance scale", 1.0, 8.0, float(model.meta.get("guidance_scale", 1.0)), 0.5)
-seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
+seed = int(c4.number_input("Seed", 0, 2**31 - 1, query_value("seed", 0, int)))
+set_query(prompts="|".join(map(str, prompts)) if model.is_class_conditional else None, seed=seed)
 if ws.reference is None or model.sample_shape[-1] == 1:
     st.info("Nearest-neighbour evidence needs the model's training images.")
     st.stop()
-for col, prompt in zip(st.columns(len(prompts) or 1), prompts):
-    with col, st.spinner(f"Generating for {prompt!r}…"):
-        ev = copy_evidence(model, ws.reference, cond=prompt, n=n, steps=steps, guidance_scale=guidance, seed=int(seed))
-        st.subheader(f"`{prompt}`" if prompt is not None else "unconditional")
-        st.metric("Copies (calibrated l2 < 0.5)", f"{int(ev.is_copy.sum())} / {n}",
+results = compare_prompts(ws.path, tuple(prompts), n, steps, guidance, seed)
+scores = pd.DataFrame([r.scores for r in results])
+for col, r in zip(st.columns(len(results) or 1), results):
+    with col:
+        st.subheader(f"`{r.prompt}`" if r.prompt is not None else "unconditional")
+        st.metric("Copies (calibrated l2 < 0.5)", f"{int(r.evidence.is_copy.sum())} / {n}",
                   help="Carlini et al. 2023: nearest-training l2 over 0.5 x the mean l2 to the 50 nearest.")
-        st.image(image_grid(ev.images, nrow=n, scale=3), caption="generations")
-        st.image(image_grid(ev.nearest_images, nrow=n, scale=3), caption="nearest training image of each")
-        st.caption("calibrated l2: " + ", ".join(f"{c:.2f}" for c in ev.calibrated))
+        st.image(image_grid(r.evidence.images, nrow=n, scale=3), caption="generations")
+        st.image(image_grid(r.evidence.nearest_images, nrow=n, scale=3), caption="nearest training image of each")
+        st.caption("calibrated l2: " + ", ".join(f"{c:.2f}" for c in r.evidence.calibrated))
+st.subheader("Detectors")
+st.dataframe(scores, hide_index=True)
+table_downloads(scores, "prompt-scores", key="prompt-scores")
+with_spectra = [r for r in results if len(r.eigenvalues)]
+if with_spectra:
+    spec = spectrum_figure({str(r.prompt): r.eigenvalues for r in with_spectra}, tau=with_spectra[0].tau,
+                           title="Hessian spectra of the first generation of each prompt (t = 0.05)")
+    st.plotly_chart(spec, key="spectra")
+    export_menu(spec, "prompt-spectra", key="exp-spectra")
+    st.caption("n_sharp (eigenvalues below -tau) of the first generation: "
+               + ", ".join(f"{r.prompt}: {int(np.sum(r.eigenvalues < -r.tau))}" for r in with_spectra))

@@ -12,7 +12,8 @@ def _app() -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
 
 
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/prompts.py", "pages/manifold.py"])
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/prompts.py", "pages/manifold.py",
+                                  "pages/detection.py"])
 def test_every_page_renders_on_the_demo(page):
     at = _app().run()
     at.switch_page(page).run()
@@ -38,6 +39,20 @@ def test_prompts_page_reports_copies_for_a_planted_prompt():
     assert not at.exception
     copies = at.metric[0].value  # "k / n"
     assert int(copies.split("/")[0]) >= 1
+
+
+def test_prompts_page_compares_two_prompts_with_every_detector_and_keeps_them_in_the_url():
+    at = _app()
+    at.query_params["prompts"] = "3|memorized-05"
+    at.run()
+    at.switch_page("pages/prompts.py").run()
+    assert not at.exception, at.exception
+    assert at.multiselect[0].value == ["3", "memorized-05"]
+    scores = at.dataframe[0].value.set_index("prompt")
+    assert {"copies", "calibrated_l2", "wen_step1", "jeon_step1", "flipd_cond"} <= set(scores.columns)
+    assert scores.loc["memorized-05", "jeon_step1"] > scores.loc["3", "jeon_step1"]      # the planted one is sharper
+    assert scores.loc["memorized-05", "copies"] > scores.loc["3", "copies"]
+    assert len(at.get("plotly_chart")) == 1                                             # the spectra, overlaid
 
 
 def test_a_bad_model_path_is_one_message_not_a_traceback(tmp_path):
@@ -66,3 +81,16 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_sample_in_the_url():
     assert at.query_params["sample"] in (["5"], "5")
     at.selectbox[1].set_value("DD-Mem").run()                 # filter by verdict: the duplicates
     assert not at.exception
+
+
+def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():
+    at = _app()
+    at.query_params["level"] = "prompt"
+    at.run()
+    at.switch_page("pages/detection.py").run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 1
+    table = at.dataframe[0].value
+    assert set(table.level) == {"prompt"} and table.auroc.between(0, 1).all()
+    at.selectbox[0].set_value("sample").run()
+    assert not at.exception and set(at.dataframe[0].value.level) == {"sample"}

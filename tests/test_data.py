@@ -168,3 +168,14 @@ def test_npz_loading_and_errors(tmp_path):
         load_npz(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="No file"):
         load_npz(tmp_path / "none.npz")
+
+
+def test_atomic_writes_get_a_normal_file_mode(tmp_path):
+    import os
+
+    from memviz._io import write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask

@@ -86,8 +86,18 @@ def test_eval_detection_writes_the_rows(tmp_path):
 
     out = tmp_path / "eval.json"
     rc = main(["eval-detection", "--model", str(ROOT / "assets" / "models" / "demo-mnist"), "--n", "1",
-               "--steps", "1", "2", "--reps", "1", "--n-ordinary", "6", "--sample-steps", "4", "--json", str(out)])
+               "--steps", "1", "2", "--reps", "1", "--n-ordinary", "6", "--sample-steps", "4", "--json", str(out),
+               "--scores", str(tmp_path / "scores.parquet")])
     rows = json.loads(out.read_text())
+    import pandas as pd
+
+    from memviz.detect import auroc
+
+    scores = pd.read_parquet(tmp_path / "scores.parquet")
+    jeon1 = scores[(scores.detector == "jeon") & (scores.steps == 1)]
+    assert len(jeon1) == 22 and jeon1.positive.sum() == 12          # one query per prompt at reps = 1
+    assert auroc(jeon1.positive, jeon1.score) == next(r["auroc"] for r in rows
+                                                      if r["detector"] == "jeon" and r["steps"] == 1)
     assert rc == 0 and all(tuple(r) == KEYS for r in rows)
     prompt = [r for r in rows if r["level"] == "prompt"]
     assert {r["detector"] for r in prompt} == {"wen", "jeon", "flipd_cond", "flipd_uncond", "nn_distance",

@@ -20,13 +20,15 @@ KEYS = ("detector", "level", "n", "steps", "auroc", "tpr_at_1pct_fpr", "n_pos", 
 
 def eval_detection(model: DiffusionModel, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 5, 50),
                    reps: int = 5, n_ordinary: int = 200, sample_steps: int = 50, seed: int = 0,
-                   progress: bool = True) -> list[dict]:
+                   progress: bool = True, scores: list | None = None) -> list[dict]:
     """Rows of ``KEYS``, one per detector, level and (n, steps) (None where it does not apply).
 
     Args:
         reps: independent groups of n generations per prompt (each group is one scored query,
             so a model with few prompts still gives a usable ROC curve).
         n_ordinary: ordinary training images in the sample-level evaluation (all planted ones are in).
+        scores: if a list is given, every query's score is appended to it as a dict (detector,
+            level, n, steps, positive, score), for ROC curves.
     """
     truth = _truth(model)
     train, test = training_data(model.meta)
@@ -39,12 +41,12 @@ def eval_detection(model: DiffusionModel, n: Sequence[int] = (1, 4), steps: Sequ
         positive = table.prompt.to_numpy() >= truth.n_ordinary
         for det in STEPWISE + (PER_GENERATION if s_ == max(steps) else ()):
             rows.append(_row(det, "prompt", n_, s_ if det in STEPWISE else sample_steps, positive,
-                             table[det].to_numpy(), ps.seconds_for(det, n_, s_)))
-    rows += _sample_rows(model, train, test, truth, n_ordinary, seed)
+                             table[det].to_numpy(), ps.seconds_for(det, n_, s_), scores))
+    rows += _sample_rows(model, train, test, truth, n_ordinary, seed, scores)
     return rows
 
 
-def _sample_rows(model, train, test, truth, n_ordinary, seed) -> list[dict]:
+def _sample_rows(model, train, test, truth, n_ordinary, seed, keep=None) -> list[dict]:
     kind = np.asarray(truth.train_kind)
     first = train.first_rows()                      # each distinct training image once
     planted = first[kind[first] != "none"]
@@ -60,11 +62,14 @@ def _sample_rows(model, train, test, truth, n_ordinary, seed) -> list[dict]:
             scores[name] = frame[col].isin(["OD-Mem", "DD-Mem"]).astype(float)
             sec[name] = sec.get(flipd_col, 0.0)
     sec["nn_distance"] = 0.0
-    return [_row(name, "sample", None, None, positive, np.asarray(v, dtype=float), sec.get(name, 0.0))
+    return [_row(name, "sample", None, None, positive, np.asarray(v, dtype=float), sec.get(name, 0.0), keep)
             for name, v in scores.items()]
 
 
-def _row(detector, level, n, steps, positive, score, seconds) -> dict:
+def _row(detector, level, n, steps, positive, score, seconds, keep=None) -> dict:
+    if keep is not None:
+        keep += [{"detector": detector, "level": level, "n": n, "steps": steps, "positive": bool(p), "score": float(v)}
+                 for p, v in zip(positive, score, strict=True)]
     return {"detector": detector, "level": level, "n": n, "steps": steps, "auroc": auroc(positive, score),
             "tpr_at_1pct_fpr": tpr_at_fpr(positive, score, 0.01), "n_pos": int(positive.sum()),
             "n_neg": int((~positive).sum()), "seconds": float(seconds)}

@@ -31,3 +31,12 @@ def _check(positive, score) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(score).all():
         raise ValueError("A detector returned NaN or infinite scores.")
     return positive, score
+
+
+def roc_points(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(fpr, tpr, auroc) of a detector, for an ROC figure."""
+    from sklearn.metrics import roc_curve
+
+    positive, score = _check(positive, score)
+    f, t, _ = roc_curve(positive, score)
+    return f, t, auroc(positive, score)

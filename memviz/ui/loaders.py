@@ -79,3 +79,13 @@ def load_browse(path: str, size: int, t0: float):
     rows = np.sort(np.r_[first[kind != "none"], first[kind == "none"]][:size])
     held = ws.test.subset(np.arange(min(len(ws.test), 200))) if ws.test is not None else None
     return browse(ws.model, ws.train.subset(rows), t0=t0, reference=held, stored=(ws.train, rows))
+
+
+@st.cache_data(show_spinner="Generating and scoring…", max_entries=64)
+def compare_prompts(path: str, prompts: tuple, n: int, steps: int, guidance: float, seed: int):
+    """Every prompt's generations, evidence and detector scores (``memviz.analysis.compare_prompts``),
+    cached per settings so that a rerun is instant."""
+    from memviz.analysis import compare_prompts as compare
+
+    ws = load_workspace(path)
+    return compare(ws.model, ws.reference, list(prompts), n=n, steps=steps, guidance_scale=guidance, seed=seed)
