@@ -25,7 +25,7 @@ colour = c1.selectbox("Colour by", names, index=names.index(query_value("colour"
                       query_value("colour", names[0]) in names else 0)
 size = c2.select_slider("Images analysed", [300, 600, 1000, 2000, 5000], value=query_value("n", 600, int))
 set_query(colour=colour, n=size)
-b = load_browse(ws.path, size, 0.05)
+b = load_browse(ws.path, size, 0.05, ws.data_path)
 table = b.table
 column = COLOURS[colour]
 fig = map_figure(table[["x", "y"]].to_numpy(), color=table[column].to_numpy(), color_name=colour,

@@ -42,7 +42,7 @@ if kind is not None and ws.train.images.shape[-1] > 1:
 if ws.train.images.shape[-1] == 1:
     st.stop()  # points, not images: the Manifold page shows them
 st.subheader("What the model memorized")
-b = load_browse(ws.path, 600, 0.05)
+b = load_browse(ws.path, 600, 0.05, ws.data_path)
 verdicts = b.table.verdict.value_counts().reindex(list(VERDICTS), fill_value=0)
 cols = st.columns(len(verdicts))
 for col, (name, count) in zip(cols, verdicts.items()):

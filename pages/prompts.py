@@ -32,7 +32,7 @@ set_query(prompts="|".join(map(str, prompts)) if model.is_class_conditional else
 if ws.reference is None or model.sample_shape[-1] == 1:
     st.info("Nearest-neighbour evidence needs the model's training images.")
     st.stop()
-results = compare_prompts(ws.path, tuple(prompts), n, steps, guidance, seed)
+results = compare_prompts(ws.path, tuple(prompts), n, steps, guidance, seed, ws.data_path)
 scores = pd.DataFrame([r.scores for r in results])
 for col, r in zip(st.columns(len(results) or 1), results):
     with col:

@@ -7,10 +7,18 @@ import streamlit as st
 from memviz.analysis import sample_view
 from memviz.figures import flipd_curve_figure, image_grid, map_figure, spectrum_figure
 from memviz.ui.loaders import load_browse, to_display, workspace_picker
-from memviz.ui.widgets import export_menu, query_value, set_query, table_downloads
+from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
 
 METRICS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
            "nearest-neighbour distance": "nn_distance", "index": "index"}
+
+
+
+def _neighbors_table(view):
+    import pandas as pd
+
+    return pd.DataFrame({"neighbor": view.neighbors, "distance": view.distances})
+
 
 st.title("Samples")
 ws = workspace_picker()
@@ -26,7 +34,7 @@ kind = c3.selectbox("Planted kind", ["all", "none", "DD-Mem", "OD-Mem"])
 SIZES = [300, 600, 1000, 2000, 5000]
 size = c4.select_slider("Images analysed", SIZES, value=query_value("n", 600, lambda v: min(SIZES, key=lambda s: abs(
     s - int(v)))), help="Every planted image, then ordinary ones; computed once, cached on disk.")
-b = load_browse(ws.path, size, 0.05)
+b = load_browse(ws.path, size, 0.05, ws.data_path)
 table = b.table
 shown = table[((table.verdict == verdict) | (verdict == "all")) & ((table.kind == kind) | (kind == "all"))]
 shown = shown.sort_values(METRICS[sort], kind="stable")
@@ -73,3 +81,8 @@ with right:
                      highlight=np.array([i]), title="UMAP of the analysed images (ringed: this sample)")
     st.plotly_chart(fig, key="map")
     export_menu(fig, f"map-{i}", key="exp-map")
+figure_pack_button({"flipd-curve": curve, "spectrum": spec, "map": fig},
+                   {"sample": shown[shown["index"] == i], "neighbors": _neighbors_table(view)},
+                   {"model": ws.path, "data": ws.data_path, "sample": i, "t0": b.t0, "tau": view.tau,
+                    "images_analysed": size, "sort": sort, "verdict_filter": verdict, "kind_filter": kind},
+                   f"memviz-sample-{i}", key="pack")

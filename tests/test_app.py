@@ -74,7 +74,7 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_sample_in_the_url():
     charts = at.get("plotly_chart")
     assert len(charts) == 3                                   # FLIPD curve, spectrum, map
     assert len(at.get("image")) == 3                          # the grid, the sample, its neighbour strip
-    assert len(at.get("download_button")) == 2 + 3 * 4       # table CSV/Parquet; each figure in four formats
+    assert len(at.get("download_button")) == 2 + 3 * 4 + 1   # table CSV/Parquet; each figure in four formats; the pack
     assert at.query_params["sample"] == ["3"] or at.query_params["sample"] == "3"
     at.number_input(key="sample").set_value(5).run()
     assert not at.exception and at.subheader[0].value.startswith("Sample 5")
@@ -94,3 +94,19 @@ def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():
     assert set(table.level) == {"prompt"} and table.auroc.between(0, 1).all()
     at.selectbox[0].set_value("sample").run()
     assert not at.exception and set(at.dataframe[0].value.level) == {"sample"}
+
+
+def test_own_data_is_checked_against_the_model(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "fits.npz", images=rng.integers(0, 255, (40, 1, 16, 16), dtype=np.uint8),
+             labels=np.arange(40) % 10)
+    np.savez(tmp_path / "wrong.npz", images=rng.integers(0, 255, (40, 3, 32, 32), dtype=np.uint8))
+    at = _app().run()
+    at.sidebar.text_input(key="data_path").input(str(tmp_path / "wrong.npz")).run()
+    assert not at.exception
+    assert any("expects (1, 16, 16)" in e.value for e in at.error)
+    at.sidebar.text_input(key="data_path").input(str(tmp_path / "fits.npz")).run()
+    assert not at.exception and not at.error
+    assert any("Training data: 40 images" in s.value for s in at.subheader)

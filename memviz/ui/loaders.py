@@ -22,6 +22,7 @@ class Workspace:
     """A loaded model with its training data and the neighbour index over it."""
 
     path: str
+    data_path: str | None
     model: DiffusionModel
     train: ImageDataset | None
     test: ImageDataset | None
@@ -31,29 +32,53 @@ class Workspace:
 
 
 @st.cache_resource(show_spinner="Loading the model and its training data…")
-def load_workspace(path: str) -> Workspace:
-    """Load once per server; raises ValueError with a clear sentence on bad input."""
+def load_workspace(path: str, data_path: str | None = None) -> Workspace:
+    """Load once per server; raises ValueError with a clear sentence on bad input.
+
+    data_path: an image folder or ``.npz`` to use as the training data instead of the model's own
+    (its images must match the model's shape, at the model's resolution).
+    """
     model = DiffusionModel.from_pretrained(path)
-    try:
-        train, test = training_data(model.meta)
-    except ValueError as exc:
-        return Workspace(path, model, None, None, None, None, error=str(exc))
+    if data_path:
+        train, test = load_user_data(data_path, model), None
+    else:
+        try:
+            train, test = training_data(model.meta)
+        except ValueError as exc:
+            return Workspace(path, data_path, model, None, None, None, None, error=str(exc))
     unique = train.deduplicated()  # duplicates would hide each other in the calibrated l2
     source = unique.source_index if unique.source_index is not None else np.arange(len(unique))
-    return Workspace(path, model, train, test, NeighborIndex(unique.images), source)
+    return Workspace(path, data_path, model, train, test, NeighborIndex(unique.images), source)
+
+
+def load_user_data(data_path: str, model: DiffusionModel) -> ImageDataset:
+    """An image folder or ``.npz``, checked against the model: one sentence if they do not fit."""
+    from memviz.data.folder import load_image_folder, load_npz
+
+    p = Path(data_path).expanduser()
+    c, h, w = model.sample_shape
+    data = load_npz(p) if p.suffix == ".npz" else load_image_folder(p, resolution=h, channels=c)
+    if tuple(data.shape) != model.sample_shape and model.vae is None:
+        raise ValueError(f"The data's images are {tuple(data.shape)} (C, H, W) but the model expects "
+                         f"{model.sample_shape}; give images of that shape.")
+    return data
 
 
 def workspace_picker() -> Workspace | None:
-    """Sidebar: a bundled demo or a local model folder. Shows errors in the page, never a traceback."""
+    """Sidebar: a bundled demo or a local model folder, and optionally other training data.
+    Errors show in the page, never as a traceback."""
     options = [name for name, p in BUNDLED.items() if p.exists()] + ["Your own model folder…"]
     choice = st.sidebar.selectbox("Workspace", options, key="workspace")
     path = str(BUNDLED[choice]) if choice in BUNDLED else st.sidebar.text_input(
         "Local diffusers folder", key="model_path", placeholder="/path/to/model")
+    data_path = st.sidebar.text_input("Training data (optional)", key="data_path",
+                                      placeholder="image folder or .npz; empty: the model's own",
+                                      help="An image folder (class sub-folders or metadata.jsonl) or an .npz.")
     if not path:
         st.info("Enter the path of a local diffusers model folder (model_index.json, or unet/ and scheduler/).")
         return None
     try:
-        ws = load_workspace(path)
+        ws = load_workspace(path, data_path.strip() or None)
     except ValueError as exc:
         st.error(str(exc))
         return None
@@ -68,12 +93,12 @@ def to_display(images: torch.Tensor) -> torch.Tensor:
 
 
 @st.cache_resource(show_spinner="Computing FLIPD curves, LID*, neighbours and the map (cached on disk)…")
-def load_browse(path: str, size: int, t0: float):
+def load_browse(path: str, size: int, t0: float, data_path: str | None = None):
     """The browse table of a workspace's training images (every planted one, then ordinary ones up
     to ``size``), once per server; the artifacts behind it are cached on disk."""
     from memviz.analysis import browse
 
-    ws = load_workspace(path)
+    ws = load_workspace(path, data_path)
     first = ws.train.first_rows()                            # each distinct training image once
     kind = np.asarray(ws.train.meta.get("kind", np.full(len(ws.train), "none")))[first]
     rows = np.sort(np.r_[first[kind != "none"], first[kind == "none"]][:size])
@@ -82,10 +107,11 @@ def load_browse(path: str, size: int, t0: float):
 
 
 @st.cache_data(show_spinner="Generating and scoring…", max_entries=64)
-def compare_prompts(path: str, prompts: tuple, n: int, steps: int, guidance: float, seed: int):
+def compare_prompts(path: str, prompts: tuple, n: int, steps: int, guidance: float, seed: int,
+                    data_path: str | None = None):
     """Every prompt's generations, evidence and detector scores (``memviz.analysis.compare_prompts``),
     cached per settings so that a rerun is instant."""
     from memviz.analysis import compare_prompts as compare
 
-    ws = load_workspace(path)
+    ws = load_workspace(path, data_path)
     return compare(ws.model, ws.reference, list(prompts), n=n, steps=steps, guidance_scale=guidance, seed=seed)

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import streamlit as st
 
-from memviz.export import figure_bytes, static_export_status, table_bytes
+from memviz.export import figure_bytes, figure_pack, static_export_status, table_bytes
 
 MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "html": "text/html",
         "csv": "text/csv", "parquet": "application/octet-stream", "zip": "application/zip"}
@@ -31,6 +31,14 @@ def table_downloads(frame, name: str, key: str) -> None:
     for col, fmt in ((c1, "csv"), (c2, "parquet")):
         col.download_button(fmt.upper(), data=partial(table_bytes, frame, fmt), file_name=f"{name}.{fmt}",
                             mime=MIME[fmt], key=f"{key}-{fmt}", on_click="ignore")
+
+
+def figure_pack_button(figures: dict, tables: dict, settings: dict, name: str, key: str) -> None:
+    """One zip of the current view: every figure in every format, the tables, and the settings (JSON)."""
+    st.download_button("Figure pack (zip)", data=partial(figure_pack, figures, tables, settings),
+                       file_name=f"{name}.zip", mime=MIME["zip"], key=key, on_click="ignore",
+                       icon=":material/folder_zip:", help="PNG, SVG, PDF and HTML of every figure, CSV and "
+                       "Parquet of the tables, and settings.json with what made this view.")
 
 
 def query_value(name: str, default: Any, cast: Callable[[str], Any] = str) -> Any:
