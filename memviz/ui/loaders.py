@@ -94,14 +94,15 @@ def to_display(images: torch.Tensor) -> torch.Tensor:
 
 @st.cache_resource(show_spinner="Computing FLIPD curves, LID*, neighbours and the map (cached on disk)…")
 def load_browse(path: str, size: int, t0: float, data_path: str | None = None):
-    """The browse table of a workspace's training images (every planted one, then ordinary ones up
-    to ``size``), once per server; the artifacts behind it are cached on disk."""
+    """The browse table of a workspace's training images (every planted one, then a seeded random
+    sample of ordinary ones up to ``size``), once per server; the artifacts behind it are cached on disk."""
     from memviz.analysis import browse
 
     ws = load_workspace(path, data_path)
     first = ws.train.first_rows()                            # each distinct training image once
     kind = np.asarray(ws.train.meta.get("kind", np.full(len(ws.train), "none")))[first]
-    rows = np.sort(np.r_[first[kind != "none"], first[kind == "none"]][:size])
+    ordinary = np.random.default_rng(0).permutation(first[kind == "none"])  # a seeded sample of every class
+    rows = np.sort(np.r_[first[kind != "none"], ordinary][:size])
     held = ws.test.subset(np.arange(min(len(ws.test), 200))) if ws.test is not None else None
     return browse(ws.model, ws.train.subset(rows), t0=t0, reference=held, stored=(ws.train, rows))
 
