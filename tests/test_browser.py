@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,28 +26,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def serve(name: str):
+    """A fresh `streamlit run app.py` (headless): yields its base URL and its log file."""
+    port = _free_port()
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.log"
+    with open(path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
+                                 "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
+                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MEMVIZ_LOG": "1"})
+        url = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(120):
+                try:
+                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                        break
+                except OSError:
+                    time.sleep(0.5)
+            else:
+                pytest.fail("streamlit did not start")
+            yield url, path
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
 @pytest.fixture(scope="module")
 def server():
-    """A fresh `streamlit run app.py` (headless) and its base URL; its log is kept for checks."""
-    port = _free_port()
-    log = open(ARTIFACTS.mkdir(exist_ok=True) or ARTIFACTS / "server.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
-                             "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MEMVIZ_LOG": "1"})
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start")
-    yield url, ARTIFACTS / "server.log"
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    with serve("server") as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +100,22 @@ def test_every_page_pick_a_sample_compare_prompts_and_export_a_png(server, brows
     _open(browser, f"{url}/manifold?n=300", "Click a point", "manifold").close()
     _open(browser, f"{url}/detection", "AUROC", "detection").close()
     assert "Traceback" not in log.read_text()
+
+
+def test_ten_sessions_opening_a_fresh_server_at_once_all_render_and_load_the_model_once(browser):
+    with serve("load") as (url, log):
+        pages = [browser.new_page() for _ in range(10)]
+        targets = [url] * 8 + [f"{url}/prompts?prompts=3|memorized-05"] * 2
+        for page, target in zip(pages, targets, strict=True):
+            page.goto(target, wait_until="commit")                            # all ten connect at once
+        for page, target in zip(pages, targets, strict=True):
+            page.get_by_text("Detectors" if "prompts" in target else "What the model memorized").first.wait_for(
+                timeout=480_000)
+            assert page.locator('[data-testid="stException"]').count() == 0, target
+        numbers = [p.get_by_text("calibrated l2:").all_inner_texts() for p in pages[8:]]
+        assert len(numbers[0]) == 2 and numbers[0] == numbers[1]            # two sessions, one model, same answer
+        for p in pages:
+            p.close()
+        text = log.read_text()
+    assert text.count("memviz: loading model") == 1, text[-2000:]
+    assert "Traceback" not in text

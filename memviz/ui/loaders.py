@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,10 @@ from memviz.models import DiffusionModel
 from memviz.neighbors import NeighborIndex
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "models"
+log = logging.getLogger("memviz.ui")
+if os.environ.get("MEMVIZ_LOG") and not log.handlers:  # one line per expensive load, for tests and operators
+    log.addHandler(logging.StreamHandler(sys.stderr))
+    log.setLevel(logging.INFO)
 BUNDLED = {"demo-mnist": ASSETS / "demo-mnist", "demo-toy": ASSETS / "demo-toy"}
 
 
@@ -38,6 +45,7 @@ def load_workspace(path: str, data_path: str | None = None) -> Workspace:
     data_path: an image folder or ``.npz`` to use as the training data instead of the model's own
     (its images must match the model's shape, at the model's resolution).
     """
+    log.info("memviz: loading model %s", path)
     model = DiffusionModel.from_pretrained(path)
     if data_path:
         train, test = load_user_data(data_path, model), None
