@@ -4,7 +4,7 @@ why it is or is not memorized (LID, spectrum, nearest training images, place on 
 import numpy as np
 import streamlit as st
 
-from memviz.analysis import sample_view
+from memviz.analysis import BROWSE_TS, sample_view
 from memviz.figures import flipd_curve_figure, image_grid, map_figure, spectrum_figure
 from memviz.ui.loaders import load_browse, to_display, workspace_picker
 from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
@@ -27,14 +27,16 @@ if ws is None or ws.train is None:
 if ws.train.images.shape[-1] == 1:
     st.info("This dataset holds points, not images; see the Manifold page.")
     st.stop()
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns(5)
+t0 = c5.select_slider("t0", BROWSE_TS, value=query_value("t0", 0.05, lambda v: min(BROWSE_TS, key=lambda t: abs(
+    t - float(v)))), help="The diffusion time at which FLIPD and the spectrum are read (cached for every t0).")
 sort = c1.selectbox("Sort by", list(METRICS), help="Low FLIPD or LID*: candidates for memorization.")
 verdict = c2.selectbox("MMH verdict", ["all", "not memorized", "OD-Mem", "DD-Mem"])
 kind = c3.selectbox("Planted kind", ["all", "none", "DD-Mem", "OD-Mem"])
 SIZES = [300, 600, 1000, 2000, 5000]
 size = c4.select_slider("Images analysed", SIZES, value=query_value("n", 600, lambda v: min(SIZES, key=lambda s: abs(
     s - int(v)))), help="Every planted image, then ordinary ones; computed once, cached on disk.")
-b = load_browse(ws.path, size, 0.05, ws.data_path)
+b = load_browse(ws.path, size, t0, ws.data_path)
 table = b.table
 shown = table[((table.verdict == verdict) | (verdict == "all")) & ((table.kind == kind) | (kind == "all"))]
 shown = shown.sort_values(METRICS[sort], kind="stable")
@@ -50,7 +52,7 @@ picked = event.selection.rows if event and event.selection else []
 default = int(shown["index"].iloc[picked[0]]) if picked else query_value("sample", int(shown["index"].iloc[0])
                                                                          if len(shown) else 0, int)
 i = int(st.number_input("Sample", 0, len(table) - 1, min(max(default, 0), len(table) - 1), key="sample"))
-set_query(sample=i, n=size)
+set_query(sample=i, n=size, t0=t0)
 
 view = sample_view(ws.model, b, i)
 row = view.row

@@ -67,10 +67,13 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_sample_in_the_url():
     at = _app()
     at.query_params["n"] = "300"
     at.query_params["sample"] = "3"
+    at.query_params["t0"] = "0.1"
     at.run()
     at.switch_page("pages/samples.py").run()
     assert not at.exception, at.exception
     assert at.number_input(key="sample").value == 3
+    assert at.select_slider[1].value == 0.1 and "t0 = 0.1" in at.caption[0].value    # t0 from the URL
+    assert at.query_params["model"] in (["demo-mnist"], "demo-mnist")
     charts = at.get("plotly_chart")
     assert len(charts) == 3                                   # FLIPD curve, spectrum, map
     assert len(at.get("image")) == 3                          # the grid, the sample, its neighbour strip

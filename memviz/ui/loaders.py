@@ -76,9 +76,15 @@ def workspace_picker() -> Workspace | None:
     """Sidebar: a bundled demo or a local model folder, and optionally other training data.
     Errors show in the page, never as a traceback."""
     options = [name for name, p in BUNDLED.items() if p.exists()] + ["Your own model folder…"]
-    choice = st.sidebar.selectbox("Workspace", options, key="workspace")
+    wanted = st.query_params.get("model")
+    own = wanted is not None and wanted not in options
+    choice = st.sidebar.selectbox("Workspace", options, key="workspace",
+                                  index=len(options) - 1 if own else options.index(wanted) if wanted else 0)
     path = str(BUNDLED[choice]) if choice in BUNDLED else st.sidebar.text_input(
-        "Local diffusers folder", key="model_path", placeholder="/path/to/model")
+        "Local diffusers folder", key="model_path", placeholder="/path/to/model", value=wanted if own else "")
+    model_key = choice if choice in BUNDLED else path
+    if model_key and st.query_params.get("model") != model_key:
+        st.query_params["model"] = model_key  # the workspace travels with a shared link
     data_path = st.sidebar.text_input("Training data (optional)", key="data_path",
                                       placeholder="image folder or .npz; empty: the model's own",
                                       help="An image folder (class sub-folders or metadata.jsonl) or an .npz.")
