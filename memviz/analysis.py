@@ -184,3 +184,18 @@ def compare_prompts(model: DiffusionModel, reference, prompts: list, n: int = 8,
         ev_spec = spectrum(model, x0[:1], t0, cond=p).numpy()[0] if x0 is not None else np.zeros(0)           # 4.
         out.append(PromptResult(p, ev, scores, ev_spec, default_tau(model, t0)))
     return out
+
+
+def sharpness_counts(model: DiffusionModel, b: Browse, batch: int = 32, on_batch=None) -> np.ndarray:
+    """(N,) n_sharp of every sample of a ``Browse`` (eigenvalues of the exact Hessian spectrum at t0
+    below -1 / (2 sigma^2), under each label for class models), batch by batch, each batch cached
+    on disk; ``on_batch(done, total)`` reports progress (an ``st.progress`` bar, say)."""
+    out = []
+    n = len(b.data)
+    for s in range(0, n, batch):
+        part = b.data.subset(np.arange(s, min(s + batch, n)))
+        res = compute_spectra(model, part, t=b.t0, conditional="cond" in b.curves, progress=False)
+        out.append(res.summary().n_sharp.to_numpy())
+        if on_batch is not None:
+            on_batch(min(s + batch, n), n)
+    return np.concatenate(out)

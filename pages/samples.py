@@ -4,7 +4,7 @@ why it is or is not memorized (LID, spectrum, nearest training images, place on 
 import numpy as np
 import streamlit as st
 
-from memviz.analysis import BROWSE_TS, sample_view
+from memviz.analysis import BROWSE_TS, sample_view, sharpness_counts
 from memviz.figures import flipd_curve_figure, image_grid, map_figure, spectrum_figure
 from memviz.ui.loaders import load_browse, to_display, workspace_picker
 from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
@@ -30,7 +30,6 @@ if ws.train.images.shape[-1] == 1:
 c1, c2, c3, c4, c5 = st.columns(5)
 t0 = c5.select_slider("t0", BROWSE_TS, value=query_value("t0", 0.05, lambda v: min(BROWSE_TS, key=lambda t: abs(
     t - float(v)))), help="The diffusion time at which FLIPD and the spectrum are read (cached for every t0).")
-sort = c1.selectbox("Sort by", list(METRICS), help="Low FLIPD or LID*: candidates for memorization.")
 verdict = c2.selectbox("MMH verdict", ["all", "not memorized", "OD-Mem", "DD-Mem"])
 kind = c3.selectbox("Planted kind", ["all", "none", "DD-Mem", "OD-Mem"])
 SIZES = [300, 600, 1000, 2000, 5000]
@@ -38,6 +37,20 @@ size = c4.select_slider("Images analysed", SIZES, value=query_value("n", 600, la
     s - int(v)))), help="Every planted image, then ordinary ones; computed once, cached on disk.")
 b = load_browse(ws.path, size, t0, ws.data_path)
 table = b.table
+sharp_key = ("n_sharp", ws.path, ws.data_path, size, t0)
+if sharp_key not in st.session_state and st.button(
+        "Add the sharpness count (n_sharp) of these images", icon=":material/bolt:",
+        help="Exact Hessian spectra, about half a second per image on a CPU; cached on disk."):
+    bar = st.progress(0.0, "Hessian spectra…")
+    st.session_state[sharp_key] = sharpness_counts(
+        ws.model, b, on_batch=lambda done, n: bar.progress(done / n, f"Hessian spectra: {done} of {n} images"))
+    bar.empty()
+if sharp_key in st.session_state:
+    table = table.assign(n_sharp=st.session_state[sharp_key])
+    METRICS["sharpness count (n_sharp, descending)"] = "minus_n_sharp"
+    table = table.assign(minus_n_sharp=-table.n_sharp)
+sort = c1.selectbox("Sort by", list(METRICS), help="Low FLIPD or LID*, many sharp directions: candidates for "
+                    "memorization.")
 shown = table[((table.verdict == verdict) | (verdict == "all")) & ((table.kind == kind) | (kind == "all"))]
 shown = shown.sort_values(METRICS[sort], kind="stable")
 st.caption(f"{len(shown):,} of {len(table):,} analysed images; FLIPD at t0 = {b.t0} "
@@ -51,40 +64,48 @@ table_downloads(shown, "samples", key="samples-table")
 picked = event.selection.rows if event and event.selection else []
 default = int(shown["index"].iloc[picked[0]]) if picked else query_value("sample", int(shown["index"].iloc[0])
                                                                          if len(shown) else 0, int)
-i = int(st.number_input("Sample", 0, len(table) - 1, min(max(default, 0), len(table) - 1), key="sample"))
-set_query(sample=i, n=size, t0=t0)
 
-view = sample_view(ws.model, b, i)
-row = view.row
-st.subheader(f"Sample {i}: verdict {row['verdict']}" + (f" (planted: {row['kind']})" if row["kind"] != "none" else ""))
-left, right = st.columns(2)
-with left:
-    a, m = st.columns([1, 2])
-    a.image(image_grid(to_display(view.image[None]), scale=8), caption=f"label {row['label']}")
-    m.metric("LID_theta (FLIPD)", f"{row['flipd']:.1f}")
-    m.metric("LID* (MLE / lPCA)", f"{view.lid_star['mle']:.1f} / {view.lid_star['lpca']:.1f}")
-    curve = flipd_curve_figure(view.ts, view.curves, t0=b.t0, lid_star={"MLE": view.lid_star["mle"]},
-                               title="LID_theta against t, with LID*")
-    st.plotly_chart(curve, key="curve")
-    export_menu(curve, f"flipd-{i}", key="exp-curve")
-with right:
-    spec = spectrum_figure({f"sample {i}": view.eigenvalues}, tau=view.tau, title="Hessian spectrum at t0")
-    st.plotly_chart(spec, key="spectrum")
-    n_sharp = int((view.eigenvalues < -view.tau).sum())
-    st.caption(f"{n_sharp} of {len(view.eigenvalues)} eigenvalues below -tau = {-view.tau:.1f}; "
-               f"largest {view.eigenvalues[-1]:.1f}.")
-    export_menu(spec, f"spectrum-{i}", key="exp-spectrum")
-left, right = st.columns(2)
-with left:
-    st.image(image_grid(to_display(view.neighbor_images), nrow=len(view.neighbors), scale=4),
-             caption="nearest other training images: " + ", ".join(f"{d:.2f}" for d in view.distances))
-with right:
-    fig = map_figure(table[["x", "y"]].to_numpy(), color=table.flipd.to_numpy(), color_name="FLIPD",
-                     highlight=np.array([i]), title="UMAP of the analysed images (ringed: this sample)")
-    st.plotly_chart(fig, key="map")
-    export_menu(fig, f"map-{i}", key="exp-map")
-figure_pack_button({"flipd-curve": curve, "spectrum": spec, "map": fig},
-                   {"sample": shown[shown["index"] == i], "neighbors": _neighbors_table(view)},
-                   {"model": ws.path, "data": ws.data_path, "sample": i, "t0": b.t0, "tau": view.tau,
-                    "images_analysed": size, "sort": sort, "verdict_filter": verdict, "kind_filter": kind},
-                   f"memviz-sample-{i}", key="pack")
+
+@st.fragment
+def sample_panel(default: int) -> None:
+    """The side-by-side panel; a fragment, so that picking another sample redraws only this."""
+    i = int(st.number_input("Sample", 0, len(table) - 1, min(max(default, 0), len(table) - 1), key="sample"))
+    set_query(sample=i, n=size, t0=t0)
+
+    view = sample_view(ws.model, b, i)
+    row = view.row
+    st.subheader(f"Sample {i}: verdict {row['verdict']}" + (f" (planted: {row['kind']})" if row["kind"] != "none" else ""))
+    left, right = st.columns(2)
+    with left:
+        a, m = st.columns([1, 2])
+        a.image(image_grid(to_display(view.image[None]), scale=8), caption=f"label {row['label']}")
+        m.metric("LID_theta (FLIPD)", f"{row['flipd']:.1f}")
+        m.metric("LID* (MLE / lPCA)", f"{view.lid_star['mle']:.1f} / {view.lid_star['lpca']:.1f}")
+        curve = flipd_curve_figure(view.ts, view.curves, t0=b.t0, lid_star={"MLE": view.lid_star["mle"]},
+                                   title="LID_theta against t, with LID*")
+        st.plotly_chart(curve, key="curve")
+        export_menu(curve, f"flipd-{i}", key="exp-curve")
+    with right:
+        spec = spectrum_figure({f"sample {i}": view.eigenvalues}, tau=view.tau, title="Hessian spectrum at t0")
+        st.plotly_chart(spec, key="spectrum")
+        n_sharp = int((view.eigenvalues < -view.tau).sum())
+        st.caption(f"{n_sharp} of {len(view.eigenvalues)} eigenvalues below -tau = {-view.tau:.1f}; "
+                   f"largest {view.eigenvalues[-1]:.1f}.")
+        export_menu(spec, f"spectrum-{i}", key="exp-spectrum")
+    left, right = st.columns(2)
+    with left:
+        st.image(image_grid(to_display(view.neighbor_images), nrow=len(view.neighbors), scale=4),
+                 caption="nearest other training images: " + ", ".join(f"{d:.2f}" for d in view.distances))
+    with right:
+        fig = map_figure(table[["x", "y"]].to_numpy(), color=table.flipd.to_numpy(), color_name="FLIPD",
+                         highlight=np.array([i]), title="UMAP of the analysed images (ringed: this sample)")
+        st.plotly_chart(fig, key="map")
+        export_menu(fig, f"map-{i}", key="exp-map")
+    figure_pack_button({"flipd-curve": curve, "spectrum": spec, "map": fig},
+                       {"sample": shown[shown["index"] == i], "neighbors": _neighbors_table(view)},
+                       {"model": ws.path, "data": ws.data_path, "sample": i, "t0": b.t0, "tau": view.tau,
+                        "images_analysed": size, "sort": sort, "verdict_filter": verdict, "kind_filter": kind},
+                       f"memviz-sample-{i}", key="pack")
+
+
+sample_panel(default)

@@ -64,3 +64,14 @@ def test_duplicates_read_lid_star_zero_from_the_stored_set(tiny):
     assert b.table.lid_mle.iloc[-1] == 0 and b.table.nn_distance.iloc[-1] == 0   # its nine other copies count
     alone = browse(model, data.subset(rows), t0=0.05)
     assert alone.table.lid_mle.iloc[-1] > 0                          # without them it looks ordinary
+
+
+def test_sharpness_counts_batch_by_batch_with_progress(tiny):
+    from memviz.analysis import sharpness_counts
+
+    model, data = tiny
+    b = browse(model, data, t0=0.05)
+    seen = []
+    counts = sharpness_counts(model, b, batch=16, on_batch=lambda done, n: seen.append((done, n)))
+    assert counts.shape == (40,) and seen == [(16, 40), (32, 40), (40, 40)]
+    assert counts[31] == int((sample_view(model, b, 31).eigenvalues < -sample_view(model, b, 31).tau).sum())
