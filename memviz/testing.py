@@ -125,3 +125,22 @@ class ClassGaussianDenoiser(torch.nn.Module):
         tau = torch.as_tensor(timestep, dtype=torch.float64).expand(len(x))
         picks = [(labels == k).view(-1, 1, 1, 1).to(x) for k in range(len(self.parts))]
         return SimpleNamespace(sample=sum(p * part(x, tau).sample for p, part in zip(picks, self.parts)))
+
+
+def class_gaussian_model(D: int = 64, shape: tuple[int, int, int] = (1, 8, 8)):
+    """A ``DiffusionModel`` whose class "c" is a 4-dim subspace Gaussian and whose null class a
+    12-dim one, with its closed-form scores: returns (model, score) where
+    score(x (B, D), t, conditional) = -C^{-1} (x - alpha mean), float64."""
+    from memviz.models import DiffusionModel
+
+    (m0, c0), (mu, cu) = subspace_gaussian(D, 4, seed=1), subspace_gaussian(D, 12, seed=2)
+    model = DiffusionModel(ClassGaussianDenoiser(torch.stack([m0, mu]), torch.stack([c0, cu]), shape),
+                           DDPMScheduler(), meta={"class_names": ["c"]}, device="cpu")
+
+    def score(x: torch.Tensor, t: float, conditional: bool) -> torch.Tensor:
+        mean, cov = (m0, c0) if conditional else (mu, cu)
+        a, s = model.alpha(t), model.sigma(t)
+        c = a**2 * cov + s**2 * torch.eye(D, dtype=torch.float64)
+        return -(x.flatten(1).double() - a * mean) @ torch.linalg.inv(c)
+
+    return model, score

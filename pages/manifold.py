@@ -6,7 +6,7 @@ import streamlit as st
 
 from memviz.figures import image_grid, map_figure, selected_indices
 from memviz.ui.loaders import load_browse, to_display, workspace_picker
-from memviz.ui.widgets import export_menu, query_value, set_query, table_downloads
+from memviz.ui.widgets import export_menu, images_analysed, query_value, require_images, set_query, table_downloads
 
 COLOURS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
            "MMH verdict": "verdict", "planted kind": "kind", "label": "label",
@@ -14,16 +14,12 @@ COLOURS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)":
 
 st.title("Manifold")
 ws = workspace_picker()
-if ws is None or ws.train is None:
-    st.stop()
-if ws.train.images.shape[-1] == 1:
-    st.info("This dataset holds points, not images: its coordinates are its map.")
-    st.stop()
+require_images(ws)
 c1, c2 = st.columns(2)
 names = list(COLOURS)
 colour = c1.selectbox("Colour by", names, index=names.index(query_value("colour", names[0])) if
                       query_value("colour", names[0]) in names else 0)
-size = c2.select_slider("Images analysed", [300, 600, 1000, 2000, 5000], value=query_value("n", 600, int))
+size = images_analysed(c2)
 set_query(colour=colour, n=size)
 b = load_browse(ws.path, size, 0.05, ws.data_path)
 table = b.table

@@ -7,7 +7,15 @@ import streamlit as st
 from memviz.analysis import BROWSE_TS, sample_view, sharpness_counts
 from memviz.figures import flipd_curve_figure, image_grid, map_figure, spectrum_figure
 from memviz.ui.loaders import load_browse, to_display, workspace_picker
-from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
+from memviz.ui.widgets import (
+    export_menu,
+    figure_pack_button,
+    images_analysed,
+    query_value,
+    require_images,
+    set_query,
+    table_downloads,
+)
 
 METRICS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
            "nearest-neighbour distance": "nn_distance", "index": "index"}
@@ -22,19 +30,13 @@ def _neighbors_table(view):
 
 st.title("Samples")
 ws = workspace_picker()
-if ws is None or ws.train is None:
-    st.stop()
-if ws.train.images.shape[-1] == 1:
-    st.info("This dataset holds points, not images; see the Manifold page.")
-    st.stop()
+require_images(ws)
 c1, c2, c3, c4, c5 = st.columns(5)
 t0 = c5.select_slider("t0", BROWSE_TS, value=query_value("t0", 0.05, lambda v: min(BROWSE_TS, key=lambda t: abs(
     t - float(v)))), help="The diffusion time at which FLIPD and the spectrum are read (cached for every t0).")
 verdict = c2.selectbox("MMH verdict", ["all", "not memorized", "OD-Mem", "DD-Mem"])
 kind = c3.selectbox("Planted kind", ["all", "none", "DD-Mem", "OD-Mem"])
-SIZES = [300, 600, 1000, 2000, 5000]
-size = c4.select_slider("Images analysed", SIZES, value=query_value("n", 600, lambda v: min(SIZES, key=lambda s: abs(
-    s - int(v)))), help="Every planted image, then ordinary ones; computed once, cached on disk.")
+size = images_analysed(c4)
 b = load_browse(ws.path, size, t0, ws.data_path)
 table = b.table
 sharp_key = ("n_sharp", ws.path, ws.data_path, size, t0)

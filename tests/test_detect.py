@@ -4,12 +4,11 @@ pipelines on a tiny random model and on demo-toy, and eval-detection's JSON."""
 import numpy as np
 import pytest
 import torch
-from diffusers import DDPMScheduler
 
 from memviz.detect import auroc, prompt_scores, sample_scores, tpr_at_fpr, wen_score
 from memviz.models import DiffusionModel
 from memviz.neighbors import NeighborIndex
-from memviz.testing import ClassGaussianDenoiser, subspace_gaussian
+from memviz.testing import class_gaussian_model
 from tests.conftest import ROOT
 
 SHAPE = (1, 8, 8)
@@ -28,17 +27,10 @@ def test_metrics_by_hand():
 
 
 def test_wen_score_is_the_closed_form_guidance_norm():
-    D, t = 64, 0.6
-    (m0, c0), (mu, cu) = subspace_gaussian(D, 4, seed=1), subspace_gaussian(D, 12, seed=2)
-    model = DiffusionModel(ClassGaussianDenoiser(torch.stack([m0, mu]), torch.stack([c0, cu]), SHAPE),
-                           DDPMScheduler(), meta={"class_names": ["c"]}, device="cpu")
+    t = 0.6
+    model, score = class_gaussian_model()
     x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0))
-    a, s = model.alpha(t), model.sigma(t)
-    eye = torch.eye(D, dtype=torch.float64)
-    xf = x.flatten(1).double()
-    s_c = -(xf - a * m0) @ torch.linalg.inv(a**2 * c0 + s**2 * eye)
-    s_u = -(xf - a * mu) @ torch.linalg.inv(a**2 * cu + s**2 * eye)
-    ref = s * (s_c - s_u).norm(dim=1)                                  # eps = -sigma s
+    ref = model.sigma(t) * (score(x, t, True) - score(x, t, False)).norm(dim=1)      # eps = -sigma s
     torch.testing.assert_close(wen_score(model, "c", x, t), ref, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="condition"):
         wen_score(model, None, x, t)

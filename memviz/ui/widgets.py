@@ -59,3 +59,23 @@ def set_query(**values: Any) -> None:
             st.query_params.pop(name, None)
         elif st.query_params.get(name) != str(value):
             st.query_params[name] = str(value)
+
+
+SIZES = (300, 600, 1000, 2000, 5000)
+
+
+def images_analysed(container) -> int:
+    """How many training images a page analyses (every planted one, then a seeded sample), from the
+    URL (``?n``, snapped to the nearest offered size) or 600."""
+    wanted = query_value("n", 600, lambda v: min(SIZES, key=lambda s: abs(s - int(v))))
+    return container.select_slider("Images analysed", SIZES, value=wanted,
+                                   help="Every planted image, then ordinary ones; computed once, cached on disk.")
+
+
+def require_images(ws) -> None:
+    """Stop the page, with a sentence, when the workspace has no training images to show."""
+    if ws is None or ws.train is None:
+        st.stop()
+    if ws.train.images.shape[-1] == 1:
+        st.info("This dataset holds points, not images; there is nothing to show here for it.")
+        st.stop()
