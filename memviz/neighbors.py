@@ -85,7 +85,7 @@ class NeighborIndex:
 @dataclass(frozen=True)
 class NeighborGraph:
     """The k nearest other points of every point of a dataset, computed once and shared by
-    LID* (its neighbourhoods), UMAP (``precomputed_knn``) and the neighbour view.
+    LID* (its neighbourhoods), UMAP (a sparse precomputed distance matrix) and the neighbour view.
 
     Attributes:
         index (np.ndarray): (N, k) neighbour rows, nearest first, each point's own row left out.
@@ -104,12 +104,6 @@ class NeighborGraph:
         if not 1 <= k <= self.k:
             raise ValueError(f"This graph holds {self.k} neighbours per point; ask for 1..{self.k}, or rebuild it.")
         return NeighborGraph(self.index[:, :k], self.distance[:, :k])
-
-    def umap_knn(self, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
-        """UMAP's ``precomputed_knn`` arrays, (N, n_neighbors): each point first, at distance 0."""
-        g = self.first(n_neighbors - 1)
-        own = np.arange(len(g.index))[:, None]
-        return np.hstack([own, g.index]), np.hstack([np.zeros_like(own, dtype=np.float32), g.distance.astype(np.float32)])
 
 
 def neighbor_graph(points, k: int = 100, index: NeighborIndex | None = None, cache: bool = True,

@@ -17,8 +17,6 @@ import torch
 from memviz.hessian.density import SpectralDensity
 from memviz.models import DiffusionModel
 
-KEYS = ("n_sharp", "n_flat", "trace", "lambda_min", "lambda_max")
-
 
 def default_tau(model: DiffusionModel, t: float) -> float:
     """tau = 1 / (2 sigma_t^2), halfway between a flat (0) and a sharp (-1 / sigma_t^2) eigenvalue."""
