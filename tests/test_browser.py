@@ -95,6 +95,8 @@ def test_every_page_pick_a_sample_compare_prompts_and_export_a_png(server, brows
     assert image.format == "PNG" and image.size[0] > 100
     page.close()
     page = _open(browser, f"{url}/prompts?prompts=3|memorized-05", "Detectors", "prompts")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)       # the spectra come after the table
+    page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=120_000)
     assert page.get_by_text("memorized-05").count() >= 1 and page.locator(".js-plotly-plot").count() == 1
     page.close()
     _open(browser, f"{url}/manifold?n=300", "Click a point", "manifold").close()
