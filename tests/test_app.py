@@ -12,12 +12,21 @@ def _app() -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
 
 
+def _page(page: str, **query: str) -> AppTest:
+    """The app opened on ``page`` with these URL query parameters, checked for exceptions."""
+    at = _app()
+    for name, value in query.items():
+        at.query_params[name] = value
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
 @pytest.mark.parametrize("page", ["pages/overview.py", "pages/prompts.py", "pages/manifold.py",
                                   "pages/detection.py"])
 def test_every_page_renders_on_the_demo(page):
-    at = _app().run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
+    at = _page(page)
     assert at.title[0].value
 
 
@@ -42,11 +51,7 @@ def test_prompts_page_reports_copies_for_a_planted_prompt():
 
 
 def test_prompts_page_compares_two_prompts_with_every_detector_and_keeps_them_in_the_url():
-    at = _app()
-    at.query_params["prompts"] = "3|memorized-05"
-    at.run()
-    at.switch_page("pages/prompts.py").run()
-    assert not at.exception, at.exception
+    at = _page("pages/prompts.py", prompts="3|memorized-05")
     assert at.multiselect[0].value == ["3", "memorized-05"]
     scores = at.dataframe[0].value.set_index("prompt")
     assert {"copies", "calibrated_l2", "wen_step1", "jeon_step1", "flipd_cond"} <= set(scores.columns)
@@ -64,13 +69,7 @@ def test_a_bad_model_path_is_one_message_not_a_traceback(tmp_path):
 
 
 def test_samples_page_shows_the_four_panels_and_keeps_the_sample_in_the_url():
-    at = _app()
-    at.query_params["n"] = "300"
-    at.query_params["sample"] = "3"
-    at.query_params["t0"] = "0.1"
-    at.run()
-    at.switch_page("pages/samples.py").run()
-    assert not at.exception, at.exception
+    at = _page("pages/samples.py", n="300", sample="3", t0="0.1")
     assert at.number_input(key="sample").value == 3
     assert at.select_slider[1].value == 0.1 and "t0 = 0.1" in at.caption[0].value    # t0 from the URL
     assert at.query_params["model"] in (["demo-mnist"], "demo-mnist")
@@ -87,11 +86,7 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_sample_in_the_url():
 
 
 def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():
-    at = _app()
-    at.query_params["level"] = "prompt"
-    at.run()
-    at.switch_page("pages/detection.py").run()
-    assert not at.exception, at.exception
+    at = _page("pages/detection.py", level="prompt")
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
     assert set(table.level) == {"prompt"} and table.auroc.between(0, 1).all()
