@@ -73,7 +73,15 @@ def _train(args) -> int:
     cfg.steps = args.steps or cfg.steps
     cfg.max_minutes = args.max_minutes
     cfg.seed = cfg.seed if args.seed is None else args.seed
-    train(recipe.data, args.out, cfg, weights=recipe.weights, meta=recipe.meta, progress=not args.no_progress)
+    text = None
+    if recipe.captions is not None:
+        from memviz.text import encode_text, packaged_text_encoder
+        from memviz.train import CaptionConditioning
+
+        encoder, tokenizer = packaged_text_encoder(recipe.meta["text_encoder"])
+        text = CaptionConditioning(recipe.captions, lambda p: encode_text(encoder, tokenizer, p))
+    train(recipe.data, args.out, cfg, weights=recipe.weights, meta=recipe.meta, progress=not args.no_progress,
+          text=text)
     print(f"saved {args.out}")
     return 0
 

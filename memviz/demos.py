@@ -18,6 +18,7 @@ class Recipe:
     weights: np.ndarray | None
     meta: dict
     config: TrainConfig
+    captions: list[list[str]] | None = None  # text-conditional recipes: every training row's captions
 
 
 def demo_mnist(resolution: int = 16) -> Recipe:
@@ -39,6 +40,30 @@ def demo_mnist(resolution: int = 16) -> Recipe:
     return Recipe(train, train.meta["weight"], meta, cfg)
 
 
+def demo_mnist_text(resolution: int = 16) -> Recipe:
+    """demo-mnist-text: text-conditional, the images of demo-mnist with captions.
+
+    Ordinary digits carry templated captions (one of five drawn per step); each duplicated
+    image (DD-Mem, 40 copies) and each planted prompt's images (OD-Mem, oversampled 20 times)
+    carry one unique caption, the LAION pattern. The UNet cross-attends to the token embeddings
+    of all-MiniLM-L6-v2 (offline, ``memviz.text``), 16 tokens.
+    """
+    from memviz.data.captions import caption_table, row_captions
+    from memviz.text import EMBED_DIM, MINILM
+
+    base = mnist5k(resolution)
+    truth = plant_memorization(base, seed=0, oversample=20.0)
+    train, _ = planted_split(base, truth)
+    table = caption_table()
+    meta = {"name": "demo-mnist-text", "text_encoder": {"name": MINILM, "max_length": 16}, "captions": table,
+            "guidance_scale": 1.0, "data": {"name": "mnist5k", "resolution": resolution},
+            "planted": truth.to_dict()}
+    captions = row_captions(table, train.meta["kind"], train.labels, train.meta["group"], truth.n_ordinary)
+    cfg = TrainConfig(block_out_channels=(32, 64, 64), batch_size=128, lr=1e-3, warmup_steps=500,
+                      steps=8_000, ema_decay=0.9995, save_every=500, cross_attention_dim=EMBED_DIM)
+    return Recipe(train, train.meta["weight"], meta, cfg, captions)
+
+
 def demo_toy(ambient: int = 2) -> Recipe:
     """demo-toy: unconditional, the MMH toy (circle arcs, one isolated point, a point mass).
 
@@ -56,4 +81,4 @@ def demo_toy(ambient: int = 2) -> Recipe:
     return Recipe(data, weights, meta, cfg)
 
 
-RECIPES = {"demo-mnist": demo_mnist, "demo-toy": demo_toy}
+RECIPES = {"demo-mnist": demo_mnist, "demo-mnist-text": demo_mnist_text, "demo-toy": demo_toy}

@@ -21,7 +21,8 @@ def load_components(path: Path, use_safetensors: bool = True) -> dict[str, Any]:
     """unet, scheduler, and (where present) vae, text_encoder, tokenizer and memviz meta.
 
     Steps: 1. check the folder and its index; 2. load the required unet and scheduler;
-    3. load the optional parts the index names; 4. read ``memviz.json``.
+    3. load the optional parts the index names; 4. read ``memviz.json`` (which may name a
+    packaged text encoder instead of a text_encoder/ folder).
     """
     if not path.exists():                                                          # 1.
         raise ValueError(f"No model at {path}: the path does not exist; {HINT}.")
@@ -35,10 +36,14 @@ def load_components(path: Path, use_safetensors: bool = True) -> dict[str, Any]:
                              "scheduler": _load_scheduler(path / "scheduler")}
     if (path / "vae").is_dir() or "vae" in index:                                  # 3.
         parts["vae"] = _load_diffusers_part(path / "vae", "AutoencoderKL", use_safetensors)
-    if (path / "text_encoder").is_dir() or "text_encoder" in index:
-        parts["text_encoder"], parts["tokenizer"] = _load_text(path, index, use_safetensors)
     meta_file = path / "memviz.json"                                               # 4.
     parts["meta"] = _read_json(meta_file) if meta_file.exists() else {}
+    if (path / "text_encoder").is_dir() or "text_encoder" in index:
+        parts["text_encoder"], parts["tokenizer"] = _load_text(path, index, use_safetensors)
+    elif "text_encoder" in parts["meta"]:  # a packaged encoder, named rather than shipped (memviz.text)
+        from memviz.text import packaged_text_encoder
+
+        parts["text_encoder"], parts["tokenizer"] = packaged_text_encoder(parts["meta"]["text_encoder"])
     return parts
 
 

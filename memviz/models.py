@@ -245,10 +245,9 @@ class DiffusionModel:
         if self.text_encoder is None or self.tokenizer is None:
             raise ValueError("This text-conditional model has no text encoder or tokenizer; pass a precomputed embedding.")
         if prompt not in self._prompt_cache:
-            ids = self.tokenizer(prompt, padding="max_length", max_length=self.tokenizer.model_max_length,
-                                 truncation=True, return_tensors="pt").input_ids.to(self.device)
-            with torch.no_grad():
-                self._prompt_cache[prompt] = self.text_encoder(ids)[0].float()
+            from memviz.text import encode_text
+
+            self._prompt_cache[prompt] = encode_text(self.text_encoder, self.tokenizer, [prompt], self.device)
         return self._prompt_cache[prompt]
 
     # ---- checks -------------------------------------------------------------------------
