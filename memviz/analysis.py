@@ -11,7 +11,8 @@ import numpy as np
 
 from memviz.data.base import ImageDataset
 from memviz.embed import fit_map
-from memviz.hessian.runner import compute_spectra
+from memviz.hessian.runner import image_spectra
+from memviz.hessian.summary import default_tau, summarize
 from memviz.lid.runner import compute_data_lid, compute_lid
 from memviz.lid.verdict import calibrate_threshold, mmh_verdict
 from memviz.models import DiffusionModel
@@ -45,7 +46,8 @@ class Browse:
 
 def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWSE_TS, n_probes: int = 2,
            threshold: float | None = None, reference: ImageDataset | None = None,
-           stored: tuple[ImageDataset, np.ndarray] | None = None, progress: bool = False) -> Browse:
+           stored: tuple[ImageDataset, np.ndarray] | None = None, progress: bool = False,
+           on_progress=None) -> Browse:
     """The browse table of ``data`` (cached artifacts; a second call only reads them back).
 
     Steps: 1. FLIPD curves over ``ts``, unconditional and (class models) under each label;
@@ -57,16 +59,21 @@ def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWS
         stored: (training set as stored, rows) when ``data`` is ``stored.subset(rows)`` (distinct
             images, say): LID* and the nearest-other distance then come from the stored set,
             duplicates included, which is what lets a duplicated image read LID* 0 (DD-Mem).
+        on_progress: ``on_progress(fraction, what)`` through the pass (an ``st.progress`` bar);
+            cached artifacts report nothing.
     """
     import pandas as pd
 
     if t0 not in ts:
         raise ValueError(f"t0 = {t0} must be one of the grid's times {tuple(ts)}.")
     conditional = model.is_class_conditional and data.labels is not None
-    curves = {"uncond": compute_lid(model, data, ts, n_probes=n_probes, methods=(), progress=progress).flipd}   # 1.
+    stages = ["uncond"] + ["cond"] * conditional + ["reference"] * (threshold is None and reference is not None)
+    report = _stage_reporter(on_progress, stages)
+    curves = {"uncond": compute_lid(model, data, ts, n_probes=n_probes, methods=(), progress=progress,   # 1.
+                                    on_batch=report("uncond")).flipd}
     if conditional:
         curves["cond"] = compute_lid(model, data, ts, n_probes=n_probes, conditional=True, methods=(),
-                                     progress=progress).flipd
+                                     progress=progress, on_batch=report("cond")).flipd
     j = list(ts).index(t0)
     flipd = curves["cond" if conditional else "uncond"][:, j]
     graph = neighbor_graph(data.images, min(20, len(data) - 1))                                               # 2.
@@ -78,7 +85,8 @@ def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWS
         nearest = neighbor_graph(full.images, 20).distance[rows, 0]
     xy = fit_map(data.images.flatten(1).numpy(), n_neighbors=min(15, len(data) - 1)).xy                        # 3.
     if threshold is None:                                                                                       # 4.
-        ref = flipd if reference is None else _reference_flipd(model, reference, ts, j, conditional, n_probes)
+        ref = flipd if reference is None else _reference_flipd(model, reference, ts, j, conditional, n_probes,
+                                                                report("reference"))
         threshold = calibrate_threshold(ref, 0.05)
     table = pd.DataFrame({
         "index": np.arange(len(data)), "label": data.labels if data.labels is not None else -1,
@@ -89,9 +97,25 @@ def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWS
     return Browse(data, table, np.asarray(ts, dtype=float), curves, graph, float(t0), float(threshold))
 
 
-def _reference_flipd(model, reference, ts, j, conditional, n_probes) -> np.ndarray:
+def _reference_flipd(model, reference, ts, j, conditional, n_probes, on_batch=None) -> np.ndarray:
     return compute_lid(model, reference, ts, n_probes=n_probes, conditional=conditional, methods=(),
-                       progress=False).flipd[:, j]
+                       progress=False, on_batch=on_batch).flipd[:, j]
+
+
+STAGE_TEXT = {"uncond": "FLIPD curves, unconditional", "cond": "FLIPD curves under each label",
+              "reference": "FLIPD of held-out images (the verdict's threshold)"}
+
+
+def _stage_reporter(on_progress, stages: list[str]):
+    """stage -> on_batch(done, total) callbacks mapping each stage's batches onto one overall
+    fraction (equal shares; LID*, neighbours and the map take seconds and report nothing)."""
+    def report(stage: str):
+        if on_progress is None:
+            return None
+        k = stages.index(stage)
+        return lambda done, total: on_progress((k + done / total) / len(stages),
+                                               f"{STAGE_TEXT[stage]}: {done:,} of {total:,} images")
+    return report
 
 
 @dataclass
@@ -128,10 +152,10 @@ def sample_view(model: DiffusionModel, b: Browse, i: int, k: int = 8) -> SampleV
         raise ValueError(f"Sample {i} does not exist; pick one of 0..{len(b.data) - 1}.")
     row = b.table.iloc[i].to_dict()
     one = b.data.subset([i])
-    spec = compute_spectra(model, one, t=b.t0, conditional="cond" in b.curves, progress=False)
+    eigenvalues = image_spectra(model, one, b.t0, _conditions(b, [i]))[0]
     g = b.graph.first(min(k, b.graph.k))
     return SampleView(i, row, b.data.images[i], b.ts, {name: c[i] for name, c in b.curves.items()},
-                      {m: float(row[f"lid_{m}"]) for m in ("lpca", "mle")}, spec.eigenvalues[0], spec.tau,
+                      {m: float(row[f"lid_{m}"]) for m in ("lpca", "mle")}, eigenvalues, default_tau(model, b.t0),
                       g.index[i], g.distance[i], b.data.images[g.index[i]], np.array([row["x"], row["y"]]))
 
 
@@ -165,7 +189,6 @@ def compare_prompts(model: DiffusionModel, reference, prompts: list, n: int = 8,
     from memviz.detect.wen import wen_score
     from memviz.hessian.sharpness import jeon_score
     from memviz.hessian.spectrum import spectrum
-    from memviz.hessian.summary import default_tau
     from memviz.lid.flipd import flipd
     from memviz.memorization import copy_evidence
 
@@ -187,15 +210,14 @@ def compare_prompts(model: DiffusionModel, reference, prompts: list, n: int = 8,
 
 
 def sharpness_counts(model: DiffusionModel, b: Browse, batch: int = 32, on_batch=None) -> np.ndarray:
-    """(N,) n_sharp of every sample of a ``Browse`` (eigenvalues of the exact Hessian spectrum at t0
-    below -1 / (2 sigma^2), under each label for class models), batch by batch, each batch cached
-    on disk; ``on_batch(done, total)`` reports progress (an ``st.progress`` bar, say)."""
-    out = []
-    n = len(b.data)
-    for s in range(0, n, batch):
-        part = b.data.subset(np.arange(s, min(s + batch, n)))
-        res = compute_spectra(model, part, t=b.t0, conditional="cond" in b.curves, progress=False)
-        out.append(res.summary().n_sharp.to_numpy())
-        if on_batch is not None:
-            on_batch(min(s + batch, n), n)
-    return np.concatenate(out)
+    """(N,) n_sharp of every sample of a ``Browse``: eigenvalues of the exact Hessian spectrum at t0
+    below -1 / (2 sigma^2), under each label for class models. Each image's spectrum is cached on
+    its own (``image_spectra``), shared with ``sample_view``; ``on_batch(done, total)`` reports
+    progress (an ``st.progress`` bar, say)."""
+    eigenvalues = image_spectra(model, b.data, b.t0, _conditions(b, range(len(b.data))), batch, on_batch)
+    return summarize(eigenvalues, default_tau(model, b.t0))["n_sharp"]
+
+
+def _conditions(b: Browse, rows) -> list | None:
+    """Each row's condition in the browse's conditional curves (its label), or None."""
+    return b.data.labels[list(rows)].tolist() if "cond" in b.curves else None

@@ -18,6 +18,8 @@ import threading
 import zipfile
 from typing import Any
 
+import numpy as np
+
 FIGURE_FORMATS = ("png", "svg", "pdf", "html")
 TABLE_FORMATS = ("csv", "parquet")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
@@ -75,9 +77,10 @@ def table_bytes(frame, fmt: str = "csv") -> bytes:
 
 
 def figure_pack(figures: dict[str, Any], tables: dict[str, Any] | None = None, settings: dict | None = None,
-                formats: tuple[str, ...] = FIGURE_FORMATS) -> bytes:
+                formats: tuple[str, ...] = FIGURE_FORMATS, images: dict[str, Any] | None = None) -> bytes:
     """A zip of every figure in every format (static ones only when a browser is present), every
-    table as CSV and Parquet, and ``settings.json`` (the parameters that made the view)."""
+    table as CSV and Parquet, every image grid ((H, W, 3) uint8, ``figures.image_grid``) as PNG,
+    and ``settings.json`` (the parameters that made the view)."""
     static_ok, message = static_export_status()
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -88,10 +91,21 @@ def figure_pack(figures: dict[str, Any], tables: dict[str, Any] | None = None, s
         for name, frame in (tables or {}).items():
             for fmt in TABLE_FORMATS:
                 z.writestr(f"{name}.{fmt}", table_bytes(frame, fmt))
+        for name, grid in (images or {}).items():
+            z.writestr(f"{name}.png", png_bytes(grid))
         meta = dict(settings or {})
         if not static_ok:
             meta["note"] = message
         z.writestr("settings.json", json.dumps(meta, indent=2, default=str))
+    return buf.getvalue()
+
+
+def png_bytes(grid) -> bytes:
+    """An (H, W, 3) uint8 image as PNG bytes (PIL; no browser needed)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(grid, dtype=np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
 
 

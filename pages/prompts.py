@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from memviz.data.captions import example_prompts
 from memviz.figures import image_grid, spectrum_figure
 from memviz.ui.loaders import compare_prompts, workspace_picker
-from memviz.ui.widgets import export_menu, query_value, set_query, table_downloads
+from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
 
 st.title("Prompts")
 ws = workspace_picker()
@@ -19,7 +20,10 @@ if model.is_class_conditional:
     default = asked or [p for p in ("3", "memorized-00") if p in model.class_names] or model.class_names[:1]
     prompts = st.multiselect("Prompts (2 to 4)", model.class_names, default=default, max_selections=4)
 elif model.is_text_conditional:
-    prompts = [p for p in st.text_area("Prompts, one per line", "a photo").splitlines() if p.strip()][:4]
+    asked = query_value("prompts", "", str)
+    text = st.text_area("Prompts, one per line (2 to 4; any free text)", asked.replace("|", "\n") if asked
+                        else "\n".join(example_prompts(model.meta)), help="Encoded by the model's own text encoder.")
+    prompts = [p.strip() for p in text.splitlines() if p.strip()][:4]
 else:
     prompts = [None]
     st.caption("This model is unconditional.")
@@ -28,7 +32,7 @@ n = c1.slider("Generations per prompt", 1, 32, 8)
 steps = c2.slider("Sampling steps", 5, 100, 25)
 guidance = c3.slider("Guidance scale", 1.0, 8.0, float(model.meta.get("guidance_scale", 1.0)), 0.5)
 seed = int(c4.number_input("Seed", 0, 2**31 - 1, query_value("seed", 0, int)))
-set_query(prompts="|".join(map(str, prompts)) if model.is_class_conditional else None, seed=seed)
+set_query(prompts="|".join(map(str, prompts)) if prompts != [None] else None, seed=seed)
 if ws.reference is None or model.sample_shape[-1] == 1:
     st.info("Nearest-neighbour evidence needs the model's training images.")
     st.stop()
@@ -46,10 +50,17 @@ st.subheader("Detectors")
 st.dataframe(scores, hide_index=True)
 table_downloads(scores, "prompt-scores", key="prompt-scores")
 with_spectra = [r for r in results if len(r.eigenvalues)]
+figures = {}
 if with_spectra:
     spec = spectrum_figure({str(r.prompt): r.eigenvalues for r in with_spectra}, tau=with_spectra[0].tau,
                            title="Hessian spectra of the first generation of each prompt (t = 0.05)")
+    figures["spectra"] = spec
     st.plotly_chart(spec, key="spectra")
     export_menu(spec, "prompt-spectra", key="exp-spectra")
     st.caption("n_sharp (eigenvalues below -tau) of the first generation: "
                + ", ".join(f"{r.prompt}: {int(np.sum(r.eigenvalues < -r.tau))}" for r in with_spectra))
+grids = {f"prompt-{k}-{part}": image_grid(getattr(r.evidence, attr), nrow=n, scale=3)
+         for k, r in enumerate(results) for part, attr in (("generations", "images"), ("nearest", "nearest_images"))}
+figure_pack_button(figures, {"scores": scores}, {"model": ws.path, "data": ws.data_path, "prompts": prompts, "n": n,
+                                                 "steps": steps, "guidance_scale": guidance, "seed": seed},
+                   "memviz-prompts", key="pack", images=grids)

@@ -68,10 +68,22 @@ default = int(shown["index"].iloc[picked[0]]) if picked else query_value("sample
                                                                          if len(shown) else 0, int)
 
 
+def _step(order: np.ndarray, delta: int) -> None:
+    """Move the picked sample one place along ``order`` (the sorted, filtered indices)."""
+    where = np.flatnonzero(order == st.session_state.get("sample", -1))
+    st.session_state["sample"] = int(order[(where[0] + delta) % len(order)] if len(where) else order[0])
+
+
 @st.fragment
 def sample_panel(default: int) -> None:
     """The side-by-side panel; a fragment, so that picking another sample redraws only this."""
-    i = int(st.number_input("Sample", 0, len(table) - 1, min(max(default, 0), len(table) - 1), key="sample"))
+    order = shown["index"].to_numpy()
+    back, box, ahead = st.columns([1, 3, 1], vertical_alignment="bottom")
+    back.button("Previous", icon=":material/arrow_back:", on_click=_step, args=(order, -1), key="prev",
+                help="The previous sample in the sorted, filtered list.", disabled=not len(order))
+    ahead.button("Next", icon=":material/arrow_forward:", on_click=_step, args=(order, 1), key="next",
+                 help="The next sample in the sorted, filtered list.", disabled=not len(order))
+    i = int(box.number_input("Sample", 0, len(table) - 1, min(max(default, 0), len(table) - 1), key="sample"))
     set_query(sample=i, n=size, t0=t0)
 
     view = sample_view(ws.model, b, i)
@@ -107,7 +119,10 @@ def sample_panel(default: int) -> None:
                        {"sample": shown[shown["index"] == i], "neighbors": _neighbors_table(view)},
                        {"model": ws.path, "data": ws.data_path, "sample": i, "t0": b.t0, "tau": view.tau,
                         "images_analysed": size, "sort": sort, "verdict_filter": verdict, "kind_filter": kind},
-                       f"memviz-sample-{i}", key="pack")
+                       f"memviz-sample-{i}", key="pack",
+                       images={"image": image_grid(to_display(view.image[None]), scale=8),
+                               "neighbors": image_grid(to_display(view.neighbor_images), nrow=len(view.neighbors),
+                                                       scale=4)})
 
 
 sample_panel(default)

@@ -75,3 +75,37 @@ def test_sharpness_counts_batch_by_batch_with_progress(tiny):
     counts = sharpness_counts(model, b, batch=16, on_batch=lambda done, n: seen.append((done, n)))
     assert counts.shape == (40,) and seen == [(16, 40), (32, 40), (40, 40)]
     assert counts[31] == int((sample_view(model, b, 31).eigenvalues < -sample_view(model, b, 31).tau).sum())
+
+
+def test_a_picked_image_reads_its_spectrum_from_the_dataset_pass(tiny, monkeypatch):
+    """One cache per image: after sharpness_counts, sample_view computes no spectrum, and the
+    cached spectrum equals a fresh one under the image's label."""
+    from memviz.analysis import sharpness_counts
+    from memviz.hessian.spectrum import spectrum
+
+    model, data = tiny
+    b = browse(model, data, t0=0.05)
+    sharpness_counts(model, b)
+    fresh = spectrum(model, data.images[7:8], 0.05, [int(data.labels[7])], "exact").numpy()[0]
+    monkeypatch.setattr("memviz.hessian.runner.spectrum", lambda *a, **k: pytest.fail("recomputed"))
+    np.testing.assert_allclose(sample_view(model, b, 7).eigenvalues, fresh, rtol=1e-5, atol=1e-6)
+
+
+def test_cached_rows_computes_only_the_missing_rows(tmp_path, monkeypatch):
+    from memviz.cache import cached_rows
+
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
+    asked = []
+
+    def compute(missing):
+        asked.append(missing.tolist())
+        return np.stack([np.full(3, float(i)) for i in missing])
+
+    first = cached_rows("rows", ["a", "b"], compute)
+    both = cached_rows("rows", ["x", "a", "y", "b"], compute)   # x, y new; a, b stored (at positions 0, 1 before)
+    assert asked == [[0, 1], [0, 2]]
+    np.testing.assert_array_equal(both[[1, 3]], first)
+    np.testing.assert_array_equal(both[[0, 2]], [[0.0] * 3, [2.0] * 3])
+    (tmp_path / "rows" / "a.npz").write_bytes(b"broken")          # a corrupt entry is computed again
+    cached_rows("rows", ["a"], compute)
+    assert asked[-1] == [0]

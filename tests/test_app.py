@@ -81,6 +81,11 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_sample_in_the_url():
     at.number_input(key="sample").set_value(5).run()
     assert not at.exception and at.subheader[0].value.startswith("Sample 5")
     assert at.query_params["sample"] in (["5"], "5")
+    at.button(key="next").click().run()                       # one place along the sorted list
+    order = at.dataframe[0].value["index"].tolist()
+    assert not at.exception and at.number_input(key="sample").value == order[order.index(5) + 1]
+    at.button(key="prev").click().run()
+    assert at.number_input(key="sample").value == 5
     at.selectbox[1].set_value("DD-Mem").run()                 # filter by verdict: the duplicates
     assert not at.exception
 

@@ -34,8 +34,14 @@ def test_without_a_browser_static_export_says_what_to_install(monkeypatch):
     assert export.static_export_status() == (False, export.INSTALL_HINT)
     with pytest.raises(ValueError, match="apt-get install chromium"):
         export.figure_bytes(FIG, "png")
-    z = zipfile.ZipFile(io.BytesIO(export.figure_pack({"spectrum": FIG}, settings={"t": 0.05})))
-    assert sorted(z.namelist()) == ["settings.json", "spectrum.html"]       # everything else still works
+    grid = np.zeros((5, 7, 3), dtype=np.uint8)
+    grid[1, 2] = 255
+    z = zipfile.ZipFile(io.BytesIO(export.figure_pack({"spectrum": FIG}, settings={"t": 0.05},
+                                                      images={"generations": grid})))
+    assert sorted(z.namelist()) == ["generations.png", "settings.json", "spectrum.html"]  # the rest still works
+    from PIL import Image
+
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(z.read("generations.png")))), grid)  # no browser
     assert "chromium" in json.loads(z.read("settings.json"))["note"]
 
 

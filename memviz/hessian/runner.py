@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from memviz.cache import cached, fingerprint, model_fingerprint
+from memviz.cache import cached, cached_rows, fingerprint, model_fingerprint
 from memviz.data.base import ImageDataset
 from memviz.hessian.density import SpectralDensity
 from memviz.hessian.sharpness import jeon_score
@@ -96,7 +96,34 @@ def _compute(model, images, t, method, k, cond, noise, n_probes, n_steps, seed, 
     return {name: np.concatenate(v) for name, v in parts.items()}
 
 
-__all__ = ["SpectraResult", "compute_spectra"]
+def image_spectra(model: DiffusionModel, data: ImageDataset, t: float = 0.05, cond: list | None = None,
+                  batch: int = 32, on_batch=None) -> np.ndarray:
+    """(N, D) exact spectra at y = alpha(t) x, each image's cached on its own (keyed by model,
+    image, condition and t), so that a picked image reads back what a dataset-wide pass computed,
+    and the reverse; missing ones are computed a batch at a time.
+
+    Args:
+        cond: (N,) one condition per image (labels or prompts), or None (unconditional).
+        on_batch: ``on_batch(done, total)`` after each batch (a progress bar).
+    """
+    if tuple(data.shape) != model.sample_shape:
+        raise ValueError(f"The data's images are {data.shape} but the model expects {model.sample_shape}.")
+    if cond is not None and len(cond) != len(data):
+        raise ValueError(f"Got {len(cond)} conditions for {len(data)} images; give one per image.")
+    mfp, out, n = model_fingerprint(model), [], len(data)
+    for s in range(0, n, batch):
+        rows = np.arange(s, min(s + batch, n))
+        c = None if cond is None else [cond[i] for i in rows]
+        keys = [fingerprint(mfp, data.images[i], None if c is None else c[j], float(t), "exact")
+                for j, i in enumerate(rows)]
+        out.append(cached_rows("spectrum", keys, lambda miss: spectrum(
+            model, data.images[rows[miss]], t, None if c is None else [c[j] for j in miss], "exact").numpy()))
+        if on_batch is not None:
+            on_batch(int(rows[-1]) + 1, n)
+    return np.concatenate(out)
+
+
+__all__ = ["SpectraResult", "compute_spectra", "image_spectra"]
 
 
 def spectra_table(model: DiffusionModel, train: ImageDataset, test: ImageDataset | None = None,

@@ -45,7 +45,8 @@ class LIDResult:
 def compute_lid(model: DiffusionModel, data: ImageDataset, ts: Sequence[float] = DEFAULT_TS,
                 trace: str = "hutchinson", n_probes: int = 4, conditional: bool = False,
                 methods: Sequence[str] = ("lpca", "mle"), reference: ImageDataset | None = None,
-                batch_size: int = 64, seed: int = 0, progress: bool = True, refresh: bool = False) -> LIDResult:
+                batch_size: int = 64, seed: int = 0, progress: bool = True, refresh: bool = False,
+                on_batch=None) -> LIDResult:
     """FLIPD curves and LID* for every sample of ``data``, from the cache when present.
 
     Args:
@@ -53,6 +54,7 @@ def compute_lid(model: DiffusionModel, data: ImageDataset, ts: Sequence[float] =
         methods: LID* estimators (see ``data_lid``); the neighbour index is built once.
         reference: LID* from neighbourhoods in this data set (e.g. the training set, for
             held-out images); None means pointwise within ``data``, each point's own row left out.
+        on_batch: ``on_batch(done, total)`` as the FLIPD curves are computed (a progress bar).
     """
     if tuple(data.shape) != model.sample_shape:
         raise ValueError(f"The data's images are {data.shape} but the model expects {model.sample_shape}.")
@@ -60,7 +62,7 @@ def compute_lid(model: DiffusionModel, data: ImageDataset, ts: Sequence[float] =
     key = fingerprint(model_fingerprint(model), data.images, list(ts), trace, n_probes, conditional, seed, batch_size)
     cond = data.labels.tolist() if conditional and data.labels is not None else None
     curves = cached("flipd", key, lambda: {"flipd": _flipd_curves(model, data.images, ts, cond, trace, n_probes,
-                                                                      batch_size, seed, progress)},
+                                                                      batch_size, seed, progress, on_batch)},
                     refresh=refresh)["flipd"]
     queries = None if reference is None else data.images
     return LIDResult(ts, curves, compute_data_lid((reference or data).images, methods, queries, refresh))
@@ -83,7 +85,7 @@ def compute_data_lid(images, methods: Sequence[str], queries=None, refresh: bool
     return out
 
 
-def _flipd_curves(model, images, ts, cond, trace, n_probes, batch_size, seed, progress) -> np.ndarray:
+def _flipd_curves(model, images, ts, cond, trace, n_probes, batch_size, seed, progress, on_batch=None) -> np.ndarray:
     out = np.zeros((len(images), len(ts)))
     bar = tqdm(total=len(images) * len(ts), disable=not progress, desc="FLIPD")
     for s in range(0, len(images), batch_size):
@@ -93,6 +95,8 @@ def _flipd_curves(model, images, ts, cond, trace, n_probes, batch_size, seed, pr
             out[s:s + len(x), j] = flipd(model, x, float(t), cond=c, trace=trace, n_probes=n_probes,
                                          seed=seed + s, batch_size=batch_size).numpy()
             bar.update(len(x))
+        if on_batch is not None:
+            on_batch(s + len(x), len(images))
     bar.close()
     return out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,10 +107,33 @@ def to_display(images: torch.Tensor) -> torch.Tensor:
     return ((images + 1) / 2).clamp(0, 1)
 
 
-@st.cache_resource(show_spinner="Computing FLIPD curves, LID*, neighbours and the map (cached on disk)…")
+@st.cache_resource
+def _browse_store() -> tuple[dict, threading.Lock]:
+    """Browse tables shared by every session of this server, and the lock that computes each once."""
+    return {}, threading.Lock()
+
+
 def load_browse(path: str, size: int, t0: float, data_path: str | None = None):
     """The browse table of a workspace's training images (every planted one, then a seeded random
-    sample of ordinary ones up to ``size``), once per server; the artifacts behind it are cached on disk."""
+    sample of ordinary ones up to ``size``), computed once per server with a progress bar in the
+    page that asks first (other sessions wait for it); its artifacts are cached on disk too."""
+    store, lock = _browse_store()
+    key = (path, size, t0, data_path)
+    if key not in store:
+        if not lock.acquire(blocking=False):
+            with st.spinner("Another session is computing the dataset-wide pass; waiting for it…"):
+                lock.acquire()
+        try:
+            if key not in store:
+                bar = st.progress(0.0, "Dataset-wide pass: FLIPD curves, LID*, neighbours and the map (cached on disk)…")
+                store[key] = _browse(path, size, t0, data_path, lambda f, what: bar.progress(min(f, 1.0), what))
+                bar.empty()
+        finally:
+            lock.release()
+    return store[key]
+
+
+def _browse(path: str, size: int, t0: float, data_path: str | None, on_progress):
     from memviz.analysis import browse
 
     ws = load_workspace(path, data_path)
@@ -118,7 +142,8 @@ def load_browse(path: str, size: int, t0: float, data_path: str | None = None):
     ordinary = np.random.default_rng(0).permutation(first[kind == "none"])  # a seeded sample of every class
     rows = np.sort(np.r_[first[kind != "none"], ordinary][:size])
     held = ws.test.subset(np.arange(min(len(ws.test), 200))) if ws.test is not None else None
-    return browse(ws.model, ws.train.subset(rows), t0=t0, reference=held, stored=(ws.train, rows))
+    return browse(ws.model, ws.train.subset(rows), t0=t0, reference=held, stored=(ws.train, rows),
+                  on_progress=on_progress)
 
 
 @st.cache_data(show_spinner="Generating and scoring…", max_entries=64)

@@ -33,9 +33,11 @@ def table_downloads(frame, name: str, key: str) -> None:
                             mime=MIME[fmt], key=f"{key}-{fmt}", on_click="ignore")
 
 
-def figure_pack_button(figures: dict, tables: dict, settings: dict, name: str, key: str) -> None:
-    """One zip of the current view: every figure in every format, the tables, and the settings (JSON)."""
-    st.download_button("Figure pack (zip)", data=partial(figure_pack, figures, tables, settings),
+def figure_pack_button(figures: dict, tables: dict, settings: dict, name: str, key: str,
+                       images: dict | None = None) -> None:
+    """One zip of the current view: every figure in every format, the tables, the image grids (PNG)
+    and the settings (JSON)."""
+    st.download_button("Figure pack (zip)", data=partial(figure_pack, figures, tables, settings, images=images),
                        file_name=f"{name}.zip", mime=MIME["zip"], key=key, on_click="ignore",
                        icon=":material/folder_zip:", help="PNG, SVG, PDF and HTML of every figure, CSV and "
                        "Parquet of the tables, and settings.json with what made this view.")
