@@ -183,8 +183,8 @@ def compare_prompts(model: DiffusionModel, reference, prompts: list, n: int = 8,
 
     Steps per prompt: 1. generations and their nearest training images; 2. Wen's and Jeon's
     scores at the first sampling step (the same noise); 3. FLIPD of the generations; 4. the
-    exact spectrum of the first generation (under its prompt). Latent models (a VAE) skip 3 and 4
-    here: their generations are scored in pixel space only.
+    spectrum of the first generation (under its prompt; exact up to D = 4,096, else the k = 20
+    extremes by Lanczos). Latent models are scored in latent space (their neighbours in pixels).
     """
     from memviz.detect.wen import wen_score
     from memviz.hessian.sharpness import jeon_score
@@ -195,16 +195,15 @@ def compare_prompts(model: DiffusionModel, reference, prompts: list, n: int = 8,
     out = []
     for p in prompts:
         ev = copy_evidence(model, reference, cond=p, n=n, steps=steps, guidance_scale=guidance_scale, seed=seed)  # 1.
-        x0 = ev.images * 2 - 1 if model.vae is None else None
+        x0 = ev.x0
         t1 = float(model.sampling_times(steps)[0])
         scores = {"prompt": p, "copies": int(ev.is_copy.sum()), "calibrated_l2": float(ev.calibrated.mean())}
         if p is not None:                                                                                       # 2.
             scores["wen_step1"] = float(wen_score(model, p, ev.noise, t1).mean())
             scores["jeon_step1"] = float(jeon_score(model, p, x_t=ev.noise, t=t1).mean())
-        if x0 is not None:                                                                                      # 3.
-            scores["flipd_cond"] = float(flipd(model, x0, t0, cond=p, n_probes=4).mean())
-            scores["flipd_uncond"] = float(flipd(model, x0, t0, n_probes=4).mean())
-        ev_spec = spectrum(model, x0[:1], t0, cond=p).numpy()[0] if x0 is not None else np.zeros(0)           # 4.
+        scores["flipd_cond"] = float(flipd(model, x0, t0, cond=p, n_probes=4).mean())                       # 3.
+        scores["flipd_uncond"] = float(flipd(model, x0, t0, n_probes=4).mean())
+        ev_spec = spectrum(model, x0[:1], t0, cond=p).numpy()[0]                                                # 4.
         out.append(PromptResult(p, ev, scores, ev_spec, default_tau(model, t0)))
     return out
 

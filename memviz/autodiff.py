@@ -25,6 +25,18 @@ VjpFn = Callable[[torch.Tensor], tuple[torch.Tensor]]
 warnings.filterwarnings("ignore", message=".*batching rule for aten::_scaled_dot_product_flash_attention.*")
 
 
+CPU_MAX_DENSE_DIM = 4096  # on a CPU, D backward passes per point above this take hours at SD scale
+
+
+def check_dense_affordable(dim: int, device: torch.device, what: str, cheaper: str) -> None:
+    """Refuse up front, on a CPU, a computation of D backward passes per point (an exact
+    Jacobian, trace or spectrum) when D > 4,096: at Stable Diffusion's D = 16,384 one point
+    would take hours. ``cheaper`` names the method to use instead."""
+    if torch.device(device).type == "cpu" and dim > CPU_MAX_DENSE_DIM:
+        raise ValueError(f"{what} at D = {dim:,} needs {dim:,} backward passes per point, hours on a CPU; "
+                         f"use {cheaper}, or a CUDA GPU.")
+
+
 def eps_and_vjp(fn: Fn, y: torch.Tensor) -> tuple[torch.Tensor, VjpFn]:
     """fn(y) (B, ...) and its vjp function u -> (u^T J,) for every row."""
     return vjp(fn, y)

@@ -29,6 +29,7 @@ class CopyEvidence:
         nearest_images (torch.Tensor): (n, C, H, W) the nearest training image of each, in [0, 1].
         is_copy (np.ndarray): (n,) calibrated < ``threshold``.
         threshold (float), seed (int).
+        x0 (torch.Tensor): (n, C', H', W') the generations in the model's space (latents for latent models).
     """
 
     images: torch.Tensor
@@ -40,6 +41,7 @@ class CopyEvidence:
     is_copy: np.ndarray
     threshold: float
     seed: int
+    x0: torch.Tensor | None = None
 
 
 def copy_evidence(model: DiffusionModel, reference: NeighborIndex, cond: Cond = None, n: int = 16,
@@ -57,7 +59,7 @@ def copy_evidence(model: DiffusionModel, reference: NeighborIndex, cond: Cond = 
     cal = calibrated_l2(nb.distance, n=k)
     nearest = torch.as_tensor(reference.reference[nb.index[:, 0]]).view_as(out.images)
     return CopyEvidence(out.images, out.noise, nb.index, nb.distance, cal, ((nearest + 1) / 2).clamp(0, 1),
-                        cal < threshold, threshold, seed)
+                        cal < threshold, threshold, seed, out.x0)
 
 
 def reference_statistics(reference: NeighborIndex, queries: torch.Tensor, k: int = 50) -> tuple[np.ndarray, np.ndarray]:

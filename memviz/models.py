@@ -74,7 +74,7 @@ class DiffusionModel:
     """
 
     def __init__(self, unet, scheduler, vae=None, text_encoder=None, tokenizer=None,
-                 meta: dict | None = None, device: str | torch.device | None = None):
+                 meta: dict | None = None, device: str | torch.device | None = None, half: bool | None = None):
         if not all(hasattr(getattr(unet, "config", None), k) for k in ("sample_size", "in_channels")):
             raise ValueError(f"unet must be a diffusers UNet2DModel or UNet2DConditionModel (or a module with "
                              f"their call signature and config), not {type(unet).__name__}.")
@@ -91,6 +91,9 @@ class DiffusionModel:
         self.T = int(scheduler.config.num_train_timesteps)
         self._log_abar = torch.log(scheduler.alphas_cumprod.to(torch.float64))
         self._prompt_cache: dict[str, torch.Tensor] = {}
+        # half precision where no gradient flows (sampling, encodings); autograd paths stay float32
+        self.half = self.device.type == "cuda" if half is None else bool(half)
+        self._unet_half = None
 
     # ---- what the model is ------------------------------------------------------------
     @property
@@ -99,6 +102,16 @@ class DiffusionModel:
         size = self.unet.config.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         return (int(self.unet.config.in_channels), int(h), int(w))
+
+    @property
+    def pixel_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the images: ``sample_shape`` for pixel models; for latent models the
+        VAE's channels and the latent size times its downsampling factor (8 for Stable Diffusion)."""
+        if self.vae is None:
+            return self.sample_shape
+        f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        _, h, w = self.sample_shape
+        return (int(self.vae.config.in_channels), h * f, w * f)
 
     @property
     def dim(self) -> int:
@@ -192,20 +205,30 @@ class DiffusionModel:
         return out_u + guidance_scale * (out_c - out_u)
 
     def _raw(self, x, tau, cond: Cond, double: bool = False) -> torch.Tensor:
+        if self.half and not torch.is_grad_enabled():  # no gradient flows: a float16 copy of the UNet
+            if self._unet_half is None:
+                import copy
+
+                self._unet_half = copy.deepcopy(self.unet).half()
+            with torch.autocast(self.device.type, dtype=torch.float16):
+                return self._call(self._unet_half, x.half(), tau, cond, double).float()
+        return self._call(self.unet, x, tau, cond, double)
+
+    def _call(self, unet, x, tau, cond: Cond, double: bool) -> torch.Tensor:
         n = len(x) // 2 if double else len(x)
         if self.is_text_conditional:
             emb = self.encode_cond(cond, n)
             if double:
                 emb = torch.cat([emb, self.encode_cond(None, n)])
-            return self.unet(x, tau, encoder_hidden_states=emb).sample
+            return unet(x, tau, encoder_hidden_states=emb.to(x.dtype)).sample
         if self.is_class_conditional:
             labels = self.class_labels(cond, n)
             if double:
                 labels = torch.cat([labels, self.class_labels(None, n)])
-            return self.unet(x, tau, class_labels=labels).sample
+            return unet(x, tau, class_labels=labels).sample
         if cond is not None:
             raise ValueError("This model is unconditional; call it with cond=None.")
-        return self.unet(x, tau).sample
+        return unet(x, tau).sample
 
     # ---- conditions ---------------------------------------------------------------------
     def class_labels(self, cond: Cond, n: int) -> torch.Tensor:
@@ -330,6 +353,20 @@ class DiffusionModel:
             out = self._guided_output(sched.scale_model_input(x, k), tau, cond, w)
             x = sched.step(out, k, x, generator=gen).prev_sample
         return x, (torch.stack(kept) if keep else None)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+        """Pixel images (B, C, H, W) in [-1, 1] to the model's space: the VAE posterior mean times
+        ``scaling_factor`` for latent models (as Stable Diffusion's training encodes), unchanged for
+        pixel models. Returns (B, C', H', W') on the CPU."""
+        if not torch.is_tensor(images) or images.ndim != 4 or tuple(images.shape[1:]) != self.pixel_shape:
+            raise ValueError(f"Images must have shape (B, {', '.join(map(str, self.pixel_shape))}) for this model; "
+                             f"got {tuple(getattr(images, 'shape', ()))}.")
+        if self.vae is None:
+            return images
+        f = self.vae.config.scaling_factor
+        return torch.cat([self.vae.encode(images[i:i + batch_size].to(self.device)).latent_dist.mean.cpu() * f
+                          for i in range(0, len(images), batch_size)])
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
         """Model-space samples (B, C, H, W) to pixel images in [0, 1]."""

@@ -131,11 +131,15 @@ class Untouchable(torch.nn.Module):
         raise AssertionError("the network must not run before the memory check")
 
 
-def test_exact_refuses_a_dimension_too_large_before_any_work():
+def test_exact_refuses_a_dimension_too_large_before_any_work(monkeypatch):
     model = DiffusionModel(Untouchable(), DDPMScheduler(), device="cpu")
     x = torch.zeros(1, 3, 256, 256)
     with pytest.raises(ValueError, match="lanczos"):
         spectrum(model, x, 0.1, method="exact")
+    model.unet.config.sample_size = 16                       # D = 768: affordable in time, not in this memory
+    monkeypatch.setattr("memviz.hessian.exact.available_memory", lambda device: 2**20)
+    with pytest.raises(ValueError, match="GiB.*lanczos"):
+        spectrum(model, torch.zeros(1, 3, 16, 16), 0.1, method="exact")
 
 
 def test_bad_arguments_get_one_sentence(unet_model):

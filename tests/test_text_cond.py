@@ -18,8 +18,11 @@ class WordTokenizer:
 
     def __call__(self, prompt, padding, max_length, truncation, return_tensors):
         self.calls += 1
-        ids = [hash(w) % 50 + 1 for w in prompt.split()][:max_length]
-        return SimpleNamespace(input_ids=torch.tensor([ids + [0] * (max_length - len(ids))]))
+        rows = []
+        for p in [prompt] if isinstance(prompt, str) else prompt:   # one prompt or a list, as CLIPTokenizer
+            ids = [hash(w) % 50 + 1 for w in p.split()][:max_length]
+            rows.append(ids + [0] * (max_length - len(ids)))
+        return SimpleNamespace(input_ids=torch.tensor(rows))
 
 
 class TinyEncoder(torch.nn.Module):

@@ -8,6 +8,7 @@ from typing import Literal
 
 import torch
 
+from memviz.autodiff import check_dense_affordable
 from memviz.hessian.arnoldi import arnoldi_eigenvalues
 from memviz.hessian.density import SpectralDensity, slq
 from memviz.hessian.exact import check_exact_fits, exact_eigenvalues
@@ -55,6 +56,8 @@ def spectrum_at(model: DiffusionModel, y: torch.Tensor, t: float, cond: Cond = N
     if method == "exact":
         if k is not None:
             _check_k(k, model.dim, ends=2)
+        check_dense_affordable(model.dim, model.device, "An exact spectrum",
+                               "method='lanczos' (the k extreme eigenvalues) or density() (the histogram)")
         check_exact_fits(model.dim, min(batch_size, len(y)), model.device)  # before any allocation
         parts = [exact_eigenvalues(ScoreJacobian(model, y[i:i + batch_size], t, rows_of(cond, i, batch_size),
                                                  guidance_scale, need_matvec=False))

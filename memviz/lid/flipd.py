@@ -16,7 +16,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from memviz.autodiff import eps_and_vjp, trace_exact, trace_hutchinson
+from memviz.autodiff import check_dense_affordable, eps_and_vjp, trace_exact, trace_hutchinson
 from memviz.models import Cond, DiffusionModel, rows_of
 
 EXACT_MAX_DIM = 3500  # the authors' default: exact trace up to D = 3,500, Hutchinson above
@@ -46,6 +46,8 @@ def flipd(model: DiffusionModel, x: torch.Tensor, t0: float | Literal["knee"] = 
         return curve[torch.arange(len(x)), torch.as_tensor(knee_index(DEFAULT_TS, curve.numpy()))]
     model.check_points(x)
     mode = _trace_mode(trace, model.dim)
+    if mode == "exact":
+        check_dense_affordable(model.dim, model.device, "An exact FLIPD trace", "trace='hutchinson'")
     bs = batch_size or (8 if mode == "exact" else 64)
     gen = torch.Generator().manual_seed(seed)
     out = [_flipd_batch(model, x[i:i + bs], float(t0), rows_of(cond, i, bs), mode, n_probes, gen, guidance_scale)
