@@ -8,10 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from memviz.data.base import ImageDataset
 from memviz.embed import fit_map
 from memviz.hessian.runner import image_spectra
+from memviz.hessian.spectrum import EXACT_MAX_DIM
 from memviz.hessian.summary import default_tau, summarize
 from memviz.lid.runner import compute_data_lid, compute_lid
 from memviz.lid.verdict import calibrate_threshold, mmh_verdict
@@ -33,6 +35,8 @@ class Browse:
         ts (np.ndarray): (T,) the FLIPD grid; curves (dict): "uncond" / "cond" -> (N, T).
         graph (NeighborGraph): the shared neighbour graph; t0 (float); threshold (float): the
             FLIPD threshold of the verdict.
+        pixels (torch.Tensor): (N, C, H, W) the images to show, in [-1, 1]: ``data.images`` for
+            pixel models, the images before encoding for latent models.
     """
 
     data: ImageDataset
@@ -42,6 +46,11 @@ class Browse:
     graph: NeighborGraph
     t0: float
     threshold: float
+    pixels: object = None
+
+    def __post_init__(self):
+        if self.pixels is None:
+            self.pixels = self.data.images
 
 
 def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWSE_TS, n_probes: int = 2,
@@ -53,7 +62,9 @@ def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWS
     Steps: 1. FLIPD curves over ``ts``, unconditional and (class models) under each label;
     2. LID* (lPCA, MLE) and the nearest-other distance from the shared graph; 3. the UMAP map;
     4. the MMH verdict, its FLIPD threshold the 5% quantile over ``reference`` (held-out
-    images; over ``data`` itself without one) unless given.
+    images; over ``data`` itself without one) unless given. Latent models: ``data`` (and
+    ``reference``, ``stored``) are pixel images, encoded first (``to_model_space``); every
+    estimate, LID* and the map included, is then in latent space, as in the MMH paper's SD runs.
 
     Args:
         stored: (training set as stored, rows) when ``data`` is ``stored.subset(rows)`` (distinct
@@ -66,7 +77,11 @@ def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWS
 
     if t0 not in ts:
         raise ValueError(f"t0 = {t0} must be one of the grid's times {tuple(ts)}.")
-    conditional = model.is_class_conditional and data.labels is not None
+    pixels = data.images
+    data = to_model_space(model, data)
+    reference = None if reference is None else to_model_space(model, reference)
+    stored = None if stored is None else (to_model_space(model, stored[0]), stored[1])
+    conditional = model.conditions_of(data) is not None
     stages = ["uncond"] + ["cond"] * conditional + ["reference"] * (threshold is None and reference is not None)
     report = _stage_reporter(on_progress, stages)
     curves = {"uncond": compute_lid(model, data, ts, n_probes=n_probes, methods=(), progress=progress,   # 1.
@@ -94,7 +109,21 @@ def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWS
         "flipd_uncond": curves["uncond"][:, j], **{f"lid_{m}": v for m, v in lid_star.items()},
         "verdict": mmh_verdict(flipd, lid_star["mle"], model_threshold=threshold),
         "nn_distance": nearest, "x": xy[:, 0], "y": xy[:, 1]})
-    return Browse(data, table, np.asarray(ts, dtype=float), curves, graph, float(t0), float(threshold))
+    return Browse(data, table, np.asarray(ts, dtype=float), curves, graph, float(t0), float(threshold), pixels)
+
+
+def to_model_space(model: DiffusionModel, data: ImageDataset) -> ImageDataset:
+    """Pixel images to the model's space (the VAE's scaled posterior means), cached on disk;
+    pixel models' data unchanged."""
+    from dataclasses import replace
+
+    from memviz.cache import cached, fingerprint, model_fingerprint
+
+    if model.vae is None:
+        return data
+    key = fingerprint(model_fingerprint(model), data.images)
+    latents = cached("latents", key, lambda: {"z": model.encode(data.images).numpy()})["z"]
+    return replace(data, images=torch.from_numpy(latents))
 
 
 def _reference_flipd(model, reference, ts, j, conditional, n_probes, on_batch=None) -> np.ndarray:
@@ -129,6 +158,7 @@ class SampleView:
         tau (float): the threshold of the counts.
         neighbors (np.ndarray): (k,) nearest other samples; distances (k,); neighbor_images (k, C, H, W).
         xy (np.ndarray): (2,) its place on the map.
+        spectrum_note (str | None): why ``eigenvalues`` is empty, when the spectrum is out of reach here.
     """
 
     index: int
@@ -143,20 +173,30 @@ class SampleView:
     distances: np.ndarray
     neighbor_images: object
     xy: np.ndarray
+    spectrum_note: str | None = None
 
 
 def sample_view(model: DiffusionModel, b: Browse, i: int, k: int = 8) -> SampleView:
     """The side-by-side view of sample ``i`` of a ``Browse``: slices of its artifacts, plus the
-    exact Hessian spectrum of that one image (cached)."""
+    Hessian spectrum of that one image (cached; exact up to D = 4,096, the 20 at each end by
+    Lanczos above, on a GPU only: on a CPU it takes hours at Stable Diffusion's D)."""
     if not 0 <= i < len(b.data):
         raise ValueError(f"Sample {i} does not exist; pick one of 0..{len(b.data) - 1}.")
     row = b.table.iloc[i].to_dict()
     one = b.data.subset([i])
-    eigenvalues = image_spectra(model, one, b.t0, _conditions(b, [i]))[0]
+    eigenvalues, note = np.zeros(0), None
+    if model.dim <= EXACT_MAX_DIM:
+        eigenvalues = image_spectra(model, one, b.t0, _conditions(b, [i]))[0]
+    elif model.device.type == "cuda":
+        eigenvalues = image_spectra(model, one, b.t0, _conditions(b, [i]), method="lanczos")[0]
+    else:
+        note = (f"No spectrum on pick at D = {model.dim:,} on a CPU: Lanczos needs about 250 Hessian-vector "
+                "products, each a double backward pass (hours at Stable Diffusion's size); use a GPU, or "
+                "`memviz compute spectra` in the background.")
     g = b.graph.first(min(k, b.graph.k))
-    return SampleView(i, row, b.data.images[i], b.ts, {name: c[i] for name, c in b.curves.items()},
+    return SampleView(i, row, b.pixels[i], b.ts, {name: c[i] for name, c in b.curves.items()},
                       {m: float(row[f"lid_{m}"]) for m in ("lpca", "mle")}, eigenvalues, default_tau(model, b.t0),
-                      g.index[i], g.distance[i], b.data.images[g.index[i]], np.array([row["x"], row["y"]]))
+                      g.index[i], g.distance[i], b.pixels[g.index[i]], np.array([row["x"], row["y"]]), note)
 
 
 @dataclass
@@ -218,5 +258,8 @@ def sharpness_counts(model: DiffusionModel, b: Browse, batch: int = 32, on_batch
 
 
 def _conditions(b: Browse, rows) -> list | None:
-    """Each row's condition in the browse's conditional curves (its label), or None."""
-    return b.data.labels[list(rows)].tolist() if "cond" in b.curves else None
+    """Each row's condition in the browse's conditional curves (its label or caption), or None."""
+    if "cond" not in b.curves:
+        return None
+    own = b.data.labels.tolist() if b.data.captions is None else list(b.data.captions)
+    return [own[i] for i in rows]

@@ -231,6 +231,15 @@ class DiffusionModel:
         return unet(x, tau).sample
 
     # ---- conditions ---------------------------------------------------------------------
+    def conditions_of(self, data) -> list | None:
+        """Each sample's own condition in an ``ImageDataset``: its label (class models) or its
+        caption (text models); None when the model or the data has none."""
+        if self.is_class_conditional and data.labels is not None:
+            return data.labels.tolist()
+        if self.is_text_conditional and data.captions is not None:
+            return list(data.captions)
+        return None
+
     def class_labels(self, cond: Cond, n: int) -> torch.Tensor:
         """(n,) class indices for ``cond`` (None = the null class; names or indices)."""
         if not self.is_class_conditional:

@@ -144,3 +144,23 @@ def class_gaussian_model(D: int = 64, shape: tuple[int, int, int] = (1, 8, 8)):
         return -(x.flatten(1).double() - a * mean) @ torch.linalg.inv(c)
 
     return model, score
+
+
+def char_clip_tokenizer(folder, max_length: int = 16):
+    """A CLIPTokenizer over single letters (no merges), written to ``folder``: enough to tell
+    prompts apart in tests and benchmarks of text-to-image pipelines, with no download."""
+    import json
+    from pathlib import Path
+
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "!": 2}
+    for c in "abcdefghijklmnopqrstuvwxyz":
+        vocab[c] = len(vocab)
+        vocab[c + "</w>"] = len(vocab)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length,
+                         pad_token="!")

@@ -35,7 +35,7 @@ if len(chosen) == 0:
     st.caption("Click a point, or draw a box or a lasso, to see the images.")
     st.stop()
 st.subheader(f"{len(chosen)} selected")
-st.image(image_grid(to_display(b.data.images[np.asarray(chosen)[:128]]), nrow=16, scale=3))
+st.image(image_grid(to_display(b.pixels[np.asarray(chosen)[:128]]), nrow=16, scale=3))
 picked = table.iloc[chosen]
 st.dataframe(picked, hide_index=True, height=200)
 table_downloads(picked, "selection", key="selection")

@@ -24,6 +24,8 @@ cols[2].metric("Prediction", model.prediction_type)
 cols[3].metric("Training images seen", f"{training.get('images_seen', 0):,}" if training else "unknown")
 if model.class_names:
     st.write("**Prompts (classes):** " + ", ".join(f"`{c}`" for c in model.class_names))
+elif model.is_text_conditional:
+    st.write("**Prompts:** free text, encoded by the model's text encoder (the Prompts page).")
 if ws.train is None:
     st.stop()
 kind = ws.train.meta.get("kind")
@@ -38,6 +40,9 @@ if kind is not None and ws.train.images.shape[-1] > 1:
         if first:
             st.write(f"**{len(first)} {what}**")
             st.image(image_grid(to_display(ws.train.images[first]), nrow=min(len(first), 16), scale=4))
+            if ws.train.captions is not None:  # a text model: each planted image's unique caption
+                st.dataframe(pd.DataFrame({"caption": list(dict.fromkeys(ws.train.captions[i] for i in first))}),
+                             hide_index=True)
 
 if ws.train.images.shape[-1] == 1:
     st.stop()  # points, not images: the Manifold page shows them
@@ -48,7 +53,7 @@ cols = st.columns(len(verdicts))
 for col, (name, count) in zip(cols, verdicts.items()):
     col.metric(f"MMH verdict: {name}", f"{count:,}", help="LID_theta (FLIPD at t0 = 0.05) against LID* (MLE, k = 20)")
 low = b.table.sort_values("flipd").head(32)
-st.image(image_grid(to_display(b.data.images[low["index"].to_numpy().copy()]), nrow=16, scale=3),
+st.image(image_grid(to_display(b.pixels[low["index"].to_numpy().copy()]), nrow=16, scale=3),
          caption=f"the 32 of {len(b.table):,} analysed training images with the lowest LID_theta (most memorized first)")
 report = Path(ws.path) / "eval_detection.json"
 if report.exists():

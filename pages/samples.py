@@ -6,6 +6,7 @@ import streamlit as st
 
 from memviz.analysis import BROWSE_TS, sample_view, sharpness_counts
 from memviz.figures import flipd_curve_figure, image_grid, map_figure, spectrum_figure
+from memviz.hessian.spectrum import EXACT_MAX_DIM
 from memviz.ui.loaders import load_browse, to_display, workspace_picker
 from memviz.ui.widgets import (
     export_menu,
@@ -40,7 +41,7 @@ size = images_analysed(c4)
 b = load_browse(ws.path, size, t0, ws.data_path)
 table = b.table
 sharp_key = ("n_sharp", ws.path, ws.data_path, size, t0)
-if sharp_key not in st.session_state and st.button(
+if ws.model.dim <= EXACT_MAX_DIM and sharp_key not in st.session_state and st.button(
         "Add the sharpness count (n_sharp) of these images", icon=":material/bolt:",
         help="Exact Hessian spectra, about half a second per image on a CPU; cached on disk."):
     bar = st.progress(0.0, "Hessian spectra…")
@@ -58,7 +59,7 @@ shown = shown.sort_values(METRICS[sort], kind="stable")
 st.caption(f"{len(shown):,} of {len(table):,} analysed images; FLIPD at t0 = {b.t0} "
            f"(verdict threshold {b.threshold:.1f}: 5% of held-out images below).")
 if len(shown):
-    st.image(image_grid(to_display(b.data.images[shown["index"].to_numpy()[:64].copy()]), nrow=16, scale=3),
+    st.image(image_grid(to_display(b.pixels[shown["index"].to_numpy()[:64].copy()]), nrow=16, scale=3),
              caption=f"the first {min(64, len(shown))} by {sort}")
 event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", key="table",
                      height=220)
@@ -99,13 +100,18 @@ def sample_panel(default: int) -> None:
                                    title="LID_theta against t, with LID*")
         st.plotly_chart(curve, key="curve")
         export_menu(curve, f"flipd-{i}", key="exp-curve")
+    figures = {"flipd-curve": curve}
     with right:
-        spec = spectrum_figure({f"sample {i}": view.eigenvalues}, tau=view.tau, title="Hessian spectrum at t0")
-        st.plotly_chart(spec, key="spectrum")
-        n_sharp = int((view.eigenvalues < -view.tau).sum())
-        st.caption(f"{n_sharp} of {len(view.eigenvalues)} eigenvalues below -tau = {-view.tau:.1f}; "
-                   f"largest {view.eigenvalues[-1]:.1f}.")
-        export_menu(spec, f"spectrum-{i}", key="exp-spectrum")
+        if view.spectrum_note:
+            st.info(view.spectrum_note)
+        else:
+            spec = figures["spectrum"] = spectrum_figure({f"sample {i}": view.eigenvalues}, tau=view.tau,
+                                                         title="Hessian spectrum at t0")
+            st.plotly_chart(spec, key="spectrum")
+            n_sharp = int((view.eigenvalues < -view.tau).sum())
+            st.caption(f"{n_sharp} of {len(view.eigenvalues)} eigenvalues below -tau = {-view.tau:.1f}; "
+                       f"largest {view.eigenvalues[-1]:.1f}.")
+            export_menu(spec, f"spectrum-{i}", key="exp-spectrum")
     left, right = st.columns(2)
     with left:
         st.image(image_grid(to_display(view.neighbor_images), nrow=len(view.neighbors), scale=4),
@@ -115,7 +121,7 @@ def sample_panel(default: int) -> None:
                          highlight=np.array([i]), title="UMAP of the analysed images (ringed: this sample)")
         st.plotly_chart(fig, key="map")
         export_menu(fig, f"map-{i}", key="exp-map")
-    figure_pack_button({"flipd-curve": curve, "spectrum": spec, "map": fig},
+    figure_pack_button(figures | {"map": fig},
                        {"sample": shown[shown["index"] == i], "neighbors": _neighbors_table(view)},
                        {"model": ws.path, "data": ws.data_path, "sample": i, "t0": b.t0, "tau": view.tau,
                         "images_analysed": size, "sort": sort, "verdict_filter": verdict, "kind_filter": kind},

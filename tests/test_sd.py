@@ -3,31 +3,16 @@ AutoencoderKL, CLIPTextModel and a CLIPTokenizer over a vocabulary written by th
 with ``save_pretrained`` and loaded through ``DiffusionModel.from_pretrained``: every estimator
 runs in its latent space, end to end."""
 
-import json
-
 import numpy as np
 import pytest
 import torch
 
 from memviz.models import DiffusionModel
+from memviz.testing import char_clip_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
 PROMPTS = ["a cat on a mat", "the red door"]
-
-
-def _tokenizer(folder):
-    """A CLIPTokenizer over single characters (no merges): enough to tell prompts apart."""
-    chars = "abcdefghijklmnopqrstuvwxyz"
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "!": 2}
-    for c in chars:
-        vocab[c] = len(vocab)
-        vocab[c + "</w>"] = len(vocab)
-    folder.mkdir()
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    (folder / "merges.txt").write_text("#version: 0.2\n")
-    return transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16,
-                                      pad_token="!")
 
 
 def build_tiny_sd(path, prediction_type="epsilon"):
@@ -48,7 +33,7 @@ def build_tiny_sd(path, prediction_type="epsilon"):
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                               clip_sample=False, set_alpha_to_one=False, steps_offset=1,
                               prediction_type=prediction_type)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=encoder, tokenizer=_tokenizer(path.parent / "tok"),
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=encoder, tokenizer=char_clip_tokenizer(path.parent / "tok"),
                                    unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(path, safe_serialization=True)
@@ -168,3 +153,23 @@ def test_dense_work_at_stable_diffusion_scale_is_refused_on_cpu():
         spectrum(model, z, 0.1, method="exact")
     with pytest.raises(ValueError, match="hutchinson"):
         flipd(model, z, 0.1, trace="exact")
+
+
+def test_browse_and_a_sample_view_in_latent_space(sd, train_images, monkeypatch):
+    """The app's library layer on a latent model: pixel images in, estimates on their latents
+    (cached encodings), pixels out for display; conditional curves under each image's caption."""
+    from memviz.analysis import browse, sample_view
+    from memviz.data.base import ImageDataset
+
+    data = ImageDataset("pixels", train_images, captions=[PROMPTS[i % 2] for i in range(len(train_images))])
+    b = browse(sd, data, t0=0.05)
+    assert b.data.images.shape == (24, 4, 8, 8) and b.pixels is data.images and set(b.curves) == {"uncond", "cond"}
+    torch.testing.assert_close(b.data.images[:2], sd.encode(train_images[:2]))
+    assert b.table[["flipd", "lid_mle", "x"]].notna().all().all()
+    v = sample_view(sd, b, 3)
+    assert v.image.shape == (3, 16, 16) and v.neighbor_images.shape[1:] == (3, 16, 16)
+    assert v.eigenvalues.shape == (256,) and v.spectrum_note is None
+    monkeypatch.setattr("memviz.analysis.EXACT_MAX_DIM", 100)       # as D = 16,384 on a CPU: no spectrum on pick
+    monkeypatch.setattr("memviz.analysis.image_spectra", lambda *a, **k: pytest.fail("hours on a CPU"))
+    far = sample_view(sd, b, 4)
+    assert far.eigenvalues.shape == (0,) and "GPU" in far.spectrum_note

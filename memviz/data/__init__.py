@@ -19,13 +19,26 @@ def training_data(meta: dict) -> tuple[ImageDataset, ImageDataset | None]:
     """
     if "planted" in meta:
         truth = PlantedTruth.from_dict(meta["planted"])
-        return planted_split(load_builtin(truth.base), truth)
+        train, test = planted_split(load_builtin(truth.base), truth)
+        return _with_captions(train, test, meta["captions"], truth) if "captions" in meta else (train, test)
     spec = dict(meta.get("data") or {})
     name = spec.pop("name", None)
     if name is None:
         raise ValueError("This model does not say what data it was trained on; load the data yourself.")
     data = load_builtin(name, **{k: v for k, v in spec.items() if k != "resolution"})
     return (data.resized(spec["resolution"]) if "resolution" in spec else data), None
+
+
+def _with_captions(train: ImageDataset, test: ImageDataset, table: dict, truth: PlantedTruth):
+    """Each image's own caption (a text demo): its unique caption (planted images), or its digit's
+    first template (ordinary and held-out images)."""
+    from dataclasses import replace
+
+    from memviz.data.captions import ordinary_captions, row_captions
+
+    rows = row_captions(table, train.meta["kind"], train.labels, train.meta["group"], truth.n_ordinary)
+    return (replace(train, captions=[r[0] for r in rows]),
+            replace(test, captions=[ordinary_captions(table, int(c))[0] for c in test.labels]))
 
 
 def load_builtin(name: str, **kwargs) -> ImageDataset:

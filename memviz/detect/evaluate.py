@@ -32,18 +32,34 @@ def eval_detection(model: DiffusionModel, n: Sequence[int] = (1, 4), steps: Sequ
     """
     truth = _truth(model)
     train, test = training_data(model.meta)
-    prompts = list(range(len(truth.class_names)))
+    prompts, planted = _prompts(model, truth)
     ps = prompt_scores(model, prompts, NeighborIndex(train.deduplicated().images), max(n), max(steps), reps,
                        sample_steps, seed=seed, progress=progress)
     rows = []
     for n_, s_ in ((a, b) for a in sorted(set(n)) for b in sorted(set(steps))):
         table = ps.table(n_, s_)
-        positive = table.prompt.to_numpy() >= truth.n_ordinary
+        positive = table.prompt.isin(planted).to_numpy()
         for det in STEPWISE + (PER_GENERATION if s_ == max(steps) else ()):
             rows.append(_row(det, "prompt", n_, s_ if det in STEPWISE else sample_steps, positive,
                              table[det].to_numpy(), ps.seconds_for(det, n_, s_), scores))
     rows += _sample_rows(model, train, test, truth, n_ordinary, seed, scores)
     return rows
+
+
+def _prompts(model: DiffusionModel, truth: PlantedTruth) -> tuple[list, list]:
+    """(every prompt evaluated, the planted ones). Class models: every label, the planted prompts
+    after the ordinary digits. Text models: the unique captions of the planted images against
+    one templated caption per digit seen in training and one never seen (free text)."""
+    if model.is_text_conditional and "captions" in model.meta:
+        from memviz.data.captions import ordinary_captions, planted_prompts
+
+        table = model.meta["captions"]
+        planted = planted_prompts(table)
+        ordinary = [ordinary_captions(table, d, which)[0] for which in ("templates", "unseen_templates")
+                    for d in range(truth.n_ordinary)]
+        return planted + ordinary, planted
+    prompts = list(range(len(truth.class_names)))
+    return prompts, prompts[truth.n_ordinary:]
 
 
 def _sample_rows(model, train, test, truth, n_ordinary, seed, keep=None) -> list[dict]:

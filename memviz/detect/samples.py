@@ -34,7 +34,7 @@ def sample_scores(model: DiffusionModel, train: ImageDataset, rows: np.ndarray, 
     import pandas as pd
 
     data, sec = train.subset(rows), {}
-    labels = data.labels.tolist() if data.labels is not None and model.is_class_conditional else None
+    labels = model.conditions_of(data)
     frame = pd.DataFrame({"row": rows, "kind": np.asarray(data.meta.get("kind", ["none"] * len(data)))})
     for name, cond in (("flipd_uncond", None), ("flipd_cond", labels)):                              # 1.
         if name == "flipd_cond" and cond is None:
@@ -65,7 +65,7 @@ def _threshold(model, test, tag, t0, n_probes, seed, fallback) -> float:
     """The FLIPD below which 5% of held-out images fall (of the scored images themselves without a test set)."""
     if test is None:
         return calibrate_threshold(fallback, 0.05)
-    cond = test.labels.tolist() if tag == "cond" else None
+    cond = model.conditions_of(test) if tag == "cond" else None
     return calibrate_threshold(flipd(model, test.images, t0, cond=cond, trace="hutchinson", n_probes=n_probes,
                                      seed=seed).numpy(), 0.05)
 

@@ -70,7 +70,7 @@ def compute_spectra(model: DiffusionModel, data: ImageDataset, t: float = 0.05, 
     method = _resolve(method, model.dim)
     if method == "arnoldi":
         raise ValueError("compute_spectra summarizes real spectra; use method 'exact' or 'lanczos'.")
-    cond = data.labels.tolist() if conditional and data.labels is not None else None
+    cond = model.conditions_of(data) if conditional else None
     key = fingerprint(model_fingerprint(model), data.images, float(t), method, k, cond is not None, noise,
                       n_probes, n_steps, seed)
     arrays = cached("spectra", key, lambda: _compute(model, data.images, t, method, k, cond, noise, n_probes,
@@ -97,10 +97,11 @@ def _compute(model, images, t, method, k, cond, noise, n_probes, n_steps, seed, 
 
 
 def image_spectra(model: DiffusionModel, data: ImageDataset, t: float = 0.05, cond: list | None = None,
-                  batch: int = 32, on_batch=None) -> np.ndarray:
-    """(N, D) exact spectra at y = alpha(t) x, each image's cached on its own (keyed by model,
-    image, condition and t), so that a picked image reads back what a dataset-wide pass computed,
-    and the reverse; missing ones are computed a batch at a time.
+                  batch: int = 32, on_batch=None, method: Method = "exact") -> np.ndarray:
+    """(N, m) spectra at y = alpha(t) x ("exact": all D; "lanczos": the 20 at each end), each
+    image's cached on its own (keyed by model, image, condition, t and method), so that a picked
+    image reads back what a dataset-wide pass computed, and the reverse; missing ones are
+    computed a batch at a time.
 
     Args:
         cond: (N,) one condition per image (labels or prompts), or None (unconditional).
@@ -114,10 +115,10 @@ def image_spectra(model: DiffusionModel, data: ImageDataset, t: float = 0.05, co
     for s in range(0, n, batch):
         rows = np.arange(s, min(s + batch, n))
         c = None if cond is None else [cond[i] for i in rows]
-        keys = [fingerprint(mfp, data.images[i], None if c is None else c[j], float(t), "exact")
+        keys = [fingerprint(mfp, data.images[i], None if c is None else c[j], float(t), method)
                 for j, i in enumerate(rows)]
         out.append(cached_rows("spectrum", keys, lambda miss: spectrum(
-            model, data.images[rows[miss]], t, None if c is None else [c[j] for j in miss], "exact").numpy()))
+            model, data.images[rows[miss]], t, None if c is None else [c[j] for j in miss], method).numpy()))
         if on_batch is not None:
             on_batch(int(rows[-1]) + 1, n)
     return np.concatenate(out)

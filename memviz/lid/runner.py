@@ -60,7 +60,7 @@ def compute_lid(model: DiffusionModel, data: ImageDataset, ts: Sequence[float] =
         raise ValueError(f"The data's images are {data.shape} but the model expects {model.sample_shape}.")
     ts = np.asarray(ts, dtype=float)
     key = fingerprint(model_fingerprint(model), data.images, list(ts), trace, n_probes, conditional, seed, batch_size)
-    cond = data.labels.tolist() if conditional and data.labels is not None else None
+    cond = model.conditions_of(data) if conditional else None
     curves = cached("flipd", key, lambda: {"flipd": _flipd_curves(model, data.images, ts, cond, trace, n_probes,
                                                                       batch_size, seed, progress, on_batch)},
                     refresh=refresh)["flipd"]

@@ -22,7 +22,8 @@ log = logging.getLogger("memviz.ui")
 if os.environ.get("MEMVIZ_LOG") and not log.handlers:  # one line per expensive load, for tests and operators
     log.addHandler(logging.StreamHandler(sys.stderr))
     log.setLevel(logging.INFO)
-BUNDLED = {"demo-mnist": ASSETS / "demo-mnist", "demo-toy": ASSETS / "demo-toy"}
+BUNDLED = {"demo-mnist": ASSETS / "demo-mnist", "demo-mnist-text": ASSETS / "demo-mnist-text",
+           "demo-toy": ASSETS / "demo-toy"}
 
 
 @dataclass
@@ -65,11 +66,11 @@ def load_user_data(data_path: str, model: DiffusionModel) -> ImageDataset:
     from memviz.data.folder import load_image_folder, load_npz
 
     p = Path(data_path).expanduser()
-    c, h, w = model.sample_shape
+    c, h, w = model.pixel_shape  # latent models: the VAE's image size (8 x the latents' for Stable Diffusion)
     data = load_npz(p) if p.suffix == ".npz" else load_image_folder(p, resolution=h, channels=c)
-    if tuple(data.shape) != model.sample_shape and model.vae is None:
+    if tuple(data.shape) != model.pixel_shape:
         raise ValueError(f"The data's images are {tuple(data.shape)} (C, H, W) but the model expects "
-                         f"{model.sample_shape}; give images of that shape.")
+                         f"{model.pixel_shape}; give images of that shape.")
     return data
 
 
