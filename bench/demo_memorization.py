@@ -1,10 +1,11 @@
-"""Does demo-mnist really memorize its planted set, and only it?
+"""Does a planted demo (demo-mnist, demo-mnist-text) really memorize its planted set, and only it?
 
 For each ordinary prompt (digit) and each planted memorized prompt, generate n images and
 measure the distance of each to its nearest training image (plain l2 in [-1, 1] pixel
 units and Carlini et al.'s calibrated l2, n = 50, alpha = 0.5), next to the same figures
 for the held-out test images (real digits the model never saw: what generalization looks
-like). Prints a table; ``--json`` writes it.
+like). Text models: each planted image's unique caption, and for every digit one templated
+caption seen in training and one never seen. Prints a table; ``--json`` writes it.
 
     python bench/demo_memorization.py [--model assets/models/demo-mnist] [--n 16] [--json out.json]
 """
@@ -52,20 +53,17 @@ def run(args) -> pd.DataFrame:
     index, source = NeighborIndex(unique.images), unique.source_index
     dd_sources = set(np.asarray(truth.train_source)[np.asarray(truth.train_kind) == "DD-Mem"].tolist())
     rows = []
-    for label, name in enumerate(model.class_names):
+    for k, (name, cond, kind, own) in enumerate(_prompts(model, truth, dd_sources)):
         t0 = time.perf_counter()
-        ev = copy_evidence(model, index, cond=label, n=args.n, steps=args.steps,
-                           guidance_scale=args.guidance_scale, seed=args.seed + label, threshold=args.threshold)
-        nearest_source = source[ev.neighbors[:, 0]]
-        planted = label >= truth.n_ordinary
-        own = {s for s, lab in zip(truth.train_source, truth.train_label) if lab == label} if planted else dd_sources
+        ev = copy_evidence(model, index, cond=cond, n=args.n, steps=args.steps,
+                           guidance_scale=args.guidance_scale, seed=args.seed + k, threshold=args.threshold)
         rows.append({
-            "prompt": name, "kind": "planted (OD-Mem)" if planted else "ordinary", "n": args.n,
+            "prompt": name, "kind": kind, "n": args.n,
             "nearest_l2_median": float(np.median(ev.distance[:, 0])),
             "calibrated_l2_median": float(np.median(ev.calibrated)),
             "copies": float(ev.is_copy.mean()),
             # planted prompts: copies of their own images; ordinary prompts: copies of a duplicated (DD-Mem) image
-            "copies_of_planted": float((ev.is_copy & np.isin(nearest_source, list(own))).mean()),
+            "copies_of_planted": float((ev.is_copy & np.isin(source[ev.neighbors[:, 0]], list(own))).mean()),
             "seconds": round(time.perf_counter() - t0, 2),
         })
     d, cal = reference_statistics(index, test.images)
@@ -73,6 +71,24 @@ def run(args) -> pd.DataFrame:
                  "nearest_l2_median": float(np.median(d)), "calibrated_l2_median": float(np.median(cal)),
                  "copies": float((cal < args.threshold).mean()), "copies_of_planted": 0.0, "seconds": 0.0})
     return pd.DataFrame(rows)
+
+
+def _prompts(model, truth, dd_sources) -> list[tuple]:
+    """(name, cond, kind, the training sources a copy should come from) for every prompt."""
+    src, lab, kind = (np.asarray(v) for v in (truth.train_source, truth.train_label, truth.train_kind))
+    if "captions" not in model.meta:
+        return [(name, label, "planted (OD-Mem)" if label >= truth.n_ordinary else "ordinary",
+                 set(src[lab == label].tolist()) if label >= truth.n_ordinary else dd_sources)
+                for label, name in enumerate(model.class_names)]
+    from memviz.data.captions import ordinary_captions
+
+    table, group = model.meta["captions"], np.asarray(truth.train_group)
+    out = [(c, c, "planted (DD-Mem)", set(src[(kind == "DD-Mem") & (group == g)].tolist()))
+           for g, c in enumerate(table["dd"])]
+    out += [(c, c, "planted (OD-Mem)", set(src[lab == truth.n_ordinary + j].tolist())) for j, c in enumerate(table["od"])]
+    for which, what in (("templates", "ordinary"), ("unseen_templates", "ordinary, unseen caption")):
+        out += [(c, c, what, dd_sources) for c in (ordinary_captions(table, d, which)[0] for d in range(truth.n_ordinary))]
+    return out
 
 
 if __name__ == "__main__":

@@ -113,3 +113,30 @@ def test_own_data_is_checked_against_the_model(tmp_path):
     at.sidebar.text_input(key="data_path").input(str(tmp_path / "fits.npz")).run()
     assert not at.exception and not at.error
     assert any("Training data: 40 images" in s.value for s in at.subheader)
+
+
+def test_a_stable_diffusion_folder_with_own_data_compares_free_text_prompts(tmp_path):
+    """The workspace picker takes a text-to-image pipeline folder and image data at the VAE's
+    pixel size; the Prompts page takes free text, scores it in latent space, and keeps it in the URL."""
+    import numpy as np
+
+    from tests.test_sd import build_tiny_sd
+
+    pipe = build_tiny_sd(tmp_path / "sd")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "own.npz", images=rng.integers(0, 255, (60, 3, 16, 16), dtype=np.uint8))
+    at = _app().run()
+    at.sidebar.selectbox[0].set_value("Your own model folder…").run()
+    at.sidebar.text_input(key="model_path").input(str(pipe)).run()
+    at.sidebar.text_input(key="data_path").input(str(tmp_path / "own.npz")).run()
+    assert not at.exception and not at.error
+    at.switch_page("pages/prompts.py").run()
+    at.text_area[0].input("a red door\nthe blue sky").run()
+    at.slider[0].set_value(2).run()                                        # two generations per prompt
+    at.slider[1].set_value(5).run()                                        # five steps
+    assert not at.exception, at.exception
+    assert len(at.dataframe), [e.value for els in (at.info, at.error, at.warning, at.caption) for e in els]
+    scores = at.dataframe[0].value.set_index("prompt")
+    assert list(scores.index) == ["a red door", "the blue sky"]
+    assert scores[["wen_step1", "jeon_step1", "flipd_cond", "calibrated_l2"]].notna().all().all()
+    assert at.query_params["prompts"] in (["a red door|the blue sky"], "a red door|the blue sky")

@@ -89,7 +89,13 @@ def workspace_picker() -> Workspace | None:
         st.query_params["model"] = model_key  # the workspace travels with a shared link
     data_path = st.sidebar.text_input("Training data (optional)", key="data_path",
                                       placeholder="image folder or .npz; empty: the model's own",
+                                      value=st.query_params.get("data", ""),
                                       help="An image folder (class sub-folders or metadata.jsonl) or an .npz.")
+    if (data_path.strip() or None) != st.query_params.get("data"):  # the data travel with the link, and across pages
+        if data_path.strip():
+            st.query_params["data"] = data_path.strip()
+        else:
+            st.query_params.pop("data", None)
     if not path:
         st.info("Enter the path of a local diffusers model folder (model_index.json, or unet/ and scheduler/).")
         return None
