@@ -49,12 +49,15 @@ def minilm(max_length: int = 16) -> tuple[TokenEmbeddings, object]:
     path = minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     tokenizer.model_max_length = int(max_length)
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()  # its load report lists the unused pooler weights we leave out
+    hf_logging.disable_progress_bar()
     try:
         bert = BertModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False)
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
     return TokenEmbeddings(bert.eval()), tokenizer
 
 

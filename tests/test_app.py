@@ -140,3 +140,15 @@ def test_a_stable_diffusion_folder_with_own_data_compares_free_text_prompts(tmp_
     assert list(scores.index) == ["a red door", "the blue sky"]
     assert scores[["wen_step1", "jeon_step1", "flipd_cond", "calibrated_l2"]].notna().all().all()
     assert at.query_params["prompts"] in (["a red door|the blue sky"], "a red door|the blue sky")
+
+
+@pytest.mark.skipif(not (ROOT / "assets" / "models" / "demo-mnist-text").exists(), reason="no text demo")
+def test_text_demo_prompts_page_takes_free_text_from_the_url():
+    at = _page("pages/prompts.py", model="demo-mnist-text",
+               prompts="watercolor of a lighthouse on a stormy coast|nine scribbled on paper")
+    assert at.text_area[0].value.splitlines() == ["watercolor of a lighthouse on a stormy coast",
+                                                  "nine scribbled on paper"]
+    scores = at.dataframe[0].value.set_index("prompt")
+    planted, free = scores.index
+    assert scores.loc[planted, "copies"] > scores.loc[free, "copies"]           # the planted caption copies
+    assert scores.loc[planted, "jeon_step1"] > scores.loc[free, "jeon_step1"]   # and is sharper
