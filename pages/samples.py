@@ -47,7 +47,7 @@ if ws.model.dim <= EXACT_MAX_DIM and sharp_key not in st.session_state and st.bu
     bar = st.progress(0.0, "Hessian spectra…")
     st.session_state[sharp_key] = sharpness_counts(
         ws.model, b, on_batch=lambda done, n: bar.progress(done / n, f"Hessian spectra: {done} of {n} images"))
-    bar.empty()
+    st.rerun()  # redraw without the button, with the new column and sort option
 if sharp_key in st.session_state:
     table = table.assign(n_sharp=st.session_state[sharp_key])
     METRICS["sharpness count (n_sharp, descending)"] = "minus_n_sharp"
