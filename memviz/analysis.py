@@ -47,6 +47,7 @@ class Browse:
     t0: float
     threshold: float
     pixels: object = None
+    conditions: list | None = None  # each sample's own condition (model.conditions_of), when "cond" in curves
 
     def __post_init__(self):
         if self.pixels is None:
@@ -109,7 +110,8 @@ def browse(model: DiffusionModel, data: ImageDataset, t0: float = 0.05, ts=BROWS
         "flipd_uncond": curves["uncond"][:, j], **{f"lid_{m}": v for m, v in lid_star.items()},
         "verdict": mmh_verdict(flipd, lid_star["mle"], model_threshold=threshold),
         "nn_distance": nearest, "x": xy[:, 0], "y": xy[:, 1]})
-    return Browse(data, table, np.asarray(ts, dtype=float), curves, graph, float(t0), float(threshold), pixels)
+    return Browse(data, table, np.asarray(ts, dtype=float), curves, graph, float(t0), float(threshold), pixels,
+                  model.conditions_of(data) if conditional else None)
 
 
 def to_model_space(model: DiffusionModel, data: ImageDataset) -> ImageDataset:
@@ -184,11 +186,9 @@ def sample_view(model: DiffusionModel, b: Browse, i: int, k: int = 8) -> SampleV
         raise ValueError(f"Sample {i} does not exist; pick one of 0..{len(b.data) - 1}.")
     row = b.table.iloc[i].to_dict()
     one = b.data.subset([i])
-    eigenvalues, note = np.zeros(0), None
-    if model.dim <= EXACT_MAX_DIM:
-        eigenvalues = image_spectra(model, one, b.t0, _conditions(b, [i]))[0]
-    elif model.device.type == "cuda":
-        eigenvalues = image_spectra(model, one, b.t0, _conditions(b, [i]), method="lanczos")[0]
+    eigenvalues, note, method = np.zeros(0), None, spectrum_method(model)
+    if method is not None:
+        eigenvalues = image_spectra(model, one, b.t0, _conditions(b, [i]), method=method)[0]
     else:
         note = (f"No spectrum on pick at D = {model.dim:,} on a CPU: Lanczos needs about 250 Hessian-vector "
                 "products, each a double backward pass (hours at Stable Diffusion's size); use a GPU, or "
@@ -223,8 +223,8 @@ def compare_prompts(model: DiffusionModel, reference, prompts: list, n: int = 8,
 
     Steps per prompt: 1. generations and their nearest training images; 2. Wen's and Jeon's
     scores at the first sampling step (the same noise); 3. FLIPD of the generations; 4. the
-    spectrum of the first generation (under its prompt; exact up to D = 4,096, else the k = 20
-    extremes by Lanczos). Latent models are scored in latent space (their neighbours in pixels).
+    spectrum of the first generation (under its prompt; ``spectrum_method``: none at Stable
+    Diffusion's D on a CPU). Latent models are scored in latent space (their neighbours in pixels).
     """
     from memviz.detect.wen import wen_score
     from memviz.hessian.sharpness import jeon_score
@@ -243,7 +243,8 @@ def compare_prompts(model: DiffusionModel, reference, prompts: list, n: int = 8,
             scores["jeon_step1"] = float(jeon_score(model, p, x_t=ev.noise, t=t1).mean())
         scores["flipd_cond"] = float(flipd(model, x0, t0, cond=p, n_probes=4).mean())                       # 3.
         scores["flipd_uncond"] = float(flipd(model, x0, t0, n_probes=4).mean())
-        ev_spec = spectrum(model, x0[:1], t0, cond=p).numpy()[0]                                                # 4.
+        method = spectrum_method(model)                                                                         # 4.
+        ev_spec = np.zeros(0) if method is None else spectrum(model, x0[:1], t0, cond=p, method=method).numpy()[0]
         out.append(PromptResult(p, ev, scores, ev_spec, default_tau(model, t0)))
     return out
 
@@ -259,7 +260,12 @@ def sharpness_counts(model: DiffusionModel, b: Browse, batch: int = 32, on_batch
 
 def _conditions(b: Browse, rows) -> list | None:
     """Each row's condition in the browse's conditional curves (its label or caption), or None."""
-    if "cond" not in b.curves:
-        return None
-    own = b.data.labels.tolist() if b.data.captions is None else list(b.data.captions)
-    return [own[i] for i in rows]
+    return None if b.conditions is None else [b.conditions[i] for i in rows]
+
+
+def spectrum_method(model: DiffusionModel) -> str | None:
+    """The spectrum a pick or a comparison can afford: "exact" up to D = 4,096, "lanczos" (the 20
+    at each end) above on a GPU, None on a CPU above (hours at Stable Diffusion's D)."""
+    if model.dim <= EXACT_MAX_DIM:
+        return "exact"
+    return "lanczos" if model.device.type == "cuda" else None
