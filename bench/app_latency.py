@@ -3,7 +3,7 @@
 1. Cold start: a fresh `streamlit run app.py` with an empty cache, to the first complete
    Overview (the dataset-wide artifacts are computed then), and the same with a warm disk
    cache (a second server start).
-2. Warm pick-to-panels: on the Samples page, type a sample index and wait until its four
+2. Warm pick-to-panels: on the Samples page, type a training row and wait until its four
    panels are drawn (three plotly charts and the neighbour strip): p50 and p95 over 20 picks,
    first with each picked image's spectrum computed on the pick, then again after the n_sharp
    pass has cached every analysed image's spectrum (the expensive artifact; a pick then only
@@ -42,7 +42,7 @@ def cold_start(browser, label: str) -> float:
 
 
 def _drawn(page, i: int) -> None:
-    page.get_by_text(f"Sample {i}:").wait_for(timeout=120_000)                 # this sample's rerun has begun
+    page.get_by_text(f"Row {i}:").wait_for(timeout=120_000)                    # this row's rerun has begun
     page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=120_000)  # and finished
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=120_000)
     page.get_by_text("nearest other training images").wait_for(timeout=120_000)
@@ -76,9 +76,12 @@ def _steps(page, n: int) -> list[float]:
 def picks_and_export(browser, n_picks: int) -> tuple[dict, list[float]]:
     with serve("bench-warm") as (url, _):
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        page.goto(f"{url}/samples?n=600&sample=0")
-        page.get_by_text("Sample 0:").wait_for(timeout=900_000)
-        rows = np.random.default_rng(0).choice(600, 2 * n_picks, replace=False)
+        from memviz.study import open_study
+
+        analysed = open_study("demo-mnist", n=600).rows                     # training rows, as the page lists them
+        page.goto(f"{url}/samples?n=600&row={analysed[0]}")
+        page.get_by_text(f"Row {analysed[0]}:").wait_for(timeout=900_000)
+        rows = np.random.default_rng(0).choice(analysed, 2 * n_picks, replace=False)
         times = {"spectrum_on_pick": _picks(page, rows[:n_picks])}
         button = page.get_by_role("button", name="Add the sharpness count")
         button.click()

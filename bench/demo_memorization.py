@@ -7,7 +7,7 @@ for the held-out test images (real digits the model never saw: what generalizati
 like). Text models: each planted image's unique caption, and for every digit one templated
 caption seen in training and one never seen. Prints a table; ``--json`` writes it.
 
-    python bench/demo_memorization.py [--model assets/models/demo-mnist] [--n 16] [--json out.json]
+    python bench/demo_memorization.py [--model demo-mnist] [--n 16] [--json out.json]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "assets" / "models" / "demo-mnist"))
+    ap.add_argument("--model", default=str(ROOT / "memviz" / "assets" / "models" / "demo-mnist"))
     ap.add_argument("--n", type=int, default=16, help="generations per prompt")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--guidance-scale", type=float)

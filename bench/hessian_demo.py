@@ -9,7 +9,8 @@ training images (memorized points sit in sharper peaks). Prompt level: Jeon's sc
 the first sampling step (mean of ``--n`` generations) for the 12 planted prompts against
 the 10 digit classes.
 
-Spectra are cached (``compute_spectra``), so a second run is fast.
+Spectra are read through the Study's per-image store (shared with the app and ``memviz compute
+spectra``), so a second run is fast.
 
     python bench/hessian_demo.py [--n-ordinary 100] [--n 4] [--json out.json]
 """
@@ -24,29 +25,31 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from memviz.data import training_data
 from memviz.data.planted import PlantedTruth
-from memviz.hessian import jeon_score
-from memviz.hessian.runner import compute_spectra
+from memviz.detect import DETECTORS
+from memviz.detect.jeon import jeon_score
+from memviz.hessian import default_tau, summarize
 from memviz.models import DiffusionModel
+from memviz.study import open_study
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = (0.02, 0.05, 0.2)
 
 
 def sample_level(model, n_ordinary: int) -> tuple[pd.DataFrame, dict]:
-    train, test = training_data(model.meta)
-    unique = train.deduplicated()
-    kind = np.asarray(unique.meta["kind"])
+    study = open_study(model, n=None)
+    kind = study.kind(study.rows)
     rng = np.random.default_rng(0)
-    pick = np.r_[np.flatnonzero(kind != "none"), rng.choice(np.flatnonzero(kind == "none"), n_ordinary, False)]
-    held = test.subset(rng.choice(len(test), n_ordinary, replace=False))
+    pick = np.r_[study.rows[kind != "none"], rng.choice(study.rows[kind == "none"], n_ordinary, False)]
+    held = rng.choice(len(study.test), n_ordinary, replace=False)
     frames, auroc = [], {}
     for t in TS:
         for conditional in (False, True):
-            for split, data, kinds in (("train", unique.subset(pick), kind[pick]),
-                                       ("test", held, np.full(len(held), "held-out"))):
-                s = compute_spectra(model, data, t=t, conditional=conditional).summary()
+            for split, rows, kinds in (("train", pick, study.kind(pick)), ("test", held, np.full(len(held), "held-out"))):
+                ev = study.spectra(rows, t, conditional, held_out=split == "test")
+                s = pd.DataFrame(summarize(ev, default_tau(model, t)))
+                if conditional and split == "train":
+                    s["jeon"] = DETECTORS["jeon"].sample(study, rows, t)
                 frames.append(s.assign(t=t, conditional=conditional, split=split, kind=kinds))
             rows = frames[-2]
             planted = (rows.kind != "none").to_numpy()
@@ -69,7 +72,7 @@ def prompt_level(model, n: int) -> tuple[pd.DataFrame, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "assets" / "models" / "demo-mnist"))
+    ap.add_argument("--model", default=str(ROOT / "memviz" / "assets" / "models" / "demo-mnist"))
     ap.add_argument("--n-ordinary", type=int, default=100)
     ap.add_argument("--n", type=int, default=4, help="generations per prompt for Jeon's score")
     ap.add_argument("--json", type=Path)

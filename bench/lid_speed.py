@@ -43,7 +43,7 @@ def median_rate(fn, n_items: int, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "assets" / "models" / "demo-mnist"))
+    ap.add_argument("--model", default=str(ROOT / "memviz" / "assets" / "models" / "demo-mnist"))
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--nb-points", type=int, default=2, help="points for the (slow) normal bundle")
     ap.add_argument("--repeats", type=int, default=3)

@@ -61,8 +61,8 @@ def build(device: str, tmp: Path):
 def measure(what: str, device: str, reps: int) -> dict:
     """Seconds (median of ``reps`` after a warm-up) and peak memory of one measurement."""
     from memviz.autodiff import eps_and_vjp, jvp_from_vjp, math_attention
+    from memviz.detect.jeon import jeon_score
     from memviz.detect.wen import wen_score
-    from memviz.hessian.sharpness import jeon_score
 
     with tempfile.TemporaryDirectory() as tmp:
         model = build(device, Path(tmp))

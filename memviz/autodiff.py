@@ -25,14 +25,20 @@ VjpFn = Callable[[torch.Tensor], tuple[torch.Tensor]]
 warnings.filterwarnings("ignore", message=".*batching rule for aten::_scaled_dot_product_flash_attention.*")
 
 
-CPU_MAX_DENSE_DIM = 4096  # on a CPU, D backward passes per point above this take hours at SD scale
+DENSE_MAX_DIM = 4096
+
+
+def is_dense(dim: int) -> bool:
+    """The one exact-versus-iterative rule, for traces (FLIPD) and spectra alike: D backward passes
+    per point (exact trace, full Jacobian) up to D = 4,096; Hutchinson probes or Lanczos above.
+    At Stable Diffusion's D = 16,384 one exact point takes hours on a CPU."""
+    return dim <= DENSE_MAX_DIM
 
 
 def check_dense_affordable(dim: int, device: torch.device, what: str, cheaper: str) -> None:
     """Refuse up front, on a CPU, a computation of D backward passes per point (an exact
-    Jacobian, trace or spectrum) when D > 4,096: at Stable Diffusion's D = 16,384 one point
-    would take hours. ``cheaper`` names the method to use instead."""
-    if torch.device(device).type == "cpu" and dim > CPU_MAX_DENSE_DIM:
+    Jacobian, trace or spectrum) above ``is_dense``'s bound. ``cheaper`` names the method to use instead."""
+    if torch.device(device).type == "cpu" and not is_dense(dim):
         raise ValueError(f"{what} at D = {dim:,} needs {dim:,} backward passes per point, hours on a CPU; "
                          f"use {cheaper}, or a CUDA GPU.")
 
@@ -91,12 +97,19 @@ def trace_exact(vjp_fn: VjpFn, y: torch.Tensor, chunk: int = 64) -> torch.Tensor
     return trace
 
 
-def trace_hutchinson(vjp_fn: VjpFn, y: torch.Tensor, n_probes: int, generator: torch.Generator) -> torch.Tensor:
+def trace_hutchinson(vjp_fn: VjpFn, y: torch.Tensor, n_probes: int,
+                     generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
     """Hutchinson's estimate mean_k v_k^T J_b v_k with Rademacher v_k (Hutchinson 1989).
+
+    ``generator``: one for the batch, or one per row (each row's probes then depend on that row
+    alone, not on the batch it falls in).
 
     Returns (B,): unbiased, variance 2 (||J_b||_F^2 - sum_i J_ii^2) / n_probes for symmetric J.
     """
-    v = rademacher((n_probes, *y.shape), generator).to(y)
+    if isinstance(generator, torch.Generator):
+        v = rademacher((n_probes, *y.shape), generator).to(y)
+    else:
+        v = torch.stack([rademacher((n_probes, *y.shape[1:]), g) for g in generator], dim=1).to(y)
     vj = vmap(vjp_fn)(v)[0] if n_probes > 1 else vjp_fn(v[0])[0].unsqueeze(0)
     return (vj * v).flatten(2).sum(-1).double().mean(0)
 

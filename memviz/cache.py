@@ -1,8 +1,13 @@
-"""The on-disk cache: expensive artifacts computed once, keyed by model, data and parameters.
+"""The on-disk store: expensive artifacts computed once, keyed by model, data and parameters.
 
 Keys are SHA-256 fingerprints of the model's weights and schedule, the data's bytes and
 the parameters, so a changed model or dataset never reads a stale result. Entries are
-``.npz`` files written atomically. The folder is ``$MEMVIZ_CACHE`` or ``~/.cache/memviz``.
+``.npz`` files written atomically; a corrupt entry is computed again, never shown. The
+folder is ``$MEMVIZ_CACHE`` or ``~/.cache/memviz``.
+
+Two shapes of entry: ``cached`` (one artifact of a whole dataset: LID*, a neighbour graph)
+and ``RowStore`` (one row per item, each addressed by its content: a FLIPD curve, a
+spectrum, a prompt's scores; written batch by batch by ``memviz.runner``).
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,31 +62,52 @@ def cached(kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]], re
         try:
             with np.load(path, allow_pickle=False) as z:
                 return {k: z[k] for k in z.files}
-        except (OSError, ValueError):
+        except BROKEN:
             path.unlink(missing_ok=True)  # a corrupt entry is recomputed, never trusted
     arrays = compute()
     save_npz(path, **arrays)
     return arrays
 
 
-def cached_rows(kind: str, keys: list[str], compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """(N, ...) rows each stored on its own under ``keys[i]``, so that any later subset (one
-    picked image, a batch) reads back what any earlier call computed; ``compute(missing)``
-    computes the missing rows' positions (m,) in one batched call -> (m, ...)."""
-    rows: list[np.ndarray | None] = []
-    for key in keys:
-        path = cache_dir() / kind / f"{key}.npz"
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                rows.append(z["row"])
-        except (OSError, ValueError, KeyError):
-            rows.append(None)  # absent or corrupt: computed again
-    missing = np.array([i for i, r in enumerate(rows) if r is None], dtype=np.int64)
-    if len(missing):
-        for i, row in zip(missing, compute(missing)):
-            save_npz(cache_dir() / kind / f"{keys[i]}.npz", row=np.asarray(row))
-            rows[i] = np.asarray(row)
-    return np.stack(rows)
+BROKEN = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # what a damaged .npz raises
+
+
+class RowStore:
+    """Rows of one quantity under one set of parameters (``kind``/``partition``), each row
+    addressed by a content key (a fingerprint of the image and its condition, say), so that
+    any later pass over any subset reads back what an earlier one computed.
+
+    Each finished batch is one file, written atomically: an interrupted pass keeps every
+    finished batch (resume), and no file is ever half-written.
+    """
+
+    def __init__(self, kind: str, partition: str):
+        self.path = cache_dir() / kind / partition
+
+    def read(self, keys: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(found (K,) bool, columns of the found rows, in ``keys`` order)."""
+        stored: dict[str, tuple[int, int]] = {}
+        parts: list[dict[str, np.ndarray]] = []
+        for file in sorted(self.path.glob("part-*.npz")) if self.path.is_dir() else []:
+            try:
+                with np.load(file, allow_pickle=False) as z:
+                    part = {k: z[k] for k in z.files}
+                part_keys = part.pop("_key")
+            except BROKEN:
+                file.unlink(missing_ok=True)  # a damaged batch is computed again
+                continue
+            stored.update({str(k): (len(parts), i) for i, k in enumerate(part_keys)})
+            parts.append(part)
+        where = [stored.get(k) for k in keys]
+        found = np.array([w is not None for w in where], dtype=bool)
+        names = parts[0].keys() if parts else ()
+        columns = {c: np.stack([parts[p][c][i] for p, i in (w for w in where if w is not None)])
+                   for c in names} if found.any() else {}
+        return found, columns
+
+    def write(self, keys: list[str], columns: dict[str, np.ndarray]) -> None:
+        """Store one finished batch: ``columns`` of (len(keys), ...) arrays."""
+        save_npz(self.path / f"part-{uuid.uuid4().hex}.npz", _key=np.asarray(keys, dtype=str), **columns)
 
 
 def cached_object(kind: str, key: str, compute: Callable[[], Any], refresh: bool = False) -> Any:

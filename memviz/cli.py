@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("sample", help="generate a grid of samples from a model folder")
-    p.add_argument("model", type=Path)
+    p.add_argument("model", help="a bundled demo's name or a model folder")
     p.add_argument("--cond", default=None, help="class name, class index or prompt (default: unconditional)")
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--steps", type=int, default=50)
@@ -26,25 +26,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True,
                    help="a .png grid of the images, or an .npz of x0, noise and seed (any model)")
-    p = sub.add_parser("info", help="describe a model folder")
-    p.add_argument("model", type=Path)
-    p = sub.add_parser("compute", help="dataset-wide computations, cached on disk")
+    p = sub.add_parser("info", help="describe a model (a bundled demo's name or a folder)")
+    p.add_argument("model")
+    p = sub.add_parser("compute", help="dataset-wide passes into the Study's store (what the app and eval read)")
     p.add_argument("what", choices=["lid", "spectra"], help="lid: FLIPD and LID*; spectra: Hessian spectra")
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
     p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
-    p.add_argument("--t0", default="0.05", help="t0 of the reported FLIPD, or 'knee'")
-    p.add_argument("--ts", type=float, nargs="+", help="the cached grid of t0 (default: 16 values from 0.005 to 0.5)")
+    p.add_argument("--n", type=int, help="training images analysed (every planted one first; default: all)")
+    p.add_argument("--t0", type=float, default=0.05, help="lid: t0 of the reported FLIPD (inside the model's t grid)")
     p.add_argument("--trace", default="hutchinson", choices=["auto", "exact", "hutchinson"])
-    p.add_argument("--n-probes", type=int, default=4)
-    p.add_argument("--conditional", action="store_true", help="FLIPD conditioned on each sample's label")
-    p.add_argument("--methods", nargs="+", default=["lpca", "mle"])
+    p.add_argument("--n-probes", type=int, default=2)
+    p.add_argument("--methods", nargs="+", default=["lpca", "mle"], help="lid: LID* estimators")
     p.add_argument("--t", type=float, default=0.05, help="spectra: the diffusion time of the Hessian")
-    p.add_argument("--method", default="auto", choices=["auto", "exact", "lanczos"], help="spectra: how")
-    p.add_argument("--k", type=int, help="spectra: eigenvalues per end for Lanczos (default 20)")
+    p.add_argument("--method", default=None, choices=["exact", "lanczos"], help="spectra: how (default: what D allows)")
+    p.add_argument("--unconditional", action="store_true", help="spectra: without each image's condition")
     p.add_argument("--tau", type=float, help="spectra: threshold of the counts (default 1 / (2 sigma_t^2))")
     p.add_argument("--out", type=Path, help="CSV of the per-sample table")
+    p = sub.add_parser("detectors", help="the registered detectors")
+    p.add_argument("--json", action="store_true", help="as a JSON list of objects")
+    p.add_argument("--model", help="also give each detector's model calls per query for this model")
     p = sub.add_parser("eval-detection", help="AUROC and TPR@1%%FPR of every detector against the planted truth")
-    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
+    p.add_argument("--detectors", nargs="+", help="only these registered detectors (default: all)")
     p.add_argument("--n", type=int, nargs="+", default=[1, 4], help="generations per prompt")
     p.add_argument("--steps", type=int, nargs="+", default=[1, 5, 50], help="first sampling steps scored")
     p.add_argument("--reps", type=int, default=5, help="independent groups of n generations per prompt")
@@ -55,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scores", type=Path, help="write every query's score here (.parquet or .csv), for ROC curves")
     args = parser.parse_args(argv)
     try:
-        return {"train": _train, "sample": _sample, "info": _info, "compute": _compute,
+        return {"train": _train, "sample": _sample, "info": _info, "compute": _compute, "detectors": _detectors,
                 "eval-detection": _eval_detection}[args.command](args)
     except ValueError as exc:  # bad input: one clear sentence, no traceback
         print(f"memviz: {exc}", file=sys.stderr)
@@ -119,17 +122,10 @@ def _info(args) -> int:
 
 
 def _compute(args) -> int:
-    from memviz.data import training_data
-    from memviz.data.folder import load_image_folder, load_npz
-    from memviz.models import DiffusionModel
+    from memviz.study import open_study
 
-    model = DiffusionModel.from_pretrained(args.model)
-    if args.data is None:
-        train, test = training_data(model.meta)
-    else:
-        path = Path(args.data)
-        train, test = (load_npz(path) if path.suffix == ".npz" else load_image_folder(path)), None
-    table = (_compute_spectra if args.what == "spectra" else _compute_lid)(args, model, train, test)
+    study = open_study(args.model, args.data, n=args.n, n_probes=args.n_probes, trace=args.trace)
+    table = (_compute_spectra if args.what == "spectra" else _compute_lid)(args, study)
     if args.out:
         from memviz._io import atomic_path
 
@@ -139,44 +135,66 @@ def _compute(args) -> int:
     return 0
 
 
-def _compute_spectra(args, model, train, test):
-    from memviz.hessian.runner import spectra_table
-    from memviz.hessian.summary import default_tau
+def _compute_spectra(args, study):
+    import pandas as pd
 
-    tau = args.tau or default_tau(model, args.t)
-    table = spectra_table(model, train, test, tau=tau, t=args.t, method=args.method, k=args.k,
-                          conditional=args.conditional)
-    print(table.groupby(["split", "kind"]).median(numeric_only=True).drop(columns=["index", "label"])
+    from memviz.hessian.summary import default_tau, summarize
+
+    tau = args.tau or default_tau(study.model, args.t)
+    rows = study.rows
+    eigenvalues = study.spectra(rows, args.t, conditional=False if args.unconditional else None, method=args.method,
+                                on_batch=lambda done, n: print(f"spectra: {done:,} of {n:,} images", flush=True))
+    table = pd.concat([pd.DataFrame({"row": rows, "kind": study.kind(rows)}),
+                       pd.DataFrame(summarize(eigenvalues, tau))], axis=1)
+    print(table.groupby("kind").median(numeric_only=True).drop(columns="row")
           .to_string(float_format=lambda v: f"{v:.2f}"))
     print(f"t = {args.t}, tau = {tau:.2f}")
     return table
 
 
-def _compute_lid(args, model, train, test):
-    from memviz.lid.runner import lid_table
-
-    t0 = args.t0 if args.t0 == "knee" else float(args.t0)
-    grid = {"ts": args.ts} if args.ts else {}
-    table, threshold = lid_table(model, train, test, t0=t0, trace=args.trace, n_probes=args.n_probes,
-                                 conditional=args.conditional, methods=args.methods, **grid)
-    print(table.groupby(["split", "kind"])[[c for c in table if c == "flipd" or c.startswith("lid_")]]
+def _compute_lid(args, study):
+    study.prepare(lambda f, what: print(f"{f:4.0%} {what}", flush=True))
+    table = study.table(args.t0)
+    for m in args.methods:
+        table[f"lid_{m}"] = study.lid_data(m)
+    print(table.groupby("kind")[[c for c in table if c == "flipd" or c.startswith("lid_")]]
           .median().to_string(float_format=lambda v: f"{v:.2f}"))
-    print(f"FLIPD threshold (5% of held-out below): {threshold:.2f}")
+    print(f"FLIPD threshold (5% of held-out below): {study.threshold(args.t0):.2f}")
     print(table["verdict"].value_counts().to_string())
     return table
+
+
+def _detectors(args) -> int:
+    import json
+
+    from memviz.detect import DETECTORS
+
+    dim = None
+    if args.model:
+        from memviz.models import DiffusionModel
+
+        dim = DiffusionModel.from_pretrained(args.model).dim
+    described = [d.describe(dim) for d in DETECTORS.values()]
+    if args.json:
+        print(json.dumps(described, indent=2))
+    else:
+        for d in described:
+            print(f"{d['name']:16} {'/'.join(d['levels']):14} {'+' if d['sign'] > 0 else '-'}  {d['cost']}")
+    return 0
 
 
 def _eval_detection(args) -> int:
     import pandas as pd
 
     from memviz._io import write_json
-    from memviz.detect import KEYS, eval_detection
-    from memviz.models import DiffusionModel
+    from memviz.detect import KEYS, detectors, eval_detection
+    from memviz.study import open_study
 
-    model = DiffusionModel.from_pretrained(args.model)
+    names = [d.name for d in detectors(names=args.detectors)]  # an unknown name: one sentence listing them
     scores: list[dict] = []
-    rows = eval_detection(model, n=args.n, steps=args.steps, reps=args.reps, n_ordinary=args.n_ordinary,
-                          sample_steps=args.sample_steps, seed=args.seed, scores=scores)
+    rows = eval_detection(open_study(args.model), n=args.n, steps=args.steps, reps=args.reps,
+                          n_ordinary=args.n_ordinary, sample_steps=args.sample_steps, seed=args.seed, scores=scores,
+                          names=names)
     table = pd.DataFrame(rows, columns=list(KEYS))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))

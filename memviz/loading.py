@@ -8,13 +8,31 @@ every load uses ``local_files_only=True``.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import diffusers
 
+from memviz._io import write_json
+
+BUNDLED = Path(__file__).resolve().parent / "assets" / "models"  # package data: found wherever memviz is installed
 UNETS = ("UNet2DModel", "UNet2DConditionModel", "MLPDenoiser")
 HINT = "give a diffusers model folder (model_index.json, or unet/ and scheduler/)"
+
+
+def bundled_models() -> list[str]:
+    """Names of the demo models shipped inside the package ("demo-mnist", "demo-mnist-text", "demo-toy")."""
+    return sorted(p.name for p in BUNDLED.iterdir() if (p / "unet").is_dir()) if BUNDLED.is_dir() else []
+
+
+def model_path(model: str | Path) -> Path:
+    """The one rule for finding a model: a bundled demo's name is its folder in the package
+    (``memviz/assets/models/NAME``); anything else is a path to a local folder."""
+    if isinstance(model, str) and model in bundled_models():
+        return BUNDLED / model
+    return Path(model).expanduser()
 
 
 def load_components(path: Path, use_safetensors: bool = True) -> dict[str, Any]:
@@ -122,3 +140,30 @@ def _load_text(path: Path, index: dict, use_safetensors: bool):
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def save_model_folder(path: str | Path, unet, scheduler, meta: dict | None = None) -> Path:
+    """Write ``unet/``, ``scheduler/``, ``model_index.json`` and ``memviz.json`` to ``path``.
+
+    Each part is written to a temporary folder and swapped in, so a crash never leaves
+    a half-written part. The folder also loads with ``diffusers.DDPMPipeline.from_pretrained``.
+    """
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for name, part in (("unet", unet), ("scheduler", scheduler)):
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=path))
+        part.save_pretrained(tmp, **({"safe_serialization": True} if name == "unet" else {}))
+        old = path / f".{name}.old"
+        if (path / name).exists():
+            (path / name).rename(old)
+        tmp.rename(path / name)
+        shutil.rmtree(old, ignore_errors=True)
+    pipeline = "DDPMPipeline" if isinstance(unet, diffusers.UNet2DModel) else "DiffusionPipeline"
+    write_json(path / "model_index.json", {
+        "_class_name": pipeline, "_diffusers_version": diffusers.__version__,
+        "scheduler": ["diffusers", type(scheduler).__name__], "unet": ["diffusers", type(unet).__name__]})
+    meta = dict(meta or {})
+    if isinstance(unet, diffusers.UNet2DModel) and unet.config.num_class_embeds is not None:
+        meta.setdefault("null_class", unet.config.num_class_embeds - 1)
+    write_json(path / "memviz.json", meta)
+    return path

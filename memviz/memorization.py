@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from memviz.data.base import from_unit, to_unit
 from memviz.models import Cond, DiffusionModel
 from memviz.neighbors import NeighborIndex, calibrated_l2
 
@@ -54,12 +55,17 @@ def copy_evidence(model: DiffusionModel, reference: NeighborIndex, cond: Cond = 
         k: neighbours kept; the calibrated l2 uses the mean over all ``k`` (Carlini: 50).
         threshold: calibrated l2 below which a generation counts as a copy.
     """
-    out = model.sample(n, cond=cond, steps=steps, guidance_scale=guidance_scale, seed=seed)
-    nb = reference.nearest(out.images * 2 - 1, k=k)
+    return evidence_of(model.sample(n, cond=cond, steps=steps, guidance_scale=guidance_scale, seed=seed),
+                       reference, k, threshold)
+
+
+def evidence_of(out, reference: NeighborIndex, k: int = 50, threshold: float = 0.5) -> CopyEvidence:
+    """``CopyEvidence`` of generations already made (a ``SampleOutput``)."""
+    nb = reference.nearest(from_unit(out.images), k=k)
     cal = calibrated_l2(nb.distance, n=k)
     nearest = torch.as_tensor(reference.reference[nb.index[:, 0]]).view_as(out.images)
-    return CopyEvidence(out.images, out.noise, nb.index, nb.distance, cal, ((nearest + 1) / 2).clamp(0, 1),
-                        cal < threshold, threshold, seed, out.x0)
+    return CopyEvidence(out.images, out.noise, nb.index, nb.distance, cal, to_unit(nearest),
+                        cal < threshold, threshold, out.seed, out.x0)
 
 
 def reference_statistics(reference: NeighborIndex, queries: torch.Tensor, k: int = 50) -> tuple[np.ndarray, np.ndarray]:

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from memviz._io import atomic_path
 from memviz.data.base import ImageDataset
-from memviz.models import save_model_folder
+from memviz.loading import save_model_folder
 
 
 @dataclass

@@ -3,11 +3,12 @@ ground truth, from the model folder's ``eval_detection.json`` and ``eval_scores.
 (written by ``memviz eval-detection --json ... --scores ...``)."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from memviz.detect import DETECTORS
+from memviz.detect.evaluate import report as report_table
 from memviz.detect.metrics import roc_points
 from memviz.figures import roc_figure
 from memviz.ui.loaders import workspace_picker
@@ -17,13 +18,13 @@ st.title("Detection")
 ws = workspace_picker()
 if ws is None:
     st.stop()
-folder = Path(ws.path)
+folder = ws.folder
 report, scores_path = folder / "eval_detection.json", folder / "eval_scores.parquet"
 if not report.exists():
     st.info(f"No evaluation in this model folder yet. Run `memviz eval-detection --model {folder} --json "
             f"{report} --scores {scores_path}` (it needs a model trained on planted data).")
     st.stop()
-rows = pd.DataFrame(json.loads(report.read_text()))
+rows = report_table(json.loads(report.read_text()))  # ordered by the detector registry
 levels = sorted(rows.level.unique())
 c1, c2, c3 = st.columns(3)
 level = c1.selectbox("Level", levels, index=levels.index(query_value("level", levels[0])) if
@@ -36,9 +37,9 @@ step = c3.selectbox("Sampling steps scored", steps, disabled=steps == [None])
 set_query(level=level)
 if scores_path.exists():
     scores = pd.read_parquet(scores_path)
-    chosen = scores[scores.level == level]
+    chosen = scores[(scores.level == level) & scores.detector.isin(list(DETECTORS))]
     if n is not None:
-        chosen = chosen[(chosen.n == n) & ((chosen.steps == step) | ~chosen.detector.isin(["wen", "jeon"]))]
+        chosen = chosen[(chosen.n == n) & ((chosen.steps == step) | ~chosen.detector.map(lambda d: DETECTORS[d].stepwise))]
     curves = {det: roc_points(g.positive.to_numpy(), g.score.to_numpy()) for det, g in chosen.groupby("detector")}
     fig = roc_figure(curves, title=f"{level} level" + (f", n = {n}, steps = {step}" if n is not None else ""))
     st.plotly_chart(fig, key="roc")

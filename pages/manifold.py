@@ -4,8 +4,10 @@ lasso selection shows the selected images, and the selection exports as CSV."""
 import numpy as np
 import streamlit as st
 
+from memviz.data import to_unit
 from memviz.figures import image_grid, map_figure, selected_indices
-from memviz.ui.loaders import load_browse, to_display, workspace_picker
+from memviz.lid import DEFAULT_T0
+from memviz.ui.loaders import study_of, workspace_picker
 from memviz.ui.widgets import export_menu, images_analysed, query_value, require_images, set_query, table_downloads
 
 COLOURS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
@@ -20,12 +22,13 @@ names = list(COLOURS)
 colour = c1.selectbox("Colour by", names, index=names.index(query_value("colour", names[0])) if
                       query_value("colour", names[0]) in names else 0)
 size = images_analysed(c2)
+t0 = query_value("t0", DEFAULT_T0, float)
 set_query(colour=colour, n=size)
-b = load_browse(ws.path, size, 0.05, ws.data_path)
-table = b.table
+study = study_of(ws, size)
+table = study.table(t0)
 column = COLOURS[colour]
 fig = map_figure(table[["x", "y"]].to_numpy(), color=table[column].to_numpy(), color_name=colour,
-                 hover=[f"#{r.index} label {r.label} · {r.verdict} · FLIPD {r.flipd:.1f}" for r in table.itertuples()],
+                 hover=[f"row {r.row} label {r.label} · {r.verdict} · FLIPD {r.flipd:.1f}" for r in table.itertuples()],
                  title=f"UMAP of {len(table):,} training images, coloured by {colour}")
 event = st.plotly_chart(fig, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"))
 export_menu(fig, "map", key="exp-map")
@@ -35,7 +38,7 @@ if len(chosen) == 0:
     st.caption("Click a point, or draw a box or a lasso, to see the images.")
     st.stop()
 st.subheader(f"{len(chosen)} selected")
-st.image(image_grid(to_display(b.pixels[np.asarray(chosen)[:128]]), nrow=16, scale=3))
+st.image(image_grid(to_unit(study.images(table.row.to_numpy()[np.asarray(chosen)[:128]])), nrow=16, scale=3))
 picked = table.iloc[chosen]
 st.dataframe(picked, hide_index=True, height=200)
 table_downloads(picked, "selection", key="selection")

@@ -1,20 +1,24 @@
 """Overview: the model, its data and its planted memorization."""
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from memviz.data import to_unit
+from memviz.detect.evaluate import report
 from memviz.figures import image_grid
+from memviz.lid import DEFAULT_T0
 from memviz.lid.verdict import VERDICTS
-from memviz.ui.loaders import load_browse, to_display, workspace_picker
+from memviz.ui.loaders import prepared, workspace_picker
+from memviz.ui.widgets import query_value
 
 st.title("memviz")
 st.caption("Has this diffusion model memorized its training data, where, and why?")
 ws = workspace_picker()
 if ws is None:
     st.stop()
+t0 = query_value("t0", DEFAULT_T0, float)
 model, meta = ws.model, ws.model.meta
 training = meta.get("training", {})
 cols = st.columns(4)
@@ -39,7 +43,7 @@ if kind is not None and ws.train.images.shape[-1] > 1:
         first = sorted({int(ws.train.source_index[i]): i for i in idx}.values())
         if first:
             st.write(f"**{len(first)} {what}**")
-            st.image(image_grid(to_display(ws.train.images[first]), nrow=min(len(first), 16), scale=4))
+            st.image(image_grid(to_unit(ws.train.images[first]), nrow=min(len(first), 16), scale=4))
             if ws.train.captions is not None:  # a text model: each planted image's unique caption
                 st.dataframe(pd.DataFrame({"caption": list(dict.fromkeys(ws.train.captions[i] for i in first))}),
                              hide_index=True)
@@ -47,18 +51,22 @@ if kind is not None and ws.train.images.shape[-1] > 1:
 if ws.train.images.shape[-1] == 1:
     st.stop()  # points, not images: the Manifold page shows them
 st.subheader("What the model memorized")
-b = load_browse(ws.path, 600, 0.05, ws.data_path)
-verdicts = b.table.verdict.value_counts().reindex(list(VERDICTS), fill_value=0)
+try:
+    table = prepared(ws).table(t0)
+except ValueError as exc:  # a t0 outside the model's grid, from the URL
+    st.error(str(exc))
+    st.stop()
+verdicts = table.verdict.value_counts().reindex(list(VERDICTS), fill_value=0)
 cols = st.columns(len(verdicts))
 for col, (name, count) in zip(cols, verdicts.items()):
-    col.metric(f"MMH verdict: {name}", f"{count:,}", help="LID_theta (FLIPD at t0 = 0.05) against LID* (MLE, k = 20)")
-low = b.table.sort_values("flipd").head(32)
-st.image(image_grid(to_display(b.pixels[low["index"].to_numpy().copy()]), nrow=16, scale=3),
-         caption=f"the 32 of {len(b.table):,} analysed training images with the lowest LID_theta (most memorized first)")
-report = Path(ws.path) / "eval_detection.json"
-if report.exists():
+    col.metric(f"MMH verdict: {name}", f"{count:,}", help=f"LID_theta (FLIPD at t0 = {t0}) against LID* (MLE, k = 20)")
+low = table.sort_values("flipd").head(32)
+st.image(image_grid(to_unit(ws.images(low["row"].to_numpy())), nrow=16, scale=3),
+         caption=f"the 32 of {len(table):,} analysed training images with the lowest LID_theta (most memorized first)")
+evaluation = ws.folder / "eval_detection.json" if ws.folder else None
+if evaluation is not None and evaluation.exists():
     st.subheader("Detectors against the planted ground truth")
-    rows = pd.DataFrame(json.loads(report.read_text()))
+    rows = report(json.loads(evaluation.read_text()))
     st.dataframe(rows, hide_index=True, column_config={"auroc": st.column_config.NumberColumn(format="%.3f"),
                                                        "tpr_at_1pct_fpr": st.column_config.NumberColumn(format="%.3f")})
     st.caption("From `memviz eval-detection` (see the model card); AUROC and TPR at 1% FPR.")

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from memviz.data.captions import example_prompts
+from memviz.detect import detectors
 from memviz.figures import image_grid, spectrum_figure
 from memviz.ui.loaders import compare_prompts, workspace_picker
 from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
@@ -33,7 +34,7 @@ steps = c2.slider("Sampling steps", 5, 100, 25)
 guidance = c3.slider("Guidance scale", 1.0, 8.0, float(model.meta.get("guidance_scale", 1.0)), 0.5)
 seed = int(c4.number_input("Seed", 0, 2**31 - 1, query_value("seed", 0, int)))
 set_query(prompts="|".join(map(str, prompts)) if prompts != [None] else None, seed=seed)
-if ws.reference is None or model.sample_shape[-1] == 1:
+if ws.train is None or model.sample_shape[-1] == 1:
     st.info("Nearest-neighbour evidence needs the model's training images.")
     st.stop()
 results = compare_prompts(ws.path, tuple(prompts), n, steps, guidance, seed, ws.data_path)
@@ -47,7 +48,11 @@ for col, r in zip(st.columns(len(results) or 1), results):
         st.image(image_grid(r.evidence.nearest_images, nrow=n, scale=3), caption="nearest training image of each")
         st.caption("calibrated l2: " + ", ".join(f"{c:.2f}" for c in r.evidence.calibrated))
 st.subheader("Detectors")
-st.dataframe(scores, hide_index=True)
+st.dataframe(scores, hide_index=True, column_config={
+    d.name: st.column_config.NumberColumn(help=f"{d.paper}; {'higher' if d.sign > 0 else 'lower'} = more memorized; "
+                                          f"cost: {d.cost}" + ("; at the first sampling step" if d.stepwise else ""))
+    for d in detectors("prompt")})
+st.caption("Generation i of a prompt is (prompt, seed, i); each score is the mean over the prompt's generations.")
 table_downloads(scores, "prompt-scores", key="prompt-scores")
 with_spectra = [r for r in results if len(r.eigenvalues)]
 figures = {}

@@ -3,13 +3,14 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from memviz.detect import DETECTORS
 from tests.conftest import DEMO_MNIST, ROOT
 
 pytestmark = pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
 
 
 def _app() -> AppTest:
-    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    return AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
 
 
 def _page(page: str, **query: str) -> AppTest:
@@ -54,8 +55,10 @@ def test_prompts_page_compares_two_prompts_with_every_detector_and_keeps_them_in
     at = _page("pages/prompts.py", prompts="3|memorized-05")
     assert at.multiselect[0].value == ["3", "memorized-05"]
     scores = at.dataframe[0].value.set_index("prompt")
-    assert {"copies", "calibrated_l2", "wen_step1", "jeon_step1", "flipd_cond"} <= set(scores.columns)
-    assert scores.loc["memorized-05", "jeon_step1"] > scores.loc["3", "jeon_step1"]      # the planted one is sharper
+    from memviz.detect import detectors
+
+    assert {"copies", "seed"} | {d.name for d in detectors("prompt")} <= set(scores.columns)   # the registry
+    assert scores.loc["memorized-05", "jeon"] > scores.loc["3", "jeon"]                  # the planted one is sharper
     assert scores.loc["memorized-05", "copies"] > scores.loc["3", "copies"]
     assert len(at.get("plotly_chart")) == 1                                             # the spectra, overlaid
 
@@ -68,24 +71,32 @@ def test_a_bad_model_path_is_one_message_not_a_traceback(tmp_path):
     assert any("does not exist" in e.value for e in at.error)
 
 
-def test_samples_page_shows_the_four_panels_and_keeps_the_sample_in_the_url():
-    at = _page("pages/samples.py", n="300", sample="3", t0="0.1")
-    assert at.number_input(key="sample").value == 3
+def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_url():
+    from memviz.study import open_study
+
+    study = open_study("demo-mnist", n=300)
+    rows = study.rows
+    outside = next(r for r in range(len(study.train)) if r not in set(rows))
+    at = _page("pages/samples.py", n="300", sample="3", t0="0.1")      # an old link: the 4th analysed image
+    assert at.number_input(key="row").value == rows[3]
+    assert at.query_params["row"] in ([str(rows[3])], str(rows[3])) and "sample" not in at.query_params
     assert at.select_slider[1].value == 0.1 and "t0 = 0.1" in at.caption[0].value    # t0 from the URL
     assert at.query_params["model"] in (["demo-mnist"], "demo-mnist")
     charts = at.get("plotly_chart")
     assert len(charts) == 3                                   # FLIPD curve, spectrum, map
     assert len(at.get("image")) == 3                          # the grid, the sample, its neighbour strip
     assert len(at.get("download_button")) == 2 + 3 * 4 + 1   # table CSV/Parquet; each figure in four formats; the pack
-    assert at.query_params["sample"] == ["3"] or at.query_params["sample"] == "3"
-    at.number_input(key="sample").set_value(5).run()
-    assert not at.exception and at.subheader[0].value.startswith("Sample 5")
-    assert at.query_params["sample"] in (["5"], "5")
+    row = int(rows[5])
+    at.number_input(key="row").set_value(row).run()
+    assert not at.exception and at.subheader[0].value.startswith(f"Row {row}:")
+    assert at.query_params["row"] in ([str(row)], str(row))
     at.button(key="next").click().run()                       # one place along the sorted list
-    order = at.dataframe[0].value["index"].tolist()
-    assert not at.exception and at.number_input(key="sample").value == order[order.index(5) + 1]
+    order = at.dataframe[0].value["row"].tolist()
+    assert not at.exception and at.number_input(key="row").value == order[order.index(row) + 1]
     at.button(key="prev").click().run()
-    assert at.number_input(key="sample").value == 5
+    assert at.number_input(key="row").value == row
+    at.number_input(key="row").set_value(outside).run()        # a training row outside the analysed 300
+    assert not at.exception and at.subheader[0].value.startswith(f"Row {outside}:")
     at.selectbox[1].set_value("DD-Mem").run()                 # filter by verdict: the duplicates
     assert not at.exception
 
@@ -94,7 +105,10 @@ def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():
     at = _page("pages/detection.py", level="prompt")
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
-    assert set(table.level) == {"prompt"} and table.auroc.between(0, 1).all()
+    assert set(table.level) == {"prompt"} and list(dict.fromkeys(table.detector)) == [
+        d for d in DETECTORS if d in set(table.detector)]                       # in the registry's order
+    best = table[(table.detector == "nn_distance") & (table.n == 4)]
+    assert (best.auroc == 1.0).all() and table.auroc.min() < 1.0               # the bundled evaluation's figures
     at.selectbox[0].set_value("sample").run()
     assert not at.exception and set(at.dataframe[0].value.level) == {"sample"}
 
@@ -138,11 +152,11 @@ def test_a_stable_diffusion_folder_with_own_data_compares_free_text_prompts(tmp_
     assert len(at.dataframe), [e.value for els in (at.info, at.error, at.warning, at.caption) for e in els]
     scores = at.dataframe[0].value.set_index("prompt")
     assert list(scores.index) == ["a red door", "the blue sky"]
-    assert scores[["wen_step1", "jeon_step1", "flipd_cond", "calibrated_l2"]].notna().all().all()
+    assert scores[["wen", "jeon", "flipd_cond", "calibrated_l2"]].notna().all().all()
     assert at.query_params["prompts"] in (["a red door|the blue sky"], "a red door|the blue sky")
 
 
-@pytest.mark.skipif(not (ROOT / "assets" / "models" / "demo-mnist-text").exists(), reason="no text demo")
+@pytest.mark.skipif(not (ROOT / "memviz" / "assets" / "models" / "demo-mnist-text").exists(), reason="no text demo")
 def test_text_demo_prompts_page_takes_free_text_from_the_url():
     at = _page("pages/prompts.py", model="demo-mnist-text",
                prompts="watercolor of a lighthouse on a stormy coast|nine scribbled on paper")
@@ -151,4 +165,4 @@ def test_text_demo_prompts_page_takes_free_text_from_the_url():
     scores = at.dataframe[0].value.set_index("prompt")
     planted, free = scores.index
     assert scores.loc[planted, "copies"] > scores.loc[free, "copies"]           # the planted caption copies
-    assert scores.loc[planted, "jeon_step1"] > scores.loc[free, "jeon_step1"]   # and is sharper
+    assert scores.loc[planted, "jeon"] > scores.loc[free, "jeon"]               # and is sharper

@@ -83,7 +83,7 @@ def test_every_page_pick_a_sample_compare_prompts_and_export_a_png(server, brows
 
     url, log = server
     _open(browser, url, "What the model memorized", "overview").close()
-    page = _open(browser, f"{url}/samples?n=300&sample=3", "Sample 3:", "samples")
+    page = _open(browser, f"{url}/samples?n=300&row=42", "Row 42:", "samples")
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=60_000)
     assert page.locator(".js-plotly-plot").count() == 3                     # curve, spectrum, map
     assert page.get_by_text("nearest other training images").count() >= 1    # the fourth panel

@@ -46,7 +46,8 @@ def test_ordinary_prompts_do_not_copy(demo):
 
 
 def test_planted_images_sit_in_sharp_peaks_and_planted_prompts_score_high(demo):
-    from memviz.hessian import default_tau, jeon_score, spectrum, summarize
+    from memviz.detect.jeon import jeon_score
+    from memviz.hessian import default_tau, spectrum, summarize
 
     model, _, _, unique, _, _ = demo
     kind = np.asarray(unique.meta["kind"])

@@ -60,7 +60,7 @@ def test_ordinary_captions_do_not_copy(demo):
 
 def test_planted_captions_are_sharper_at_the_first_step(demo):
     """Jeon et al.'s score at the first sampling step ranks planted captions above ordinary ones."""
-    from memviz.hessian import jeon_score
+    from memviz.detect.jeon import jeon_score
 
     model, *_ = demo
     table = model.meta["captions"]

@@ -5,11 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from memviz.detect import auroc, prompt_scores, sample_scores, tpr_at_fpr, wen_score
-from memviz.models import DiffusionModel
+from memviz.detect import DETECTORS, auroc, detectors, prompt_scores, tpr_at_fpr, wen_score
 from memviz.neighbors import NeighborIndex
 from memviz.testing import class_gaussian_model
-from tests.conftest import ROOT
 
 SHAPE = (1, 8, 8)
 
@@ -48,26 +46,73 @@ def test_prompt_scores_on_a_tiny_random_model(make_model):
     np.testing.assert_allclose(table.wen, ps.scores["wen"][:, :, :1, :2].mean((2, 3)).ravel())
     np.testing.assert_allclose(table.flipd_uncond, -ps.scores["flipd_uncond"][:, :, :1].mean(2).ravel())
     assert 0 < ps.seconds_for("jeon", 1, 2) < ps.seconds_for("jeon", 2, 3)
+    again = prompt_scores(model, [0, 1, 2], index, n=2, steps=3, reps=2, sample_steps=4, n_probes=2, progress=False)
+    np.testing.assert_array_equal(again.scores["jeon"], ps.scores["jeon"])      # stored per prompt: read back
     with pytest.raises(ValueError, match="n = 2"):
         ps.table(n=3, steps=1)
     with pytest.raises(ValueError, match="steps"):
         prompt_scores(model, [0], index, steps=9, sample_steps=4)
 
 
-def test_sample_scores_on_demo_toy():
-    from memviz.data import training_data
+def test_sample_level_detectors_on_demo_toy():
+    from memviz.study import open_study
 
-    model = DiffusionModel.from_pretrained(ROOT / "assets" / "models" / "demo-toy")
-    train, _ = training_data(model.meta)
-    kind = np.asarray(train.meta["kind"])
-    rows = np.r_[np.flatnonzero(kind == "DD-Mem")[:3], np.flatnonzero(kind == "none")[:5]]
-    frame, sec = sample_scores(model, train, rows)
-    assert frame.kind.tolist() == ["DD-Mem"] * 3 + ["none"] * 5
-    assert (frame.nn_distance[:3] == 0).all() and (frame.nn_distance[3:] > 0).all()   # the point mass's copies
-    assert (frame.n_sharp_uncond[:3] == 2).all()                        # a point mass: every direction sharp
-    assert (frame.flipd_uncond[:3] < frame.flipd_uncond[3:].min()).all()
-    assert "flipd_cond" not in frame and "jeon_sample" not in frame    # unconditional model
-    assert set(sec) >= {"flipd_uncond", "n_sharp_uncond"}
+    study = open_study("demo-toy", n=None)
+    kind = study.kind(study.rows)
+    rows = np.r_[study.rows[kind == "DD-Mem"], study.rows[kind == "none"][:5]]   # the point mass: one distinct row
+    score = {d.name: d.sample(study, rows, 0.05) for d in detectors("sample") if "condition" not in d.needs}
+    assert set(score) == {"flipd_uncond", "nn_distance", "n_sharp_uncond", "mmh_verdict"}   # unconditional model
+    assert score["nn_distance"][0] == 0 and (score["nn_distance"][1:] > 0).all()   # the point mass's copies
+    assert score["n_sharp_uncond"][0] == 2                                   # a point mass: every direction sharp
+    assert score["flipd_uncond"][0] < score["flipd_uncond"][1:].min()
+    assert score["mmh_verdict"][0] == 1.0
+
+
+def test_every_detector_declares_itself_and_the_cli_lists_them(capsys):
+    import json
+
+    from memviz.cli import main
+
+    assert main(["detectors", "--json", "--model", "demo-mnist"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [d["name"] for d in listed] == list(DETECTORS)
+    assert all({"name", "levels", "needs", "sign", "cost", "model_calls"} <= set(d) for d in listed)
+    by_name = {d["name"]: d for d in listed}
+    assert by_name["wen"]["levels"] == ["prompt"] and by_name["wen"]["sign"] == 1
+    assert by_name["flipd_cond"]["sign"] == -1 and by_name["n_sharp_cond"]["model_calls"] == 257   # 1 + D
+    assert main(["eval-detection", "--model", "demo-mnist", "--detectors", "wen", "sharpness"]) == 2
+    assert "Unknown detector 'sharpness'; the registered ones are" in capsys.readouterr().err
+
+
+def test_adding_a_detector_is_one_registration(make_model):
+    """A new prompt-level detector, registered, is scored by the same loop with no other change."""
+    from memviz.detect import Detector, register
+
+    register(Detector("mean_pixel", ("prompt",), ("generation",), +1, "0", lambda d, p: 0, "a test",
+                      generation=lambda g: g.out.images.flatten(1).mean(1).numpy()))
+    try:
+        model = make_model()
+        index = NeighborIndex(torch.rand(40, *SHAPE) * 2 - 1)
+        ps = prompt_scores(model, [0, 1], index, n=2, steps=1, reps=1, sample_steps=3, progress=False,
+                           names=["mean_pixel", "wen"])
+        assert set(ps.scores) == {"mean_pixel", "wen"}
+        out = model.sample(2, 1, 3, seed=1000)                                 # prompt 1's seed: seed + 1000 i
+        np.testing.assert_allclose(ps.scores["mean_pixel"][1, 0], out.images.flatten(1).mean(1).numpy(), rtol=1e-6)
+    finally:
+        DETECTORS.pop("mean_pixel")
+
+
+def test_wen_from_the_sampler_equals_wen_at_the_trajectory(make_model):
+    """Wen's stepwise score reads the sampler's own two outputs; it equals the score recomputed at x_t."""
+    from memviz.detect.prompts import score_generations
+
+    model = make_model()
+    index = NeighborIndex(torch.rand(40, *SHAPE) * 2 - 1)
+    scores, _, g = score_generations(model, 2, index, 3, 3, 4, seed=5, dets=[DETECTORS["wen"]])
+    traj = model.sample(3, 2, 4, seed=5, return_trajectory=True)
+    for s in range(3):
+        np.testing.assert_allclose(scores["wen"][:, s], wen_score(model, 2, traj.trajectory[s], float(traj.ts[s])),
+                                   rtol=1e-4)
 
 
 def test_eval_detection_writes_the_rows(tmp_path):
@@ -77,7 +122,7 @@ def test_eval_detection_writes_the_rows(tmp_path):
     from memviz.detect import KEYS
 
     out = tmp_path / "eval.json"
-    rc = main(["eval-detection", "--model", str(ROOT / "assets" / "models" / "demo-mnist"), "--n", "1",
+    rc = main(["eval-detection", "--model", "demo-mnist", "--n", "1",
                "--steps", "1", "2", "--reps", "1", "--n-ordinary", "6", "--sample-steps", "4", "--json", str(out),
                "--scores", str(tmp_path / "scores.parquet")])
     rows = json.loads(out.read_text())
@@ -92,14 +137,18 @@ def test_eval_detection_writes_the_rows(tmp_path):
                                                       if r["detector"] == "jeon" and r["steps"] == 1)
     assert rc == 0 and all(tuple(r) == KEYS for r in rows)
     prompt = [r for r in rows if r["level"] == "prompt"]
-    assert {r["detector"] for r in prompt} == {"wen", "jeon", "flipd_cond", "flipd_uncond", "nn_distance",
-                                              "calibrated_l2"}
+    assert {r["detector"] for r in prompt} == {d.name for d in detectors("prompt")}
     assert all(r["n_pos"] == 12 and r["n_neg"] == 10 for r in prompt)
     sample = [r for r in rows if r["level"] == "sample"]
     assert all(r["n_pos"] == 26 and r["n_neg"] == 6 and r["n"] is None for r in sample)
-    assert all(0 <= r["auroc"] <= 1 and r["seconds"] >= 0 for r in rows)
-    jeon = next(r for r in prompt if r["detector"] == "jeon" and r["steps"] == 1)
-    assert jeon["auroc"] >= 0.9                       # planted prompts are found even at n = 1, one step
+    assert all(r["seconds"] >= 0 for r in rows)
+    auc = {(r["level"], r["detector"], r["steps"]): r["auroc"] for r in rows}
+    assert auc["prompt", "jeon", 1] >= 0.9            # planted prompts are found even at n = 1, one step
+    assert auc["sample", "nn_distance", None] > 0.6   # the 10 duplicated images sit at 0 from their copies
+    assert auc["sample", "mmh_verdict", None] >= 0.9 and auc["sample", "flipd_cond", None] >= 0.9
+    assert auc["sample", "n_sharp_cond", None] >= 0.9                          # planted images sit in sharp peaks
+    assert set(scores.columns) >= {"row", "prompt", "group"}                   # every query names what it scored
+    assert set(scores[scores.level == "sample"].row) <= set(range(6000))
 
 
 def test_eval_detection_needs_a_planted_truth(make_model):

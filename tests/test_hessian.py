@@ -8,11 +8,11 @@ from diffusers import DDPMScheduler
 from torch.func import vjp
 
 from memviz.autodiff import jacobian
+from memviz.detect.jeon import jeon_score
 from memviz.hessian import (
     ScoreJacobian,
     default_tau,
     density,
-    jeon_score,
     spectrum,
     spectrum_at,
     summarize,
@@ -206,27 +206,6 @@ def test_trajectory_spectra_are_taken_where_the_sampler_passes(unet_model):
     torch.testing.assert_close(sample.trajectory[0], sample.noise)     # step 0 is x_T
     ref = spectrum_at(unet_model, sample.trajectory[5], float(sample.ts[5]), method="exact", k=3)
     torch.testing.assert_close(out.eigenvalues[1], ref)
-
-
-def test_dataset_spectra_are_cached_and_tau_is_a_cheap_knob(tmp_path, monkeypatch, unet_model):
-    from memviz.data.base import ImageDataset
-    from memviz.hessian import runner
-
-    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
-    data = ImageDataset("toy", points(5, seed=5).clamp(-1, 1))
-    res = runner.compute_spectra(unet_model, data, t=0.2, batch_size=2, progress=False)
-    assert res.method == "exact" and res.eigenvalues.shape == (5, 64) and res.density is None
-    monkeypatch.setattr(runner, "spectrum", lambda *a, **k: pytest.fail("recomputed instead of read from the cache"))
-    again = runner.compute_spectra(unet_model, data, t=0.2, batch_size=2, progress=False)
-    np.testing.assert_array_equal(again.eigenvalues, res.eigenvalues)
-    wide, narrow = again.summary(tau=1e6), again.summary(tau=1e-9)
-    assert (wide.n_flat == 64).all() and (narrow.n_flat == 0).all()
-    monkeypatch.undo()
-    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
-    lz = runner.compute_spectra(unet_model, data, t=0.2, method="lanczos", k=3, n_probes=4, n_steps=12,
-                                progress=False)
-    assert lz.eigenvalues.shape == (5, 6) and lz.density.nodes.shape == (5, 4, 12)
-    assert set(lz.summary().columns) >= {"n_sharp", "n_flat", "trace", "lambda_min"}
 
 
 def test_spectrum_figure_shows_every_spectrum_and_tau():

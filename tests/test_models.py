@@ -70,7 +70,7 @@ def test_v_prediction_inverts_the_forward_process(make_model):
     a, s = model.alpha(t), model.sigma(t)
     x_t = a * x0 + s * e
     v = a * e - s * x0
-    assert torch.allclose(model._to_eps(v, x_t, torch.full((2,), t)), e, atol=1e-5)
+    assert torch.allclose(model.to_eps(v, x_t, torch.full((2,), t)), e, atol=1e-5)
 
 
 def test_classifier_free_guidance_combines_cond_and_null(make_model):
@@ -207,3 +207,36 @@ def test_pickle_weights_load_when_allowed(tmp_path, make_model):
     x = torch.randn(1, 1, 8, 8)
     assert torch.equal(loaded.eps(x, 0.5), model.eps(x, 0.5))
     assert math.isclose(loaded.sigma(0.5), model.sigma(0.5))
+
+
+def test_the_sampler_starts_from_given_noise_and_shows_every_step(make_model):
+    from memviz.sampling import Step
+
+    model = make_model()
+    out = model.sample(3, cond=1, steps=4, seed=2)
+    again = model.sample(3, cond=1, steps=4, seed=9, noise=out.noise)             # DDIM: the noise decides
+    torch.testing.assert_close(again.images, out.images)
+    ddpm = model.sample(3, cond=1, steps=4, seed=2, scheduler="ddpm")
+    torch.testing.assert_close(model.sample(3, cond=1, steps=4, seed=2, scheduler="ddpm", noise=ddpm.noise).images,
+                               ddpm.images)
+    with pytest.raises(ValueError, match=r"noise must be x_T of shape \(3, 1, 8, 8\)"):
+        model.sample(3, cond=1, steps=4, noise=torch.zeros(2, 1, 8, 8))
+    seen: list[Step] = []
+    model.sample(3, cond=1, steps=4, seed=2, callback=seen.append, uncond=True, batch_size=2)
+    assert [(s.index, s.rows) for s in seen] == [(i, slice(0, 2)) for i in range(4)] + [(i, slice(2, 3)) for i in range(4)]
+    first = seen[0]
+    torch.testing.assert_close(first.x_t, out.noise[:2])
+    torch.testing.assert_close(first.eps_cond, model.eps(first.x_t, first.t, cond=1), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(first.eps_uncond, model.eps(first.x_t, first.t), rtol=1e-5, atol=1e-5)
+
+
+def test_a_guidance_schedule_is_a_callable_of_t(make_model):
+    model = make_model()
+    constant = model.sample(2, cond=0, steps=5, seed=1, guidance_scale=3.0)
+    torch.testing.assert_close(model.sample(2, cond=0, steps=5, seed=1, guidance_scale=lambda t: 3.0).images,
+                               constant.images)
+    ws = []
+    late = model.sample(2, cond=0, steps=5, seed=1, guidance_scale=lambda t: 0.0 if t > 0.5 else 3.0,
+                        callback=lambda s: ws.append((s.t, s.guidance_scale)))
+    assert [w for t, w in ws] == [0.0 if t > 0.5 else 3.0 for t, _ in ws] and {0.0, 3.0} == {w for _, w in ws}
+    assert not torch.allclose(late.images, constant.images)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from memviz.models import DiffusionModel
+from memviz.sampling import make_scheduler
 from memviz.testing import char_clip_tokenizer
 
 transformers = pytest.importorskip("transformers")
@@ -73,7 +74,7 @@ def test_sampling_with_guidance_is_the_pipelines(sd, tmp_path):
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
-                                   scheduler=sd._sampler("ddim", 4), safety_checker=None, feature_extractor=None,
+                                   scheduler=make_scheduler(sd, "ddim", 4), safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     ours = sd.sample(2, PROMPTS[0], steps=4, guidance_scale=7.5, seed=3)
     theirs = pipe(PROMPTS[0], num_inference_steps=4, guidance_scale=7.5, latents=ours.noise, output_type="pt",
@@ -96,22 +97,24 @@ def test_flipd_and_the_spectrum_run_in_latent_space(sd, train_images):
 
 
 def test_every_detector_and_a_two_prompt_comparison(sd, train_images):
-    from memviz.analysis import compare_prompts
+    from memviz.data.base import ImageDataset
     from memviz.detect.prompts import prompt_scores
-    from memviz.neighbors import NeighborIndex
+    from memviz.study import open_study
+    from memviz.views import compare_prompts
 
-    index = NeighborIndex(train_images)                                   # pixel-space neighbours
+    study = open_study(sd, ImageDataset("pixels", train_images))
+    index = study.reference                                               # pixel-space neighbours
     ps = prompt_scores(sd, PROMPTS, index, n=2, steps=2, reps=1, sample_steps=3, n_probes=2, progress=False)
     table = ps.table(2, 2)
     assert set(table.prompt) == set(PROMPTS) and table.drop(columns="prompt").notna().all().all()
     assert {"wen", "jeon", "flipd_cond", "flipd_uncond", "nn_distance", "calibrated_l2"} <= set(ps.scores)
-    results = compare_prompts(sd, index, PROMPTS, n=2, steps=3, seed=0)
+    results = compare_prompts(study, PROMPTS, n=2, steps=3, seed=0)
     assert [r.prompt for r in results] == PROMPTS
     for r in results:
         assert r.evidence.images.shape == (2, 3, 16, 16) and r.evidence.x0.shape == (2, 4, 8, 8)
-        assert np.isfinite([r.scores[k] for k in ("wen_step1", "jeon_step1", "flipd_cond", "calibrated_l2")]).all()
+        assert np.isfinite([r.scores[k] for k in ("wen", "jeon", "flipd_cond", "calibrated_l2")]).all()
         assert r.eigenvalues.shape == (256,)
-    again = compare_prompts(sd, index, PROMPTS, n=2, steps=3, seed=0)     # seeded: reproducible
+    again = compare_prompts(study, PROMPTS, n=2, steps=3, seed=0)         # seeded: reproducible
     torch.testing.assert_close(again[0].evidence.images, results[0].evidence.images)
 
 
@@ -155,21 +158,23 @@ def test_dense_work_at_stable_diffusion_scale_is_refused_on_cpu():
         flipd(model, z, 0.1, trace="exact")
 
 
-def test_browse_and_a_sample_view_in_latent_space(sd, train_images, monkeypatch):
-    """The app's library layer on a latent model: pixel images in, estimates on their latents
-    (cached encodings), pixels out for display; conditional curves under each image's caption."""
-    from memviz.analysis import browse, sample_view
+def test_a_study_and_a_sample_view_in_latent_space(sd, train_images, monkeypatch):
+    """The Study on a latent model: pixel images in, estimates on their latents (cached
+    encodings), pixels out for display; conditional curves under each image's caption."""
     from memviz.data.base import ImageDataset
+    from memviz.study import open_study
+    from memviz.views import sample_view
 
     data = ImageDataset("pixels", train_images, captions=[PROMPTS[i % 2] for i in range(len(train_images))])
-    b = browse(sd, data, t0=0.05)
-    assert b.data.images.shape == (24, 4, 8, 8) and b.pixels is data.images and set(b.curves) == {"uncond", "cond"}
-    torch.testing.assert_close(b.data.images[:2], sd.encode(train_images[:2]))
-    assert b.table[["flipd", "lid_mle", "x"]].notna().all().all()
-    v = sample_view(sd, b, 3)
+    study = open_study(sd, data, n=None)
+    assert study._space().images.shape == (24, 4, 8, 8) and study.conditional
+    torch.testing.assert_close(study._space().images[:2], sd.encode(train_images[:2]))
+    table = study.prepare().table(0.05)
+    assert table[["flipd", "lid_mle", "x"]].notna().all().all()
+    v = sample_view(study, 3)
     assert v.image.shape == (3, 16, 16) and v.neighbor_images.shape[1:] == (3, 16, 16)
-    assert v.eigenvalues.shape == (256,) and v.spectrum_note is None
-    monkeypatch.setattr("memviz.analysis.EXACT_MAX_DIM", 100)       # as D = 16,384 on a CPU: no spectrum on pick
-    monkeypatch.setattr("memviz.analysis.image_spectra", lambda *a, **k: pytest.fail("hours on a CPU"))
-    far = sample_view(sd, b, 4)
+    assert set(v.curves) == {"uncond", "cond"} and v.eigenvalues.shape == (256,) and v.spectrum_note is None
+    monkeypatch.setattr("memviz.autodiff.DENSE_MAX_DIM", 100)       # as D = 16,384 on a CPU: no spectrum on pick
+    monkeypatch.setattr(study, "spectra", lambda *a, **k: pytest.fail("hours on a CPU"))
+    far = sample_view(study, 4)
     assert far.eigenvalues.shape == (0,) and "GPU" in far.spectrum_note

@@ -118,5 +118,11 @@ def from_uint8(pixels: np.ndarray) -> torch.Tensor:
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """Map images from [-1, 1] to [0, 1] for display."""
+    """Images from the data range [-1, 1] to [0, 1] (display, generations), clamped. The one pixel-range rule,
+    with ``from_unit``."""
     return ((images + 1) / 2).clamp(0, 1)
+
+
+def from_unit(images: torch.Tensor) -> torch.Tensor:
+    """Images from [0, 1] (generations, display) back to the data range [-1, 1]."""
+    return images * 2 - 1

@@ -1,11 +1,18 @@
-"""Memorization detectors (Wen et al., Jeon et al., MMH FLIPD, nearest neighbours) and their
-evaluation against a planted ground truth."""
+"""Memorization detectors, one module each, registered in ``DETECTORS`` (``memviz.detect.registry``),
+and their evaluation against a planted ground truth (``eval_detection``)."""
 
-from memviz.detect.evaluate import KEYS, eval_detection
-from memviz.detect.metrics import auroc, tpr_at_fpr
-from memviz.detect.prompts import PromptScores, prompt_scores
-from memviz.detect.samples import sample_scores
-from memviz.detect.wen import wen_score
+import importlib
+import pkgutil
 
-__all__ = ["KEYS", "PromptScores", "auroc", "eval_detection", "prompt_scores", "sample_scores", "tpr_at_fpr",
-           "wen_score"]
+from memviz.detect.registry import DETECTORS, Detector, detectors, register
+
+for _module in pkgutil.iter_modules(__path__):  # every module registers its detectors: one file adds one
+    importlib.import_module(f"{__name__}.{_module.name}")
+
+from memviz.detect.evaluate import KEYS, eval_detection  # noqa: E402
+from memviz.detect.metrics import auroc, tpr_at_fpr  # noqa: E402
+from memviz.detect.prompts import PromptScores, prompt_scores  # noqa: E402
+from memviz.detect.wen import wen_score  # noqa: E402
+
+__all__ = ["DETECTORS", "Detector", "KEYS", "PromptScores", "auroc", "detectors", "eval_detection", "prompt_scores",
+           "register", "tpr_at_fpr", "wen_score"]

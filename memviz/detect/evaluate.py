@@ -4,46 +4,76 @@ at prompt level (planted memorized prompts against ordinary prompts) and at samp
 
 from __future__ import annotations
 
+import time
 from typing import Sequence
 
 import numpy as np
 
-from memviz.data import PlantedTruth, training_data
+from memviz.data import PlantedTruth
 from memviz.detect.metrics import auroc, tpr_at_fpr
-from memviz.detect.prompts import PER_GENERATION, STEPWISE, prompt_scores
-from memviz.detect.samples import sample_scores
+from memviz.detect.prompts import prompt_scores
+from memviz.detect.registry import detectors
+from memviz.lid.flipd import DEFAULT_T0
 from memviz.models import DiffusionModel
-from memviz.neighbors import NeighborIndex
 
 KEYS = ("detector", "level", "n", "steps", "auroc", "tpr_at_1pct_fpr", "n_pos", "n_neg", "seconds")
 
 
-def eval_detection(model: DiffusionModel, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 5, 50),
-                   reps: int = 5, n_ordinary: int = 200, sample_steps: int = 50, seed: int = 0,
-                   progress: bool = True, scores: list | None = None) -> list[dict]:
-    """Rows of ``KEYS``, one per detector, level and (n, steps) (None where it does not apply).
+def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 5, 50), reps: int = 5,
+                   n_ordinary: int = 200, sample_steps: int = 50, seed: int = 0, progress: bool = True,
+                   scores: list | None = None, names: Sequence[str] | None = None, t0: float = DEFAULT_T0) -> list[dict]:
+    """Rows of ``KEYS``, one per registered detector (or only ``names``), level and (n, steps)
+    (None where it does not apply).
 
     Args:
+        study: a ``Study`` (or a ``DiffusionModel``, opened on its own training data). Sample level
+            scores its analysed rows: every planted training image and ``n_ordinary`` ordinary ones,
+            read through the Study, so each row's values and verdict are the app's.
         reps: independent groups of n generations per prompt (each group is one scored query,
             so a model with few prompts still gives a usable ROC curve).
-        n_ordinary: ordinary training images in the sample-level evaluation (all planted ones are in).
         scores: if a list is given, every query's score is appended to it as a dict (detector,
             level, n, steps, positive, score), for ROC curves.
     """
-    truth = _truth(model)
-    train, test = training_data(model.meta)
-    prompts, planted = _prompts(model, truth)
-    ps = prompt_scores(model, prompts, NeighborIndex(train.deduplicated().images), max(n), max(steps), reps,
-                       sample_steps, seed=seed, progress=progress)
+    from memviz.study import Study, open_study
+
+    if isinstance(study, DiffusionModel):
+        _truth(study)
+        study = open_study(study)
+    truth = _truth(study.model)
     rows = []
-    for n_, s_ in ((a, b) for a in sorted(set(n)) for b in sorted(set(steps))):
-        table = ps.table(n_, s_)
-        positive = table.prompt.isin(planted).to_numpy()
-        for det in STEPWISE + (PER_GENERATION if s_ == max(steps) else ()):
-            rows.append(_row(det, "prompt", n_, s_ if det in STEPWISE else sample_steps, positive,
-                             table[det].to_numpy(), ps.seconds_for(det, n_, s_), scores))
-    rows += _sample_rows(model, train, test, truth, n_ordinary, seed, scores)
+    prompt_dets = [d.name for d in detectors("prompt", names)]
+    if prompt_dets:
+        prompts, planted = _prompts(study.model, truth)
+        ps = prompt_scores(study.model, prompts, study.reference, max(n), max(steps), reps, sample_steps, t0=t0,
+                           seed=seed, progress=progress, names=prompt_dets)
+        for n_, s_ in ((a, b) for a in sorted(set(n)) for b in sorted(set(steps))):
+            table = ps.table(n_, s_)
+            positive = table.prompt.isin(planted).to_numpy()
+            for det in detectors("prompt", prompt_dets):
+                if det.stepwise or s_ == max(steps):
+                    rows.append(_row(det.name, "prompt", n_, s_ if det.stepwise else sample_steps, positive,
+                                     table[det.name].to_numpy(), ps.seconds_for(det.name, n_, s_), scores,
+                                     [{"row": -1, "prompt": str(p), "group": int(g)}
+                                      for p, g in zip(table.prompt, table.group)]))
+    sample_dets = detectors("sample", names)
+    if sample_dets:
+        sample = Study(study.model, study.train, study.test, n=int((truth_kind(study) != "none").sum()) + n_ordinary,
+                       n_probes=study.n_probes, trace=study.trace, seed=study.seed)
+        positive = sample.kind(sample.rows) != "none"
+        for det in sample_dets:
+            if "condition" in det.needs and not sample.conditional:
+                continue
+            start = time.perf_counter()
+            score = det.sign * np.asarray(det.sample(sample, sample.rows, t0), dtype=float)
+            rows.append(_row(det.name, "sample", None, None, positive, score,
+                             (time.perf_counter() - start) / len(sample.rows), scores,
+                             [{"row": int(r), "prompt": "", "group": -1} for r in sample.rows]))
     return rows
+
+
+def truth_kind(study) -> np.ndarray:
+    """The planted kind of every distinct training image."""
+    return study.kind(study.train.first_rows())
 
 
 def _prompts(model: DiffusionModel, truth: PlantedTruth) -> tuple[list, list]:
@@ -62,30 +92,12 @@ def _prompts(model: DiffusionModel, truth: PlantedTruth) -> tuple[list, list]:
     return prompts, prompts[truth.n_ordinary:]
 
 
-def _sample_rows(model, train, test, truth, n_ordinary, seed, keep=None) -> list[dict]:
-    kind = np.asarray(truth.train_kind)
-    first = train.first_rows()                      # each distinct training image once
-    planted = first[kind[first] != "none"]
-    rng = np.random.default_rng(seed)
-    ordinary = rng.choice(first[kind[first] == "none"], min(n_ordinary, int((kind[first] == "none").sum())), False)
-    frame, sec = sample_scores(model, train, np.r_[planted, ordinary], test.subset(np.arange(min(len(test), 200))))
-    positive = frame.kind.to_numpy() != "none"
-    scores = {name: -frame[name] for name in ("flipd_uncond", "flipd_cond", "nn_distance") if name in frame}
-    scores |= {name: frame[name] for name in ("n_sharp_uncond", "n_sharp_cond", "jeon_sample") if name in frame}
-    for name, col, flipd_col in (("mmh_verdict", "verdict", "flipd_uncond"),
-                                 ("mmh_verdict_cond", "verdict_cond", "flipd_cond")):
-        if col in frame:
-            scores[name] = frame[col].isin(["OD-Mem", "DD-Mem"]).astype(float)
-            sec[name] = sec.get(flipd_col, 0.0)
-    sec["nn_distance"] = 0.0
-    return [_row(name, "sample", None, None, positive, np.asarray(v, dtype=float), sec.get(name, 0.0), keep)
-            for name, v in scores.items()]
-
-
-def _row(detector, level, n, steps, positive, score, seconds, keep=None) -> dict:
+def _row(detector, level, n, steps, positive, score, seconds, keep=None, ids=None) -> dict:
+    """One evaluation row; with ``keep``, every query's score too, named by its identity (a training
+    row at sample level; a prompt and a group of its generations at prompt level)."""
     if keep is not None:
-        keep += [{"detector": detector, "level": level, "n": n, "steps": steps, "positive": bool(p), "score": float(v)}
-                 for p, v in zip(positive, score, strict=True)]
+        keep += [{"detector": detector, "level": level, "n": n, "steps": steps, **who, "positive": bool(p),
+                  "score": float(v)} for p, v, who in zip(positive, score, ids, strict=True)]
     return {"detector": detector, "level": level, "n": n, "steps": steps, "auroc": auroc(positive, score),
             "tpr_at_1pct_fpr": tpr_at_fpr(positive, score, 0.01), "n_pos": int(positive.sum()),
             "n_neg": int((~positive).sum()), "seconds": float(seconds)}
@@ -96,3 +108,20 @@ def _truth(model: DiffusionModel) -> PlantedTruth:
         raise ValueError("This model has no planted ground truth in its memviz.json; eval-detection needs a model "
                          "trained on planted data (a bundled demo, or `memviz train`).")
     return PlantedTruth.from_dict(model.meta["planted"])
+
+
+def report(rows: list[dict]):
+    """eval-detection rows (``KEYS``) as a pandas.DataFrame ordered by the registry, with each
+    detector's sign, cost and paper; rows of detectors no longer registered are left out."""
+    import pandas as pd
+
+    from memviz.detect.registry import DETECTORS
+
+    frame = pd.DataFrame(rows, columns=list(KEYS))
+    frame = frame[frame.detector.isin(list(DETECTORS))]
+    order = {name: i for i, name in enumerate(DETECTORS)}
+    frame = frame.assign(_order=frame.detector.map(order)).sort_values(["level", "_order", "n", "steps"], kind="stable")
+    info = {name: (d.sign, d.cost, d.paper) for name, d in DETECTORS.items()}
+    for i, col in enumerate(("sign", "model calls", "paper")):
+        frame[col] = frame.detector.map(lambda name, i=i: info[name][i])
+    return frame.drop(columns="_order").reset_index(drop=True)

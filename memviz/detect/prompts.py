@@ -1,32 +1,89 @@
-"""Prompt-level memorization scores: generate once, score with every detector.
+"""Prompt-level memorization scores: generate once, score with every registered detector.
 
-For each prompt, ``reps`` groups of n generations (seeded) are sampled with their
-trajectories; then, per generation:
-- Wen et al.: ||eps(x_t, c) - eps(x_t, null)|| at each of the first sampling steps;
-- Jeon et al.: ||H_c s_Delta - H_u s_Delta|| at each of the first sampling steps;
-- MMH: FLIPD of the final sample, conditional and unconditional;
-- the evidence: l2 to the nearest training image and Carlini's calibrated l2.
-A prompt's score for (n, steps) averages the first n generations of a group and the
-first ``steps`` steps, so one run serves every (n, steps) of Jeon et al.'s Table 1.
+For each prompt, ``reps`` groups of n generations (seeded) go through the one sampler; the
+stepwise detectors score each of the first ``steps`` steps from its callback (Wen from the
+sampler's own conditional and unconditional outputs, Jeon at x_t), the others score the
+finished generations (FLIPD, the nearest training image). A prompt's score for (n, steps)
+averages the first n generations of a group and the first ``steps`` steps, so one run serves
+every (n, steps) of Jeon et al.'s Table 1. Prompts are a pass of ``memviz.runner``, stored per
+prompt: an interrupted evaluation resumes.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from memviz.detect.wen import wen_score
-from memviz.hessian.sharpness import jeon_score
-from memviz.lid.flipd import flipd
+from memviz.cache import RowStore, fingerprint, model_fingerprint
+from memviz.data.base import from_unit
+from memviz.detect.registry import Detector, detectors
 from memviz.models import DiffusionModel
 from memviz.neighbors import NeighborIndex, copy_scores
+from memviz.runner import run
+from memviz.sampling import SampleOutput, Step
 
-STEPWISE = ("wen", "jeon")
-PER_GENERATION = ("flipd_cond", "flipd_uncond", "nn_distance", "calibrated_l2")
+
+@dataclass
+class Generations:
+    """What a per-generation detector reads: the generations of one prompt and their context.
+
+    Attributes:
+        model; prompt; out (SampleOutput): m generations; index: the training images (pixels);
+        t0, n_probes, seed: the FLIPD settings.
+    """
+
+    model: DiffusionModel
+    prompt: object
+    out: SampleOutput
+    index: NeighborIndex
+    t0: float
+    n_probes: int
+    seed: int
+
+    @cached_property
+    def copies(self):
+        """``CopyScores`` of each generation against its 50 nearest training images."""
+        return copy_scores(self.index.nearest(from_unit(self.out.images), k=50).distance)
+
+
+def score_generations(model: DiffusionModel, prompt, index: NeighborIndex, m: int, steps: int, sample_steps: int,
+                      t0: float = 0.05, n_probes: int = 8, seed: int = 0, dets: Sequence[Detector] | None = None,
+                      guidance_scale=None) -> tuple[dict, dict, Generations]:
+    """Generate m samples of ``prompt`` and score each with every detector ``dets`` (default: every
+    prompt-level one; those needing a condition are skipped for prompt None).
+
+    Returns:
+        (scores: name -> (m, steps) stepwise or (m,), seconds: name -> (steps,) or (1,) for the m
+        generations, sampler time included, Generations).
+    """
+    dets = [d for d in (dets or detectors("prompt")) if prompt is not None or "condition" not in d.needs]
+    stepwise = [d for d in dets if d.stepwise]
+    values = {d.name: np.zeros((m, steps)) for d in stepwise}
+    spent = {d.name: np.zeros(steps) for d in stepwise}
+
+    def callback(s: Step) -> None:
+        if s.index < steps:
+            for d in stepwise:
+                t = time.perf_counter()
+                values[d.name][s.rows, s.index] = np.asarray(d.step(model, prompt, s))
+                spent[d.name][s.index] += time.perf_counter() - t
+
+    start = time.perf_counter()
+    out = model.sample(m, prompt, sample_steps, guidance_scale, seed, callback=callback,
+                       uncond=any("unconditional output" in d.needs for d in stepwise))
+    t_sample = time.perf_counter() - start - sum(v.sum() for v in spent.values())
+    seconds = {name: v + t_sample / sample_steps * (np.arange(steps) > 0) for name, v in spent.items()}
+    g = Generations(model, prompt, out, index, t0, n_probes, seed)
+    for d in dets:
+        if not d.stepwise:
+            t = time.perf_counter()
+            values[d.name] = np.asarray(d.generation(g), dtype=float)
+            seconds[d.name] = np.asarray([time.perf_counter() - t + t_sample])
+    return values, seconds, g
 
 
 @dataclass
@@ -35,11 +92,9 @@ class PromptScores:
 
     Attributes:
         prompts (list): the P conditions.
-        scores (dict[str, np.ndarray]): "wen", "jeon": (P, R, n, S) per sampling step;
-            "flipd_cond", "flipd_uncond", "nn_distance", "calibrated_l2": (P, R, n).
-        seconds (dict[str, np.ndarray]): per detector, seconds per group of n generations:
-            (S,) for each step (stepwise detectors, sampler steps included) or (1,) (the
-            others, the whole generation included); measured on the batch of R n generations.
+        scores (dict[str, np.ndarray]): per detector, (P, R, n, S) per sampling step (stepwise) or (P, R, n).
+        seconds (dict[str, np.ndarray]): per detector, seconds per group of n generations: (S,) for
+            each step (stepwise, sampler steps included) or (1,) (the whole generation included).
         n (int), steps (int): the largest n and number of steps computed.
     """
 
@@ -50,15 +105,19 @@ class PromptScores:
     steps: int
 
     def table(self, n: int, steps: int):
-        """One row per (prompt, group): each detector's score for (n, steps), higher = more
-        memorized (FLIPD and distances enter negated). A pandas.DataFrame."""
+        """One row per (prompt, group): each detector's score for (n, steps), oriented by its sign so
+        that higher = more memorized. A pandas.DataFrame."""
         import pandas as pd
+
+        from memviz.detect.registry import DETECTORS
 
         if not 1 <= n <= self.n or not 1 <= steps <= self.steps:
             raise ValueError(f"Computed up to n = {self.n} and steps = {self.steps}; got n = {n}, steps = {steps}.")
-        p, r = self.scores["wen"].shape[:2]
-        cols = {name: self.scores[name][:, :, :n, :steps].mean((2, 3)) for name in STEPWISE}
-        cols |= {name: -self.scores[name][:, :, :n].mean(2) for name in PER_GENERATION}
+        cols = {}
+        for name, v in self.scores.items():
+            d = DETECTORS[name]
+            cols[name] = d.sign * (v[:, :, :n, :steps].mean((2, 3)) if d.stepwise else v[:, :, :n].mean(2))
+        p, r = next(iter(self.scores.values())).shape[:2]
         frame = pd.DataFrame({k: v.ravel() for k, v in cols.items()})
         frame.insert(0, "group", np.tile(np.arange(r), p))
         frame.insert(0, "prompt", np.repeat(np.asarray(self.prompts, dtype=object), r))
@@ -66,14 +125,17 @@ class PromptScores:
 
     def seconds_for(self, detector: str, n: int, steps: int) -> float:
         """Seconds per prompt of ``detector`` at (n, steps), scaled from the batched run by n."""
+        from memviz.detect.registry import DETECTORS
+
         sec = self.seconds[detector]
-        return float((sec[:steps].sum() if detector in STEPWISE else sec[0]) * n / self.n)
+        return float((sec[:steps].sum() if DETECTORS[detector].stepwise else sec[0]) * n / self.n)
 
 
 def prompt_scores(model: DiffusionModel, prompts: Sequence, index: NeighborIndex, n: int = 4, steps: int = 50,
                   reps: int = 5, sample_steps: int = 50, t0: float = 0.05, n_probes: int = 8, seed: int = 0,
-                  progress: bool = True) -> PromptScores:
-    """Generate ``reps`` x ``n`` samples of each prompt and score every generation.
+                  progress: bool = True, names: Sequence[str] | None = None) -> PromptScores:
+    """Generate ``reps`` x ``n`` samples of each prompt and score every generation with every
+    prompt-level detector (or only ``names``).
 
     Args:
         index: the training images (pixel space, [-1, 1]) for the nearest-neighbour evidence.
@@ -82,37 +144,20 @@ def prompt_scores(model: DiffusionModel, prompts: Sequence, index: NeighborIndex
     """
     if not 1 <= steps <= sample_steps:
         raise ValueError(f"steps must lie in 1..{sample_steps}; got {steps}.")
-    out = {k: [] for k in STEPWISE + PER_GENERATION}
-    sec = {k: np.zeros(steps if k in STEPWISE else 1) for k in STEPWISE + PER_GENERATION}
-    for i, prompt in enumerate(tqdm(prompts, disable=not progress, desc="prompts")):
-        scores, seconds = _score_prompt(model, prompt, index, n * reps, steps, sample_steps, t0, n_probes,
-                                        seed + 1000 * i)
-        for k, v in scores.items():
-            out[k].append(v.reshape(reps, n, *v.shape[1:]))
-            sec[k] += seconds[k] / len(prompts) / reps  # per prompt and group of n
-    return PromptScores(list(prompts), {k: np.stack(v) for k, v in out.items()}, sec, n, steps)
+    dets = detectors("prompt", names)
+    prompts = list(prompts)
+    params = (fingerprint(index.reference), n, reps, steps, sample_steps, t0, n_probes, seed, [d.name for d in dets])
+    store = RowStore("prompt_scores", fingerprint(model_fingerprint(model), params))
 
+    def batch(ids: np.ndarray) -> dict[str, np.ndarray]:
+        i = int(ids[0])  # one prompt per batch: each prompt is stored as soon as it is scored
+        scores, seconds, _ = score_generations(model, prompts[i], index, n * reps, steps, sample_steps, t0,
+                                               n_probes, seed + 1000 * i, dets)
+        out = {k: v.reshape(1, reps, n, *v.shape[1:]) for k, v in scores.items()}
+        return out | {f"seconds:{k}": v[None] / reps for k, v in seconds.items()}  # per group of n
 
-def _score_prompt(model, prompt, index, m, steps, sample_steps, t0, n_probes, seed):
-    """Steps: 1. sample m generations with their trajectories; 2. stepwise detectors at the first
-    ``steps`` points; 3. FLIPD of the final samples; 4. the nearest training images."""
-    t_start = time.perf_counter()
-    gen = model.sample(m, prompt, sample_steps, seed=seed, return_trajectory=True)                 # 1.
-    t_sample = time.perf_counter() - t_start
-    scores, seconds = {}, {}
-    for name, fn in (("wen", wen_score), ("jeon", lambda mdl, c, x_t, t: jeon_score(mdl, c, x_t=x_t, t=t))):
-        values, times = [], []
-        for s in range(steps):                                                                      # 2.
-            t0_ = time.perf_counter()
-            values.append(fn(model, prompt, gen.trajectory[s], float(gen.ts[s])).numpy())
-            times.append(time.perf_counter() - t0_ + t_sample / sample_steps * (s > 0))
-        scores[name], seconds[name] = np.stack(values, axis=1), np.asarray(times)
-    for name, cond in (("flipd_cond", prompt), ("flipd_uncond", None)):                            # 3.
-        t0_ = time.perf_counter()
-        scores[name] = flipd(model, gen.x0, t0, cond=cond, trace="hutchinson", n_probes=n_probes, seed=seed).numpy()
-        seconds[name] = np.asarray([time.perf_counter() - t0_ + t_sample])
-    t0_ = time.perf_counter()
-    cs = copy_scores(index.nearest(gen.images * 2 - 1, k=50).distance)                            # 4.
-    scores["nn_distance"], scores["calibrated_l2"] = cs.nearest, cs.calibrated
-    seconds["nn_distance"] = seconds["calibrated_l2"] = np.asarray([time.perf_counter() - t0_ + t_sample])
-    return scores, seconds
+    table = run(batch, np.arange(len(prompts)), [fingerprint(p, seed + 1000 * i) for i, p in enumerate(prompts)],
+                store, batch_size=1, desc="prompts", progress=progress)
+    scores = {k: v for k, v in table.items() if k != "id" and not k.startswith("seconds:")}
+    seconds = {k.split(":", 1)[1]: v.mean(0) for k, v in table.items() if k.startswith("seconds:")}
+    return PromptScores(prompts, scores, seconds, n, steps)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import torch
 
+from memviz.detect.registry import Detector, register
 from memviz.models import Cond, DiffusionModel
+from memviz.sampling import Step
 
 
 @torch.no_grad()
@@ -18,3 +20,13 @@ def wen_score(model: DiffusionModel, cond: Cond, x_t: torch.Tensor, t: float) ->
     x = x_t.to(model.device, torch.float32)
     diff = model.eps(x, t, cond) - model.eps(x, t, None)
     return diff.flatten(1).double().norm(dim=1).cpu()
+
+
+def _step(model: DiffusionModel, cond: Cond, s: Step) -> torch.Tensor:
+    """From the sampler's own two outputs at this step: no extra model call."""
+    return (s.eps_cond - s.eps_uncond).flatten(1).double().norm(dim=1).cpu()
+
+
+register(Detector("wen", ("prompt",), ("condition", "first steps", "unconditional output"), +1,
+                  "2 forward passes per step (the sampler's own, when guided)", lambda d, p: 2,
+                  "Wen, Liu, Chen, Lyu, ICLR 2024", step=_step))

@@ -1,14 +1,13 @@
 """Hessian eigenvalue spectra of the learned log density (Jeon, Kim, No; ICML 2025):
-exact for small images, Lanczos / Arnoldi for large ones, SLQ densities, summaries and
-Jeon's detection score."""
+exact for small images, Lanczos / Arnoldi for large ones, SLQ densities and summaries.
+Jeon's detection score is a detector (``memviz.detect.jeon``)."""
 
 from memviz.hessian.density import SpectralDensity, slq
 from memviz.hessian.operator import ScoreJacobian
-from memviz.hessian.sharpness import jeon_score
 from memviz.hessian.spectrum import (
-    EXACT_MAX_DIM,
     METHODS,
     TrajectorySpectra,
+    affordable_method,
     density,
     spectrum,
     spectrum_at,
@@ -16,6 +15,5 @@ from memviz.hessian.spectrum import (
 )
 from memviz.hessian.summary import default_tau, summarize, summarize_density
 
-__all__ = ["EXACT_MAX_DIM", "METHODS", "ScoreJacobian", "SpectralDensity", "TrajectorySpectra", "default_tau",
-           "density", "jeon_score", "slq", "spectrum", "spectrum_at", "summarize", "summarize_density",
-           "trajectory_spectra"]
+__all__ = ["METHODS", "ScoreJacobian", "SpectralDensity", "TrajectorySpectra", "affordable_method", "default_tau",
+           "density", "slq", "spectrum", "spectrum_at", "summarize", "summarize_density", "trajectory_spectra"]

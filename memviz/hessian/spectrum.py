@@ -8,17 +8,17 @@ from typing import Literal
 
 import torch
 
-from memviz.autodiff import check_dense_affordable
+from memviz.autodiff import check_dense_affordable, is_dense
+from memviz.conditioning import Cond, rows_of
 from memviz.hessian.arnoldi import arnoldi_eigenvalues
 from memviz.hessian.density import SpectralDensity, slq
 from memviz.hessian.exact import check_exact_fits, exact_eigenvalues
 from memviz.hessian.lanczos import _check_k, lanczos_eigenvalues
 from memviz.hessian.operator import ScoreJacobian
-from memviz.models import Cond, DiffusionModel, rows_of
+from memviz.models import DiffusionModel
 
 Method = Literal["auto", "exact", "lanczos", "arnoldi"]
 METHODS = ("auto", "exact", "lanczos", "arnoldi")
-EXACT_MAX_DIM = 4096  # "auto" takes the exact spectrum up to here (D vjps per point), Lanczos above
 DEFAULT_K = 20
 
 
@@ -126,4 +126,12 @@ def trajectory_spectra(model: DiffusionModel, n: int = 1, cond: Cond = None, ste
 def _resolve(method: str, dim: int) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}.")
-    return ("exact" if dim <= EXACT_MAX_DIM else "lanczos") if method == "auto" else method
+    return ("exact" if is_dense(dim) else "lanczos") if method == "auto" else method
+
+
+def affordable_method(model: DiffusionModel) -> str | None:
+    """The spectrum a pick, a comparison or a dataset pass can afford: "exact" where ``is_dense``,
+    "lanczos" (the 20 at each end) above on a GPU, None on a CPU above (hours at Stable Diffusion's D)."""
+    if is_dense(model.dim):
+        return "exact"
+    return "lanczos" if model.device.type == "cuda" else None

@@ -18,6 +18,16 @@ from __future__ import annotations
 import numpy as np
 
 VERDICTS = ("not memorized", "OD-Mem", "DD-Mem")
+VERDICT_LID = "mle"       # LID* read by the verdict: MLE at k = 20, below the copies of a planted duplicate
+FALSE_POSITIVE_RATE = 0.05  # the FLIPD threshold: 5% of held-out (not memorized) images fall below it
+
+
+def verdict_rule(lid_model, lid_data, reference_lid_model) -> tuple[np.ndarray, float]:
+    """The one MMH decision of memviz: (verdicts (N,), threshold). LID_theta below the
+    ``FALSE_POSITIVE_RATE`` quantile of ``reference_lid_model`` (held-out images, at the same t0
+    and conditioning) is memorized; LID* (``VERDICT_LID``) below 1 makes it DD-Mem."""
+    threshold = calibrate_threshold(reference_lid_model, FALSE_POSITIVE_RATE)
+    return mmh_verdict(lid_model, lid_data, model_threshold=threshold), threshold
 
 
 def mmh_verdict(lid_model, lid_data, model_threshold: float = 1.0, data_threshold: float = 1.0) -> np.ndarray:

@@ -15,7 +15,9 @@ import torch
 from torch.func import vjp
 
 from memviz.autodiff import jvp_from_vjp, math_attention
+from memviz.detect.registry import Detector, register
 from memviz.models import Cond, DiffusionModel
+from memviz.sampling import Step
 
 
 def jeon_score(model: DiffusionModel, cond: Cond, n: int = 1, seed: int = 0, steps: int = 50,
@@ -43,3 +45,20 @@ def jeon_score(model: DiffusionModel, cond: Cond, n: int = 1, seed: int = 0, ste
         s_delta, vjp_fn = vjp(lambda z: model.score(z, t, cond) - model.score(z, t, None), y)  # 2. s_Delta
     h_s = jvp_from_vjp(vjp_fn, y)(s_delta.detach())                                      # 3. J s_Delta
     return h_s.flatten(1).double().norm(dim=1).detach().cpu()                           # 4.
+
+
+def _step(model: DiffusionModel, cond: Cond, s: Step) -> torch.Tensor:
+    with torch.enable_grad():  # the sampler runs under no_grad; this is a vjp and a double backward
+        return jeon_score(model, cond, x_t=s.x_t, t=s.t)
+
+
+def _sample(study, rows, t0: float):
+    """At the training image itself, y = alpha(t0) x, under its own condition (stored per image)."""
+    model = study.model
+    fn = lambda x, cond, keys: {"jeon": jeon_score(model, cond, x_t=model.alpha(t0) * x, t=t0).numpy()}  # noqa: E731
+    return study.per_row("jeon", (float(t0),), rows, fn, conditional=True)["jeon"]
+
+
+register(Detector("jeon", ("prompt", "sample"), ("condition", "first steps"), +1,
+                  "2 forward, 2 backward and 2 double-backward passes per step", lambda d, p: 6,
+                  "Jeon, Kim, No, ICML 2025, section 5", step=_step, sample=_sample))
