@@ -63,12 +63,13 @@ def measure(what: str, device: str, reps: int) -> dict:
     from memviz.autodiff import eps_and_vjp, jvp_from_vjp, math_attention
     from memviz.detect.jeon import jeon_score
     from memviz.detect.wen import wen_score
+    from memviz.sampling import sampling_times
 
     with tempfile.TemporaryDirectory() as tmp:
         model = build(device, Path(tmp))
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1, *model.sample_shape, generator=g).to(model.device)
-    t1 = float(model.sampling_times(50, "ddim")[0])
+    t1 = float(sampling_times(model, 50, "ddim")[0])
     extra = {}
     if what == "sampling_step":
         fn = lambda: model.eps(x, t1, PROMPT, guidance_scale=7.5)  # noqa: E731

@@ -196,14 +196,6 @@ class DiffusionModel(Conditioning):
         (``noise``, ``callback``, a guidance schedule)."""
         return sampling.sample(self, n, cond, steps, guidance_scale, seed, **kwargs)
 
-    def initial_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """x_T ~ N(0, I): (n, C, H, W) on the CPU, drawn as ``sample`` draws it."""
-        return sampling.initial_noise(self, n, generator)
-
-    def sampling_times(self, steps: int = 50, scheduler: str = "ddim") -> torch.Tensor:
-        """(steps,) the diffusion times t = tau / T of a sampler's steps, first (noisiest) first."""
-        return sampling.sampling_times(self, steps, scheduler)
-
     @torch.no_grad()
     def encode(self, images: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
         """Pixel images (B, C, H, W) in [-1, 1] to the model's space: the VAE posterior mean times

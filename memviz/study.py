@@ -43,7 +43,6 @@ from memviz.runner import run
 
 DEFAULT_N = 600     # training images analysed by default: every planted one, then a seeded sample
 HELD_OUT = 200      # held-out images whose FLIPD calibrates the verdict's threshold
-LID_K = {"lpca": 100, "mle": 20}
 STAGES = {"uncond": "FLIPD curves, unconditional", "cond": "FLIPD curves under each image's condition",
           "reference": "FLIPD of held-out images (the verdict's threshold)"}
 
@@ -135,22 +134,9 @@ class Study:
         """(C, H, W) one training image."""
         return self.images([self._check_row(row)])[0]
 
-    def condition(self, row: int):
-        """The label or caption of a training row (None when the model or the data has none)."""
-        conds = self.model.conditions_of(self.train)
-        return None if conds is None else conds[self._check_row(row)]
-
     def kind(self, rows: Sequence[int]) -> np.ndarray:
         """(N,) the planted kind of each row ("none", "DD-Mem", "OD-Mem"; "none" without ground truth)."""
         return np.asarray(self.train.meta.get("kind", np.full(len(self.train), "none")))[np.asarray(rows, dtype=int)]
-
-    def positions(self, rows: Sequence[int]) -> np.ndarray:
-        """(N,) the place of each row in ``rows`` (ValueError for a row that is not analysed)."""
-        where = {int(r): i for i, r in enumerate(self.rows)}
-        missing = [int(r) for r in rows if int(r) not in where]
-        if missing:
-            raise ValueError(f"Training row {missing[0]} is not among the {len(self.rows):,} analysed rows.")
-        return np.array([where[int(r)] for r in rows], dtype=np.int64)
 
     # ---- the model's LID (FLIPD) --------------------------------------------------------
     def flipd_grid(self, conditional: bool | None = None, rows: Sequence[int] | None = None, held_out: bool = False,
@@ -159,9 +145,14 @@ class Study:
         the first ``HELD_OUT`` test images), unconditional or under each image's condition
         (default: conditional when the images have conditions). Stored per image content."""
         conditional = self.conditional if conditional is None else conditional
-        memo = ("flipd", conditional, held_out) if rows is None else None
-        if memo in self._memo:
+        memo = ("flipd", conditional, held_out)
+        if memo in self._memo and rows is None:
             return self._memo[memo]
+        if memo in self._memo and not held_out:  # analysed rows: a slice of what is in memory
+            where = np.searchsorted(self.rows, np.asarray(rows, dtype=np.int64)).clip(max=len(self.rows) - 1)
+            if np.array_equal(self.rows[where], np.asarray(rows)):
+                return self._memo[memo][where]
+        memo = memo if rows is None else None
         rows = self._default_rows(rows, held_out)
 
         def fn(x, cond, keys):
@@ -188,7 +179,7 @@ class Study:
 
         if ("lid", method) not in self._memo:
             data = self._space()
-            k = min(LID_K.get(method, DEFAULT_K.get(method, 100)), len(data) - 1)
+            k = min(DEFAULT_K.get(method, 100), len(data) - 1)
             graph = self._graph()
             key = fingerprint(data.images, "pointwise", method, k)
             self._memo["lid", method] = cached("data_lid", key, lambda: {"lid": data_lid(
@@ -217,14 +208,17 @@ class Study:
     # ---- the verdict --------------------------------------------------------------------
     def threshold(self, t0: float = DEFAULT_T0) -> float:
         """The verdict's FLIPD threshold at t0 (held-out images; the analysed ones without a test set)."""
-        return self.verdicts(t0, self.rows[:1])[1]
+        return verdict_rule(np.zeros(0), np.zeros(0), self._reference(t0))[1]
 
     def verdicts(self, t0: float = DEFAULT_T0, rows: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
         """((N,) the MMH verdict of each row, threshold): ``verdict_rule`` on FLIPD at t0 (conditional
         when the images have conditions) and LID*."""
         rows = self._default_rows(rows)
-        reference = self.flipd(t0, held_out=True) if self.test is not None else self.flipd(t0)
-        return verdict_rule(self.flipd(t0, rows=rows), self.lid_data(VERDICT_LID, rows), reference)
+        return verdict_rule(self.flipd(t0, rows=rows), self.lid_data(VERDICT_LID, rows), self._reference(t0))
+
+    def _reference(self, t0: float) -> np.ndarray:
+        """FLIPD at t0 of the images known not to be memorized: held-out ones, else the analysed ones."""
+        return self.flipd(t0, held_out=True) if self.test is not None else self.flipd(t0)
 
     # ---- the map ------------------------------------------------------------------------
     def embedding(self) -> np.ndarray:

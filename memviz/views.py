@@ -107,13 +107,12 @@ def compare_prompts(study, prompts: list, n: int = 8, steps: int = 25, guidance_
     """
     from memviz.detect.prompts import score_generations
     from memviz.hessian.spectrum import spectrum
-    from memviz.memorization import evidence_of
 
     out, method = [], affordable_method(study.model)
     for p in prompts:
         scores, _, g = score_generations(study.model, p, study.reference, n, 1, steps, t0, n_probes, seed,
                                          guidance_scale=guidance_scale)                             # 1.
-        ev = evidence_of(g.out, study.reference)                                                    # 2.
+        ev = g.copies                                                                               # 2.
         row = {"prompt": p, "seed": seed, "copies": int(ev.is_copy.sum())}
         row |= {name: float(np.mean(v)) for name, v in scores.items()}
         ev_spec = np.zeros(0) if method is None else \

@@ -7,6 +7,7 @@ that the dependencies are declared is checked against pyproject.toml."""
 
 import subprocess
 import sys
+
 import tomllib
 
 from tests.conftest import ROOT

@@ -66,10 +66,6 @@ class PlantedTruth:
         return list(range(self.n_ordinary, len(self.class_names)))
 
     @property
-    def is_planted(self) -> np.ndarray:
-        """(N,) bool: training samples that are memorized by construction."""
-        return np.asarray(self.train_kind) != "none"
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -57,8 +57,9 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
                                       for p, g in zip(table.prompt, table.group)]))
     sample_dets = detectors("sample", names)
     if sample_dets:
-        sample = Study(study.model, study.train, study.test, n=int((truth_kind(study) != "none").sum()) + n_ordinary,
-                       n_probes=study.n_probes, trace=study.trace, seed=study.seed)
+        planted = int((study.kind(study.train.first_rows()) != "none").sum())
+        sample = Study(study.model, study.train, study.test, n=planted + n_ordinary, n_probes=study.n_probes,
+                       trace=study.trace, seed=study.seed)
         positive = sample.kind(sample.rows) != "none"
         for det in sample_dets:
             if "condition" in det.needs and not sample.conditional:
@@ -69,11 +70,6 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
                              (time.perf_counter() - start) / len(sample.rows), scores,
                              [{"row": int(r), "prompt": "", "group": -1} for r in sample.rows]))
     return rows
-
-
-def truth_kind(study) -> np.ndarray:
-    """The planted kind of every distinct training image."""
-    return study.kind(study.train.first_rows())
 
 
 def _prompts(model: DiffusionModel, truth: PlantedTruth) -> tuple[list, list]:

@@ -17,7 +17,7 @@ from torch.func import vjp
 from memviz.autodiff import jvp_from_vjp, math_attention
 from memviz.detect.registry import Detector, register
 from memviz.models import Cond, DiffusionModel
-from memviz.sampling import Step
+from memviz.sampling import Step, initial_noise, sampling_times
 
 
 def jeon_score(model: DiffusionModel, cond: Cond, n: int = 1, seed: int = 0, steps: int = 50,
@@ -36,8 +36,8 @@ def jeon_score(model: DiffusionModel, cond: Cond, n: int = 1, seed: int = 0, ste
     if cond is None:
         raise ValueError("Jeon's score compares a condition with the unconditional model; give a condition.")
     if x_t is None:
-        x_t = model.initial_noise(n, torch.Generator().manual_seed(seed))                  # 1. x_T
-        t = float(model.sampling_times(steps)[0]) if t is None else t
+        x_t = initial_noise(model, n, torch.Generator().manual_seed(seed))                 # 1. x_T
+        t = float(sampling_times(model, steps)[0]) if t is None else t
     elif t is None:
         raise ValueError("Give the time t of the points x_t.")
     y = x_t.to(model.device, torch.float32)

@@ -19,10 +19,10 @@ from typing import Sequence
 import numpy as np
 
 from memviz.cache import RowStore, fingerprint, model_fingerprint
-from memviz.data.base import from_unit
 from memviz.detect.registry import Detector, detectors
+from memviz.memorization import evidence_of
 from memviz.models import DiffusionModel
-from memviz.neighbors import NeighborIndex, copy_scores
+from memviz.neighbors import NeighborIndex
 from memviz.runner import run
 from memviz.sampling import SampleOutput, Step
 
@@ -46,8 +46,8 @@ class Generations:
 
     @cached_property
     def copies(self):
-        """``CopyScores`` of each generation against its 50 nearest training images."""
-        return copy_scores(self.index.nearest(from_unit(self.out.images), k=50).distance)
+        """``CopyEvidence`` of each generation: its 50 nearest training images, the calibrated l2."""
+        return evidence_of(self.out, self.index)
 
 
 def score_generations(model: DiffusionModel, prompt, index: NeighborIndex, m: int, steps: int, sample_steps: int,
