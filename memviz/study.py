@@ -222,12 +222,13 @@ class Study:
 
     # ---- the map ------------------------------------------------------------------------
     def embedding(self) -> np.ndarray:
-        """(N, 2) the UMAP map of the analysed rows (cached)."""
+        """(N, 2) the UMAP map of the analysed rows (stored; ``memviz.embed`` places new points on it)."""
         from memviz.embed import fit_map
 
-        if "map" not in self._memo:
+        if "map" not in self._memo:  # the coordinates stored on their own: reading them needs no umap (3 s of numba)
             x = self._space().images[torch.as_tensor(self.rows)].flatten(1).numpy()
-            self._memo["map"] = fit_map(x, n_neighbors=min(15, len(x) - 1)).xy
+            k = min(15, len(x) - 1)
+            self._memo["map"] = cached("map_xy", fingerprint(x, k), lambda: {"xy": fit_map(x, n_neighbors=k).xy})["xy"]
         return self._memo["map"]
 
     # ---- Hessian spectra ------------------------------------------------------------------
