@@ -65,7 +65,6 @@ class PlantedTruth:
         """Labels of the planted (memorized) prompts."""
         return list(range(self.n_ordinary, len(self.class_names)))
 
-    @property
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
