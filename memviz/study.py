@@ -190,8 +190,8 @@ class Study:
         """The k nearest other training rows of ``row`` (``Neighbors``: index = training rows, distance)."""
         from memviz.neighbors import Neighbors
 
-        g = self._graph().first(k)
-        return Neighbors(g.index[self._check_row(row)], g.distance[self._check_row(row)])
+        g, row = self._graph().first(k), self._check_row(row)
+        return Neighbors(g.index[row], g.distance[row])
 
     def nn_distance(self, rows: Sequence[int] | None = None) -> np.ndarray:
         """(N,) distance to the nearest other training image (0 for a stored duplicate)."""

@@ -10,7 +10,7 @@ import numpy as np
 
 from memviz.hessian.spectrum import affordable_method
 from memviz.hessian.summary import default_tau
-from memviz.lid.flipd import DEFAULT_T0
+from memviz.lid.flipd import DEFAULT_T0, at_t0
 
 NO_SPECTRUM = ("No spectrum on pick at D = {dim:,} on a CPU: Lanczos needs about 250 Hessian-vector products, each a "
                "double backward pass (hours at Stable Diffusion's size); use a GPU, or `memviz compute spectra` in "
@@ -52,19 +52,20 @@ def sample_view(study, row: int, t0: float = DEFAULT_T0, k: int = 8, table=None)
     the caller has it."""
     row = study._check_row(row)
     table = study.table(t0) if table is None else table
-    hit = table[table["row"] == row]
-    if len(hit):
-        values = hit.iloc[0].to_dict()
-    else:
-        verdicts, _ = study.verdicts(t0, [row])
-        values = {"row": row, "kind": study.kind([row])[0], "flipd": study.flipd(t0, rows=[row])[0],
-                  "flipd_uncond": study.flipd(t0, conditional=False, rows=[row])[0],
-                  **{f"lid_{m}": study.lid_data(m, [row])[0] for m in ("lpca", "mle")}, "verdict": verdicts[0],
-                  "nn_distance": study.nn_distance([row])[0], "x": np.nan, "y": np.nan,
-                  "label": study.train.labels[row] if study.train.labels is not None else -1}
     curves = {"uncond": study.flipd_grid(False, [row])[0]}
     if study.conditional:
         curves["cond"] = study.flipd_grid(True, [row])[0]
+    hit = table[table["row"] == row]
+    if len(hit):
+        values = hit.iloc[0].to_dict()
+    else:  # read off the curves just read, as the table reads its columns
+        verdicts, _ = study.verdicts(t0, [row])
+        flipd = {name: float(at_t0(study.ts, c[None], t0)[0]) for name, c in curves.items()}
+        values = {"row": row, "kind": study.kind([row])[0], "flipd": flipd["cond" if study.conditional else "uncond"],
+                  "flipd_uncond": flipd["uncond"],
+                  **{f"lid_{m}": study.lid_data(m, [row])[0] for m in ("lpca", "mle")}, "verdict": verdicts[0],
+                  "nn_distance": study.nn_distance([row])[0], "x": np.nan, "y": np.nan,
+                  "label": study.train.labels[row] if study.train.labels is not None else -1}
     eigenvalues, note = np.zeros(0), None
     if affordable_method(study.model) is None:
         note = NO_SPECTRUM.format(dim=study.model.dim)
