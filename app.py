@@ -8,10 +8,10 @@ import streamlit as st
 st.set_page_config(page_title="memviz", page_icon=":material/search:", layout="wide")
 
 pages = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/samples.py", title="Samples", icon=":material/grid_view:"),
-    st.Page("pages/prompts.py", title="Prompts", icon=":material/chat:"),
-    st.Page("pages/manifold.py", title="Manifold", icon=":material/scatter_plot:"),
-    st.Page("pages/detection.py", title="Detection", icon=":material/monitoring:"),
+    st.Page("app_pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("app_pages/samples.py", title="Samples", icon=":material/grid_view:"),
+    st.Page("app_pages/prompts.py", title="Prompts", icon=":material/chat:"),
+    st.Page("app_pages/manifold.py", title="Manifold", icon=":material/scatter_plot:"),
+    st.Page("app_pages/detection.py", title="Detection", icon=":material/monitoring:"),
 ]
 st.navigation(pages).run()

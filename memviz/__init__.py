@@ -1,7 +1,7 @@
 """memviz: find, measure and explain memorization in diffusion models.
 
 The library is pure computation (torch, numpy, diffusers); the Streamlit app in
-``app.py`` and ``pages/`` is a thin layer over it, and only ``memviz.ui`` imports
+``app.py`` and ``app_pages/`` is a thin layer over it, and only ``memviz.ui`` imports
 streamlit.
 
 Example:

@@ -1,4 +1,5 @@
-"""Atomic writes: nothing half-written is ever left on disk."""
+"""Atomic writes (nothing half-written is ever read) and checked ``.npz`` files (a damaged one is
+detected, never shown)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp
-        os.replace(tmp, path)
+        _fsync(tmp)                 # the bytes are on disk before the name points at them
+        os.replace(tmp, path)       # atomic: a reader sees the old file or the new one, never a mix
+        _fsync(path.parent)         # and the rename itself survives a crash
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -37,10 +40,67 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def save_npz(path: str | os.PathLike, **arrays: Any) -> None:
-    """``numpy.savez`` of ``arrays``, atomically."""
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+CHECKSUM = "_sha256"  # the member of a checked .npz that holds the digest of every other array
+
+
+def save_npz(path: str | os.PathLike, checksum: bool = False, **arrays: Any) -> None:
+    """``numpy.savez`` of ``arrays``, atomically; with ``checksum``, also a SHA-256 of their
+    names, dtypes, shapes and bytes, which ``load_npz(..., checksum=True)`` verifies."""
     import numpy as np
 
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    if checksum:
+        arrays[CHECKSUM] = np.asarray(digest(arrays))
     with atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+
+
+def load_npz(path: str | os.PathLike, checksum: bool = False) -> dict:
+    """Every array of an ``.npz``, after ``guard.npz_members`` has checked its declared sizes
+    (no object arrays, nothing over ``MEMVIZ_MAX_BYTES``); with ``checksum``, the stored digest
+    must match. Any damage is one ``ValueError``."""
+    import zipfile
+
+    import numpy as np
+
+    from memviz.guard import npz_members
+
+    npz_members(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a readable .npz ({exc.__class__.__name__}).") from None
+    if checksum:
+        stored = arrays.pop(CHECKSUM, None)
+        if stored is None or str(stored) != digest(arrays):
+            raise ValueError(f"{path} fails its checksum: it was damaged after it was written.")
+    return arrays
+
+
+def digest(arrays: dict) -> str:
+    """SHA-256 of arrays' names, dtypes, shapes and bytes, in name order."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -2,8 +2,11 @@
 
 Keys are SHA-256 fingerprints of the model's weights and schedule, the data's bytes and
 the parameters, so a changed model or dataset never reads a stale result. Entries are
-``.npz`` files written atomically; a corrupt entry is computed again, never shown. The
-folder is ``$MEMVIZ_CACHE`` or ``~/.cache/memviz``.
+``.npz`` files of plain arrays (never pickles), written atomically (temporary file, fsync,
+rename) with a SHA-256 of their contents: an entry that is cut short, damaged or fails its
+checksum is deleted and computed again, never shown. Two processes writing one key each
+write a whole file and the last rename wins. The folder is ``$MEMVIZ_CACHE`` or
+``~/.cache/memviz``.
 
 Two shapes of entry: ``cached`` (one artifact of a whole dataset: LID*, a neighbour graph)
 and ``RowStore`` (one row per item, each addressed by its content: a FLIPD curve, a
@@ -16,14 +19,13 @@ import hashlib
 import json
 import os
 import uuid
-import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from memviz._io import save_npz
+from memviz._io import load_npz, save_npz
 
 
 def cache_dir() -> Path:
@@ -60,16 +62,27 @@ def cached(kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]], re
     path = cache_dir() / kind / f"{key}.npz"
     if path.exists() and not refresh:
         try:
-            with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}
-        except BROKEN:
+            return load_npz(path, checksum=True)
+        except (ValueError, OSError):
             path.unlink(missing_ok=True)  # a corrupt entry is recomputed, never trusted
     arrays = compute()
-    save_npz(path, **arrays)
+    save_npz(path, checksum=True, **arrays)
     return arrays
 
 
-BROKEN = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)  # what a damaged .npz raises
+_PARTS: dict[Path, tuple[tuple[int, int], dict[str, np.ndarray], np.ndarray]] = {}
+
+
+def _part(file: Path) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(columns, keys) of one verified batch file, read from disk once per process and version."""
+    stat = file.stat()
+    version = (stat.st_mtime_ns, stat.st_size)
+    hit = _PARTS.get(file)
+    if hit is None or hit[0] != version:
+        part = load_npz(file, checksum=True)
+        keys = part.pop("_key")
+        hit = _PARTS[file] = (version, part, keys)
+    return hit[1], hit[2]
 
 
 class RowStore:
@@ -78,7 +91,9 @@ class RowStore:
     any later pass over any subset reads back what an earlier one computed.
 
     Each finished batch is one file, written atomically: an interrupted pass keeps every
-    finished batch (resume), and no file is ever half-written.
+    finished batch (resume), and no file is ever half-written. A batch file never changes once
+    written (its name is a fresh uuid), so each process verifies and reads it once and keeps it
+    while its size and modification time stay the same.
     """
 
     def __init__(self, kind: str, partition: str):
@@ -90,11 +105,10 @@ class RowStore:
         parts: list[dict[str, np.ndarray]] = []
         for file in sorted(self.path.glob("part-*.npz")) if self.path.is_dir() else []:
             try:
-                with np.load(file, allow_pickle=False) as z:
-                    part = {k: z[k] for k in z.files}
-                part_keys = part.pop("_key")
-            except BROKEN:
+                part, part_keys = _part(file)
+            except (ValueError, OSError, KeyError):
                 file.unlink(missing_ok=True)  # a damaged batch is computed again
+                _PARTS.pop(file, None)
                 continue
             stored.update({str(k): (len(parts), i) for i, k in enumerate(part_keys)})
             parts.append(part)
@@ -107,26 +121,5 @@ class RowStore:
 
     def write(self, keys: list[str], columns: dict[str, np.ndarray]) -> None:
         """Store one finished batch: ``columns`` of (len(keys), ...) arrays."""
-        save_npz(self.path / f"part-{uuid.uuid4().hex}.npz", _key=np.asarray(keys, dtype=str), **columns)
-
-
-def cached_object(kind: str, key: str, compute: Callable[[], Any], refresh: bool = False) -> Any:
-    """A fitted object (a UMAP reducer, say) of ``kind``/``key`` from disk, or ``compute()`` and pickle it.
-
-    Pickles are only read from memviz's own cache folder, which only memviz writes.
-    """
-    import pickle
-
-    from memviz._io import atomic_path
-
-    path = cache_dir() / kind / f"{key}.pkl"
-    if path.exists() and not refresh:
-        try:
-            with open(path, "rb") as f:
-                return pickle.load(f)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-            path.unlink(missing_ok=True)  # a corrupt or stale entry is recomputed
-    obj = compute()
-    with atomic_path(path, ".pkl") as tmp, open(tmp, "wb") as f:
-        pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-    return obj
+        save_npz(self.path / f"part-{uuid.uuid4().hex}.npz", checksum=True, _key=np.asarray(keys, dtype=str),
+                 **columns)

@@ -4,7 +4,12 @@ by ``transform`` so that the training map does not move when generations are add
 UMAP runs on the shared FAISS neighbour graph (``memviz.neighbors.neighbor_graph``) as a
 sparse precomputed distance matrix, and new points are placed from their FAISS
 neighbours in the training set: one neighbour computation serves LID*, the map and the
-neighbour view. The fitted map is cached on disk, keyed by the features and parameters.
+neighbour view. The map's coordinates are cached on disk as plain arrays, keyed by the
+features and parameters; the fitted ``umap.UMAP`` object is never stored (it would have to be
+pickled, and a pickle from a shared cache folder runs code). New points are placed as UMAP's
+own ``transform`` places them before it refines: at the membership-weighted mean of their
+training neighbours (umap-learn's ``smooth_knn_dist``, ``compute_membership_strengths`` and
+``init_graph_transform``), so a copy of a training image lands on it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from memviz.cache import cached, cached_object, fingerprint
+from memviz.cache import cached, fingerprint
 from memviz.neighbors import NeighborIndex, _flat, neighbor_graph
 
 ZERO = 1e-6  # duplicates sit at distance 0, which a sparse matrix cannot store: they get this instead
@@ -27,12 +32,10 @@ class ManifoldMap:
 
     Attributes:
         xy (np.ndarray): (N, 2) coordinates of the training points.
-        reducer: the fitted ``umap.UMAP`` (metric "precomputed").
         n_neighbors (int), min_dist (float), seed (int).
     """
 
     xy: np.ndarray
-    reducer: object
     n_neighbors: int
     min_dist: float
     seed: int
@@ -44,10 +47,16 @@ class ManifoldMap:
         q = _flat(points)
         if self._index is None:
             raise ValueError("This map was loaded without its training features; use fit_map(features).")
+        from umap.umap_ import compute_membership_strengths, init_graph_transform, smooth_knn_dist
+
         nb = self._index.nearest(q, self.n_neighbors)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # UMAP warns that it assumes neighbour distances: it is told so
-            return np.asarray(self.reducer.transform(_sparse(nb.index, nb.distance, len(self.xy))))
+        dist = np.ascontiguousarray(nb.distance, dtype=np.float32)
+        sigmas, rhos = smooth_knn_dist(dist, float(self.n_neighbors), local_connectivity=0.0)  # as UMAP.transform
+        rows, cols, vals, _ = compute_membership_strengths(nb.index.astype(np.int32), dist, sigmas, rhos,
+                                                            bipartite=True)
+        graph = sp.coo_matrix((vals, (rows, cols)), shape=(len(q), len(self.xy))).tocsr()
+        graph.eliminate_zeros()
+        return np.asarray(init_graph_transform(graph, self.xy.astype(np.float32)), dtype=np.float64)
 
 
 def fit_map(train: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0,
@@ -69,11 +78,12 @@ def fit_map(train: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, see
         m = m.maximum(m.T).tocsr()                                                           # 2.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # n_jobs is 1 with a seed; UMAP says so each time
-            return umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="precomputed",
-                             random_state=seed).fit(m)                                      # 3.
+            reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="precomputed",
+                                random_state=seed).fit(m)                                   # 3.
+        return {"xy": np.asarray(reducer.embedding_, dtype=np.float64)}
 
-    reducer = cached_object("umap", fingerprint(x, n_neighbors, min_dist, seed), compute, refresh)
-    return ManifoldMap(np.asarray(reducer.embedding_), reducer, n_neighbors, min_dist, seed, NeighborIndex(x))
+    xy = cached("umap_xy", fingerprint(x, n_neighbors, min_dist, seed), compute, refresh)["xy"]
+    return ManifoldMap(xy, n_neighbors, min_dist, seed, NeighborIndex(x))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 Every failure becomes one ``ValueError`` sentence that names the missing or broken
 part; diffusers' own stack traces never reach the user. Nothing is downloaded:
-every load uses ``local_files_only=True``.
+every load uses ``local_files_only=True``. Weights load from safetensors only: pickled
+weights (``.bin``, ``.pt``, ``.ckpt``, ``.pth``) run code when loaded, so a folder that has
+only those is refused with how to convert it, and is never unpickled.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def model_path(model: str | Path) -> Path:
     return Path(model).expanduser()
 
 
-def load_components(path: Path, use_safetensors: bool = True) -> dict[str, Any]:
+def load_components(path: Path) -> dict[str, Any]:
     """unet, scheduler, and (where present) vae, text_encoder, tokenizer and memviz meta.
 
     Steps: 1. check the folder and its index; 2. load the required unet and scheduler;
@@ -50,14 +52,14 @@ def load_components(path: Path, use_safetensors: bool = True) -> dict[str, Any]:
     for part in ("unet", "scheduler"):
         if not (path / part).is_dir():
             raise ValueError(f"{path} is not a diffusers model: the {part}/ folder is missing; {HINT}.")
-    parts: dict[str, Any] = {"unet": _load_unet(path / "unet", use_safetensors),   # 2.
+    parts: dict[str, Any] = {"unet": _load_unet(path / "unet"),   # 2.
                              "scheduler": _load_scheduler(path / "scheduler")}
     if (path / "vae").is_dir() or "vae" in index:                                  # 3.
-        parts["vae"] = _load_diffusers_part(path / "vae", "AutoencoderKL", use_safetensors)
+        parts["vae"] = _load_diffusers_part(path / "vae", "AutoencoderKL")
     meta_file = path / "memviz.json"                                               # 4.
     parts["meta"] = _read_json(meta_file) if meta_file.exists() else {}
     if (path / "text_encoder").is_dir() or "text_encoder" in index:
-        parts["text_encoder"], parts["tokenizer"] = _load_text(path, index, use_safetensors)
+        parts["text_encoder"], parts["tokenizer"] = _load_text(path, index)
     elif "text_encoder" in parts["meta"]:  # a packaged encoder, named rather than shipped (memviz.text)
         from memviz.text import packaged_text_encoder
 
@@ -66,38 +68,44 @@ def load_components(path: Path, use_safetensors: bool = True) -> dict[str, Any]:
 
 
 def _read_json(file: Path) -> dict:
+    from memviz.guard import check_file
+
     try:
+        check_file(file)
         return json.loads(file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise ValueError(f"{file} is not readable JSON ({exc.__class__.__name__}); restore or re-save the model.") from None
 
 
-def _check_weights(folder: Path, use_safetensors: bool) -> None:
-    if not (folder / "config.json").exists():
+PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+
+
+def _check_weights(folder: Path, config: bool = True) -> None:
+    if config and not (folder / "config.json").exists():
         raise ValueError(f"{folder} has no config.json; re-save it with save_pretrained.")
-    has_st = any(folder.glob("*.safetensors"))
-    if use_safetensors and not has_st:
-        pickled = any(folder.glob("*.bin")) or any(folder.glob("*.ckpt"))
+    if not any(folder.glob("*.safetensors")):
+        pickled = [f.name for pattern in PICKLED for f in folder.glob(pattern)]
         raise ValueError(f"{folder} has no .safetensors weights" + (
-            "; it has pickle weights, which run code when loaded: pass use_safetensors=False only if you trust "
-            "the source" if pickled else "; the model is incomplete"))
+            f"; it has pickled weights ({pickled[0]}), which run code when loaded, so memviz does not open them: "
+            "convert them where you trust their source (load with use_safetensors=False, then "
+            "save_pretrained(folder, safe_serialization=True))" if pickled else "; the model is incomplete") + ".")
 
 
-def _load_unet(folder: Path, use_safetensors: bool):
+def _load_unet(folder: Path):
     name = _read_json(folder / "config.json").get("_class_name", "") if (folder / "config.json").exists() else ""
     if name and name not in UNETS:
         raise ValueError(f"{folder} holds a {name}; memviz supports {' and '.join(UNETS)}.")
-    return _load_diffusers_part(folder, name or "UNet2DModel", use_safetensors)
+    return _load_diffusers_part(folder, name or "UNet2DModel")
 
 
-def _load_diffusers_part(folder: Path, class_name: str, use_safetensors: bool):
-    _check_weights(folder, use_safetensors)
+def _load_diffusers_part(folder: Path, class_name: str):
+    _check_weights(folder)
     if class_name == "MLPDenoiser":
         from memviz.toy_models import MLPDenoiser as cls
     else:
         cls = getattr(diffusers, class_name)
     try:
-        return cls.from_pretrained(folder, use_safetensors=use_safetensors, local_files_only=True,
+        return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True,
                                    low_cpu_mem_usage=False)  # no accelerate needed for small models
     except Exception as exc:  # noqa: BLE001 - any diffusers failure becomes one sentence
         raise ValueError(f"Could not load {class_name} from {folder}: {_first_line(exc)}.") from None
@@ -117,7 +125,7 @@ def _load_scheduler(folder: Path):
     return scheduler
 
 
-def _load_text(path: Path, index: dict, use_safetensors: bool):
+def _load_text(path: Path, index: dict):
     """The text encoder and tokenizer of a text-to-image pipeline, via transformers."""
     try:
         import transformers
@@ -130,7 +138,9 @@ def _load_text(path: Path, index: dict, use_safetensors: bool):
             raise ValueError(f"{path} names a {part} but the {part}/ folder is missing.")
         cls = getattr(transformers, (index.get(part) or [None, default])[1] or default, None)
         try:
-            kwargs = {"use_safetensors": use_safetensors} if part == "text_encoder" else {}
+            if part == "text_encoder":
+                _check_weights(folder)
+            kwargs = {"use_safetensors": True} if part == "text_encoder" else {}
             loaded.append(cls.from_pretrained(folder, local_files_only=True, **kwargs))
         except Exception as exc:  # noqa: BLE001
             raise ValueError(f"Could not load the {part} from {folder}: {_first_line(exc)}.") from None

@@ -219,17 +219,16 @@ class DiffusionModel(Conditioning):
 
     # ---- disk ---------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
-                        use_safetensors: bool = True) -> "DiffusionModel":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "DiffusionModel":
         """Load a bundled demo by name ("demo-mnist") or a local diffusers folder (``model_index.json``,
         or ``unet/`` and ``scheduler/``).
 
-        Local files only; safetensors weights only unless ``use_safetensors=False``.
+        Local files only; safetensors weights only (pickled weights are refused, never unpickled).
         A missing or broken folder raises ``ValueError`` naming what is wrong.
         """
         from memviz.loading import load_components, model_path
 
-        parts = load_components(model_path(path), use_safetensors=use_safetensors)
+        parts = load_components(model_path(path))
         return cls(**parts, device=device)
 
     def save_pretrained(self, path: str | Path) -> None:

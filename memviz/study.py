@@ -68,6 +68,8 @@ def open_study(model: str | Path | DiffusionModel, data: str | Path | ImageDatas
             train, test = training_data(model.meta)
         except ValueError as exc:  # an SD folder, say: the Prompts page still works without data
             error = str(exc)
+    if train is not None and len(train) == 0:
+        raise ValueError("The training data hold no images; give at least one.")
     if train is not None and tuple(train.shape) != model.pixel_shape:
         raise ValueError(f"The data's images are {tuple(train.shape)} (C, H, W) but the model expects "
                          f"{model.pixel_shape}; give images of that shape.")

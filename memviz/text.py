@@ -53,7 +53,8 @@ def minilm(max_length: int = 16) -> tuple[TokenEmbeddings, object]:
     hf_logging.set_verbosity_error()  # its load report lists the unused pooler weights we leave out
     hf_logging.disable_progress_bar()
     try:
-        bert = BertModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False)
+        bert = BertModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False,
+                                         use_safetensors=True)
     finally:
         hf_logging.set_verbosity(level)
         if bars:
@@ -63,7 +64,11 @@ def minilm(max_length: int = 16) -> tuple[TokenEmbeddings, object]:
 
 def encode_text(text_encoder, tokenizer, prompts: list[str], device=None) -> torch.Tensor:
     """(n, L, E) token embeddings of ``prompts``, padded to the tokenizer's ``model_max_length``
-    (how ``DiffusionModel`` and training both encode, so that they agree)."""
+    (how ``DiffusionModel`` and training both encode, so that they agree). Each prompt is checked
+    by ``guard.check_prompt`` (at most 1,000 characters, no control characters); any unicode is fine."""
+    from memviz.guard import check_prompt
+
+    prompts = [check_prompt(p) for p in prompts]
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
     with torch.no_grad():

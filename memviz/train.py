@@ -147,7 +147,7 @@ def train(data: ImageDataset, out_dir: str | Path, cfg: TrainConfig, weights: np
     gen = torch.Generator().manual_seed(cfg.seed)
     state = {"step": 0, "seconds": 0.0}
     if ckpt.exists():  # resume
-        saved = torch.load(ckpt, weights_only=False)
+        saved = _load_checkpoint(ckpt)
         unet.load_state_dict(saved["unet"])
         ema.load_state_dict(saved["ema"])
         opt.load_state_dict(saved["opt"])
@@ -200,6 +200,19 @@ def _train_step(unet, opt, images, labels, w, abar, cfg: TrainConfig, gen, num_c
     torch.nn.utils.clip_grad_norm_(unet.parameters(), cfg.grad_clip)
     opt.step()
     return float(loss.detach())
+
+
+def _load_checkpoint(path: Path) -> dict:
+    """A training checkpoint, read with ``weights_only=True``: tensors and plain values only, so a
+    checkpoint from someone else cannot run code."""
+    try:
+        saved = torch.load(path, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - an unpickler refusal or a damaged file: one sentence
+        raise ValueError(f"The checkpoint {path} holds more than tensors and plain values, or is damaged "
+                         f"({exc.__class__.__name__}); delete it to train from the start.") from None
+    if not isinstance(saved, dict) or not {"unet", "ema", "opt", "lr_sched", "gen", "state"} <= set(saved):
+        raise ValueError(f"The checkpoint {path} is not a memviz training checkpoint; delete it to start over.")
+    return saved
 
 
 def _save_checkpoint(path: Path, unet, ema, opt, lr_sched, gen, state: dict) -> None:

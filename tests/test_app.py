@@ -24,8 +24,8 @@ def _page(page: str, **query: str) -> AppTest:
     return at
 
 
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/prompts.py", "pages/manifold.py",
-                                  "pages/detection.py"])
+@pytest.mark.parametrize("page", ["app_pages/overview.py", "app_pages/prompts.py", "app_pages/manifold.py",
+                                  "app_pages/detection.py"])
 def test_every_page_renders_on_the_demo(page):
     at = _page(page)
     assert at.title[0].value
@@ -44,7 +44,7 @@ def test_overview_shows_the_planted_sets():
 
 def test_prompts_page_reports_copies_for_a_planted_prompt():
     at = _app().run()
-    at.switch_page("pages/prompts.py").run()
+    at.switch_page("app_pages/prompts.py").run()
     at.multiselect[0].set_value(["memorized-00"]).run()
     assert not at.exception
     copies = at.metric[0].value  # "k / n"
@@ -52,7 +52,7 @@ def test_prompts_page_reports_copies_for_a_planted_prompt():
 
 
 def test_prompts_page_compares_two_prompts_with_every_detector_and_keeps_them_in_the_url():
-    at = _page("pages/prompts.py", prompts="3|memorized-05")
+    at = _page("app_pages/prompts.py", prompts="3|memorized-05")
     assert at.multiselect[0].value == ["3", "memorized-05"]
     scores = at.dataframe[0].value.set_index("prompt")
     from memviz.detect import detectors
@@ -63,7 +63,8 @@ def test_prompts_page_compares_two_prompts_with_every_detector_and_keeps_them_in
     assert len(at.get("plotly_chart")) == 1                                             # the spectra, overlaid
 
 
-def test_a_bad_model_path_is_one_message_not_a_traceback(tmp_path):
+def test_a_bad_model_path_is_one_message_not_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEMVIZ_ROOTS", str(tmp_path))   # inside the allowed roots, but missing
     at = _app().run()
     at.sidebar.selectbox[0].set_value("Your own model folder…").run()
     at.sidebar.text_input[0].input(str(tmp_path / "nowhere")).run()
@@ -77,7 +78,7 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_ur
     study = open_study("demo-mnist", n=300)
     rows = study.rows
     outside = next(r for r in range(len(study.train)) if r not in set(rows))
-    at = _page("pages/samples.py", n="300", sample="3", t0="0.1")      # an old link: the 4th analysed image
+    at = _page("app_pages/samples.py", n="300", sample="3", t0="0.1")      # an old link: the 4th analysed image
     assert at.number_input(key="row").value == rows[3]
     assert at.query_params["row"] in ([str(rows[3])], str(rows[3])) and "sample" not in at.query_params
     assert at.select_slider[1].value == 0.1 and "t0 = 0.1" in at.caption[0].value    # t0 from the URL
@@ -102,7 +103,7 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_ur
 
 
 def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():
-    at = _page("pages/detection.py", level="prompt")
+    at = _page("app_pages/detection.py", level="prompt")
     assert len(at.get("plotly_chart")) == 1
     table = at.dataframe[0].value
     assert set(table.level) == {"prompt"} and list(dict.fromkeys(table.detector)) == [
@@ -113,9 +114,10 @@ def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():
     assert not at.exception and set(at.dataframe[0].value.level) == {"sample"}
 
 
-def test_own_data_is_checked_against_the_model(tmp_path):
+def test_own_data_is_checked_against_the_model(tmp_path, monkeypatch):
     import numpy as np
 
+    monkeypatch.setenv("MEMVIZ_ROOTS", str(tmp_path))
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "fits.npz", images=rng.integers(0, 255, (40, 1, 16, 16), dtype=np.uint8),
              labels=np.arange(40) % 10)
@@ -129,11 +131,12 @@ def test_own_data_is_checked_against_the_model(tmp_path):
     assert any("Training data: 40 images" in s.value for s in at.subheader)
 
 
-def test_a_stable_diffusion_folder_with_own_data_compares_free_text_prompts(tmp_path):
+def test_a_stable_diffusion_folder_with_own_data_compares_free_text_prompts(tmp_path, monkeypatch):
     """The workspace picker takes a text-to-image pipeline folder and image data at the VAE's
     pixel size; the Prompts page takes free text, scores it in latent space, and keeps it in the URL."""
     import numpy as np
 
+    monkeypatch.setenv("MEMVIZ_ROOTS", str(tmp_path))
     from tests.test_sd import build_tiny_sd
 
     pipe = build_tiny_sd(tmp_path / "sd")
@@ -144,7 +147,7 @@ def test_a_stable_diffusion_folder_with_own_data_compares_free_text_prompts(tmp_
     at.sidebar.text_input(key="model_path").input(str(pipe)).run()
     at.sidebar.text_input(key="data_path").input(str(tmp_path / "own.npz")).run()
     assert not at.exception and not at.error
-    at.switch_page("pages/prompts.py").run()
+    at.switch_page("app_pages/prompts.py").run()
     at.text_area[0].input("a red door\nthe blue sky").run()
     at.slider[0].set_value(2).run()                                        # two generations per prompt
     at.slider[1].set_value(5).run()                                        # five steps
@@ -158,7 +161,7 @@ def test_a_stable_diffusion_folder_with_own_data_compares_free_text_prompts(tmp_
 
 @pytest.mark.skipif(not (ROOT / "memviz" / "assets" / "models" / "demo-mnist-text").exists(), reason="no text demo")
 def test_text_demo_prompts_page_takes_free_text_from_the_url():
-    at = _page("pages/prompts.py", model="demo-mnist-text",
+    at = _page("app_pages/prompts.py", model="demo-mnist-text",
                prompts="watercolor of a lighthouse on a stormy coast|nine scribbled on paper")
     assert at.text_area[0].value.splitlines() == ["watercolor of a lighthouse on a stormy coast",
                                                   "nine scribbled on paper"]

@@ -72,6 +72,8 @@ def _open(browser, url: str, wait_text: str, shot: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page.goto(url)
     page.get_by_text(wait_text).first.wait_for(timeout=300_000)
+    # app.py's navigation (titled pages), also for a deep link to a fresh server
+    page.get_by_test_id("stSidebarNav").get_by_text("Overview", exact=True).wait_for(timeout=30_000)
     page.wait_for_timeout(500)
     assert page.locator('[data-testid="stException"]').count() == 0, f"an exception on {url}"
     page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
@@ -121,3 +123,71 @@ def test_ten_sessions_opening_a_fresh_server_at_once_all_render_and_load_the_mod
         text = log.read_text()
     assert text.count("memviz: loading model") == 1, text[-2000:]
     assert "Traceback" not in text
+
+
+def _shown(page) -> list[str]:
+    """What the Samples page says about the picked row: its heading, metrics and spectrum caption."""
+    page.get_by_text("eigenvalues below").first.wait_for(timeout=300_000)
+    page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=300_000)
+    page.locator('[data-testid="stMetric"]').nth(1).wait_for(timeout=60_000)
+    return ([page.get_by_role("heading", name="Row ").first.inner_text()]
+            + page.locator('[data-testid="stMetric"]').all_inner_texts()
+            + page.get_by_text("eigenvalues below").all_inner_texts())
+
+
+def test_sessions_picking_at_once_get_a_single_sessions_answers(server, browser):
+    """Five sessions open the Samples page on rows never computed before (outside the analysed set too),
+    at once, then all press Next at once: no error, and each shows what one session alone shows."""
+    url, log = server
+    rows = [4321, 17, 4321, 2222, 17]
+    pages = [browser.new_page(viewport={"width": 1400, "height": 1000}) for _ in rows]
+    for page, row in zip(pages, rows, strict=True):
+        page.goto(f"{url}/samples?n=300&row={row}", wait_until="commit")
+    first = []
+    for page, row in zip(pages, rows, strict=True):
+        page.get_by_text(f"Row {row}:").first.wait_for(timeout=300_000)
+        first.append(_shown(page))
+    for page in pages:
+        page.get_by_role("button", name="Next").click()                     # all five pick again at once
+    second = []
+    for page, row in zip(pages, rows, strict=True):
+        page.wait_for_function(f"!document.body.innerText.includes('Row {row}:')", timeout=300_000)
+        second.append(_shown(page))
+        assert page.locator('[data-testid="stException"]').count() == 0
+    assert first[0] == first[2] and first[1] == first[4] and second[0] == second[2] and second[1] == second[4]
+    for page in pages:
+        page.close()
+    for row, shown in ((rows[0], first[0]), (rows[3], first[3])):            # one session alone, afterwards
+        page = _open(browser, f"{url}/samples?n=300&row={row}", f"Row {row}:", f"alone-{row}")
+        assert _shown(page) == shown
+        page.close()
+    assert "Traceback" not in log.read_text()
+
+
+def test_hostile_links_get_one_sentence_in_a_real_browser(server, browser):
+    url, _ = server
+    for query in ("model=../../../../etc&row=1", "data=/etc/passwd", "model=%2Fproc%2Fself&data=..%2F..%2F.."):
+        page = _open(browser, f"{url}/samples?{query}", "outside the folders this app may open", "hostile-path")
+        page.close()
+    page = _open(browser, f"{url}/samples?row=-99999999999999999999&t0=nan&n=1e999&sample=-4", ": verdict",
+                 "hostile-numbers")
+    page.close()
+    page = _open(browser, f"{url}/prompts?seed=1e99&prompts=" + "x" * 5000, "Detectors", "hostile-prompts")
+    page.close()
+
+
+def test_the_server_listens_on_loopback_only(server):
+    """.streamlit/config.toml binds to localhost: the machine's network address does not answer."""
+    url, log = server
+    port = int(url.rsplit(":", 1)[1])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))                                 # no packet is sent
+            address = s.getsockname()[0]
+        except OSError:
+            address = "127.0.0.1"
+    if address.startswith("127."):
+        pytest.skip("this machine has no network address besides loopback")
+    with pytest.raises(OSError):
+        socket.create_connection((address, port), timeout=3).close()
+    assert "Network URL" not in log.read_text()

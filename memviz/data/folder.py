@@ -17,16 +17,19 @@ def load_image_folder(path: str | Path, resolution: int | None = None, channels:
 
     Sub-folders become class labels (imagefolder convention) when there is no metadata.
     All images must share one size unless ``resolution`` is given (they are then resized).
+    Before any pixel is decoded, the images' declared sizes (their headers) are checked against
+    ``MEMVIZ_MAX_BYTES``, as float32 tensors.
     """
     from PIL import Image, UnidentifiedImageError
 
     root = Path(path)
     if not root.is_dir():
         raise ValueError(f"No image folder at {root}; give a folder of image files.")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
         raise ValueError(f"{root} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}).")
     mode = {1: "L", 3: "RGB", None: None}[channels]
+    _check_declared_sizes(root, files, resolution, channels)
     arrays = []
     for f in files:
         try:
@@ -35,7 +38,7 @@ def load_image_folder(path: str | Path, resolution: int | None = None, channels:
                 if resolution:
                     im = im.resize((resolution, resolution), Image.BICUBIC)
                 arrays.append(np.asarray(im))
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
             raise ValueError(f"{f} is not a readable image ({exc.__class__.__name__}); remove or fix it.") from None
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
@@ -47,9 +50,32 @@ def load_image_folder(path: str | Path, resolution: int | None = None, channels:
                         meta={"source": str(root), "files": [str(f.relative_to(root)) for f in files]})
 
 
+def _check_declared_sizes(root: Path, files: list[Path], resolution: int | None, channels: int | None) -> None:
+    """Refuse the folder if its images, as float32 tensors, would exceed ``MEMVIZ_MAX_BYTES``, from the
+    image headers alone (``Image.open`` is lazy) and before the first one is decoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    from memviz.guard import check_bytes, max_bytes
+
+    limit, total = max_bytes(), 0
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                w, h = (resolution, resolution) if resolution else im.size
+                c = channels or (1 if im.mode in ("L", "1", "I;16") else 3)
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+            raise ValueError(f"{f} is not a readable image ({exc.__class__.__name__}); remove or fix it.") from None
+        total += 2 * w * h * c * 4  # the decoded pixels and their float32 copy
+        if total > limit:
+            check_bytes(total * len(files) // (files.index(f) + 1), f"The {len(files):,} images in {root}")
+
+
 def _annotations(root: Path, files: list[Path]):
+    from memviz.guard import check_file
+
     meta = root / "metadata.jsonl"
     if meta.exists():
+        check_file(meta)
         text = {}
         for n, line in enumerate(meta.read_text().splitlines(), 1):
             if line.strip():
@@ -69,22 +95,33 @@ def _annotations(root: Path, files: list[Path]):
 def load_npz(path: str | Path) -> ImageDataset:
     """An ``.npz`` with ``images`` (N, C, H, W) or (N, H, W) — uint8 in [0, 255] or float in
     [-1, 1] — and optional ``labels`` (N,), ``captions`` (N,) and ``lid`` (N,)."""
+    import torch
+
+    from memviz._io import load_npz as read
+    from memviz.guard import check_bytes, npz_members
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"No file at {path}; give an .npz with an 'images' array.")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path} is not a readable .npz ({exc.__class__.__name__}).") from None
-    if "images" not in arrays:
-        raise ValueError(f"{path} has no 'images' array (it has {sorted(arrays)}).")
+    members = npz_members(path)  # declared shapes and dtypes, before any array is read
+    if "images" not in members:
+        raise ValueError(f"{path} has no 'images' array (it has {sorted(members)}).")
+    dtype, shape = members["images"]
+    if len(shape) not in (3, 4):
+        raise ValueError(f"'images' in {path} must have shape (N, C, H, W) or (N, H, W); got {shape}.")
+    if shape[0] == 0:
+        raise ValueError(f"'images' in {path} is empty; give at least one image.")
+    if dtype.kind not in "uif":
+        raise ValueError(f"'images' in {path} must be uint8 or float; got {dtype}.")
+    check_bytes(int(np.prod(shape, dtype=object)) * 4, f"'images' in {path} as float32")
+    for name in ("labels", "captions", "lid"):
+        if name in members and members[name][1][:1] != shape[:1]:
+            raise ValueError(f"'{name}' in {path} has {members[name][1][:1] or 'no'} rows but 'images' has {shape[0]}.")
+    arrays = read(path)
     x = arrays["images"]
     if x.ndim == 3:
         x = x[:, None]
-    if x.ndim != 4:
-        raise ValueError(f"'images' in {path} must have shape (N, C, H, W) or (N, H, W); got {x.shape}.")
-    images = from_uint8(x) if x.dtype == np.uint8 else __import__("torch").as_tensor(x, dtype=__import__("torch").float32)
+    images = from_uint8(x) if x.dtype == np.uint8 else torch.as_tensor(x, dtype=torch.float32)
     check_images(images, what=f"'images' in {path}")
     caps = arrays.get("captions")
     return ImageDataset(path.stem, images, labels=arrays.get("labels"), lid=arrays.get("lid"),

@@ -1,6 +1,12 @@
 """Thin cached wrappers around a ``Study``: the model once per server (``st.cache_resource``), one
 Study per (model, data, images analysed), and its dataset-wide pass computed once per server
-with a progress bar. Every number comes from the Study."""
+with a progress bar. Every number comes from the Study.
+
+Many sessions share one server: the model and each Study are shared read-only, and every
+computation that calls the model runs under one server-wide lock (``heavy``), so ten sessions
+picking at once queue instead of running ten passes side by side (memory stays that of one).
+Model and data paths from the URL or the sidebar are opened only inside the allowed roots
+(``memviz.guard.inside_roots``)."""
 
 from __future__ import annotations
 
@@ -8,9 +14,12 @@ import logging
 import os
 import sys
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 import streamlit as st
 
+from memviz.guard import inside_roots
 from memviz.loading import bundled_models
 from memviz.models import DiffusionModel
 from memviz.study import DEFAULT_N, Study, open_study
@@ -22,45 +31,70 @@ if os.environ.get("MEMVIZ_LOG") and not log.handlers:  # one line per expensive 
 OWN = "Your own model folder…"
 
 
+def allowed(path: str, what: str) -> str:
+    """``path`` if it is a bundled demo's name or lies inside the allowed roots; else ValueError."""
+    if what == "model" and path in bundled_models():
+        return path
+    inside_roots(path, what)
+    return path
+
+
 @st.cache_resource(show_spinner="Loading the model…")
 def load_model(path: str) -> DiffusionModel:
-    """A bundled demo's name or a local folder, loaded once per server; ValueError in one sentence."""
+    """A bundled demo's name or a local folder inside the allowed roots, loaded once per server;
+    ValueError in one sentence."""
+    allowed(path, "model")
     log.info("memviz: loading model %s", path)
-    return DiffusionModel.from_pretrained(path)
+    with heavy():
+        return DiffusionModel.from_pretrained(path)
 
 
 @st.cache_resource(show_spinner="Loading the training data…")
 def load_study(path: str, data_path: str | None = None, n: int = DEFAULT_N) -> Study:
-    """The Study of a model on its own training data or on ``data_path`` (an image folder or .npz,
-    checked against the model's shape), analysing ``n`` training images."""
-    study = open_study(load_model(path), data_path, n=n)
+    """The Study of a model on its own training data or on ``data_path`` (an image folder or .npz
+    inside the allowed roots, checked against the model's shape), analysing ``n`` training images."""
+    if data_path is not None:
+        allowed(data_path, "data path")
+    model = load_model(path)
+    with heavy():
+        study = open_study(model, data_path, n=n)
     study.path = path
     return study
 
 
 @st.cache_resource
-def _prepared() -> tuple[set, threading.Lock]:
-    """The studies whose dataset-wide pass is done on this server, and the lock that runs each once."""
-    return set(), threading.Lock()
+def _server_state() -> tuple[set, threading.RLock]:
+    """The studies whose dataset-wide pass is done on this server, and the one lock under which
+    every model computation of every session runs."""
+    return set(), threading.RLock()
+
+
+@contextmanager
+def heavy(waiting: str = "Another session is computing; waiting for it…") -> Iterator[None]:
+    """Run the block under the server-wide lock (re-entrant), with a spinner while another session
+    holds it. Everything that calls the model goes through here."""
+    lock = _server_state()[1]
+    if not lock.acquire(blocking=False):
+        with st.spinner(waiting):
+            lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def prepared(study: Study) -> Study:
     """``study`` with its dataset-wide artifacts computed (once per server; a progress bar in the page
     that asks first, a spinner in the others); the artifacts are stored on disk too."""
-    done, lock = _prepared()
+    done = _server_state()[0]
     key = (study.path, study.data_path, study.n)
     if key not in done:
-        if not lock.acquire(blocking=False):
-            with st.spinner("Another session is computing the dataset-wide pass; waiting for it…"):
-                lock.acquire()
-        try:
+        with heavy("Another session is computing the dataset-wide pass; waiting for it…"):
             if key not in done:
                 bar = st.progress(0.0, "Dataset-wide pass: FLIPD curves, LID*, neighbours and the map (stored on disk)…")
                 study.prepare(lambda f, what: bar.progress(min(f, 1.0), what))
                 bar.empty()
                 done.add(key)
-        finally:
-            lock.release()
     return study
 
 
@@ -89,6 +123,9 @@ def workspace_picker() -> Study | None:
         st.info("Enter the path of a local diffusers model folder (model_index.json, or unet/ and scheduler/).")
         return None
     try:
+        allowed(path, "model")  # before anything is cached or opened
+        if data_path.strip():
+            allowed(data_path.strip(), "data path")
         study = load_study(path, data_path.strip() or None)
     except ValueError as exc:
         st.error(str(exc))
@@ -96,6 +133,14 @@ def workspace_picker() -> Study | None:
     if study.error:
         st.warning(study.error)
     return study
+
+
+def sample_view(study: Study, row: int, t0: float, table=None):
+    """``memviz.views.sample_view`` under the server-wide lock (a pick may compute a spectrum)."""
+    from memviz.views import sample_view as view
+
+    with heavy():
+        return view(study, row, t0, table=table)
 
 
 def study_of(study: Study, n: int) -> Study:
@@ -109,4 +154,6 @@ def compare_prompts(path: str, prompts: tuple, n: int, steps: int, guidance: flo
     """``memviz.views.compare_prompts``, cached per settings so that a rerun is instant."""
     from memviz.views import compare_prompts as compare
 
-    return compare(load_study(path, data_path), list(prompts), n=n, steps=steps, guidance_scale=guidance, seed=seed)
+    study = load_study(path, data_path)
+    with heavy():
+        return compare(study, list(prompts), n=n, steps=steps, guidance_scale=guidance, seed=seed)

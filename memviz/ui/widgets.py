@@ -43,15 +43,35 @@ def figure_pack_button(figures: dict, tables: dict, settings: dict, name: str, k
                        "Parquet of the tables, and settings.json with what made this view.")
 
 
-def query_value(name: str, default: Any, cast: Callable[[str], Any] = str) -> Any:
-    """A page setting from the URL (``?name=value``), or ``default`` when absent or unreadable."""
+MAX_QUERY_CHARS = 4000  # longer URL values are ignored (a prompt is at most 1,000 characters)
+
+
+def query_value(name: str, default: Any, cast: Callable[[str], Any] = str, lo: float | None = None,
+                hi: float | None = None) -> Any:
+    """A page setting from the URL (``?name=value``), or ``default`` when absent, unreadable, too long,
+    not finite or outside [``lo``, ``hi``]: a link can never put a page into a state it cannot draw."""
     raw = st.query_params.get(name)
-    if raw is None:
+    if raw is None or len(raw) > MAX_QUERY_CHARS:
         return default
     try:
-        return cast(raw)
-    except (TypeError, ValueError):
+        value = cast(raw)
+    except (TypeError, ValueError, OverflowError):
         return default
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            return default
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            return default
+    return value
+
+
+def query_t0(grid, default: float) -> float:
+    """``?t0`` snapped to the nearest point of the model's t grid (in log t); ``default`` when absent
+    or not a positive finite number."""
+    import math
+
+    wanted = query_value("t0", default, float, lo=1e-12, hi=1e12)
+    return min(grid, key=lambda t: abs(math.log(t) - math.log(wanted)))
 
 
 def set_query(**values: Any) -> None:
@@ -69,7 +89,7 @@ SIZES = (300, 600, 1000, 2000, 5000)
 def images_analysed(container) -> int:
     """How many training images a page analyses (every planted one, then a seeded sample), from the
     URL (``?n``, snapped to the nearest offered size) or 600."""
-    wanted = query_value("n", 600, lambda v: min(SIZES, key=lambda s: abs(s - int(v))))
+    wanted = min(SIZES, key=lambda s: abs(s - query_value("n", 600, int, lo=1, hi=10**9)))
     return container.select_slider("Images analysed", SIZES, value=wanted,
                                    help="Every planted image, then ordinary ones; computed once, cached on disk.")
 

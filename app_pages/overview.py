@@ -11,14 +11,14 @@ from memviz.figures import image_grid
 from memviz.lid import DEFAULT_T0
 from memviz.lid.verdict import VERDICTS
 from memviz.ui.loaders import prepared, workspace_picker
-from memviz.ui.widgets import query_value
+from memviz.ui.widgets import query_t0
 
 st.title("memviz")
 st.caption("Has this diffusion model memorized its training data, where, and why?")
 ws = workspace_picker()
 if ws is None:
     st.stop()
-t0 = query_value("t0", DEFAULT_T0, float)
+t0 = query_t0(tuple(ws.ts), DEFAULT_T0)
 model, meta = ws.model, ws.model.meta
 training = meta.get("training", {})
 cols = st.columns(4)

@@ -8,17 +8,17 @@ from memviz.data import to_unit
 from memviz.figures import flipd_curve_figure, image_grid, map_figure, spectrum_figure
 from memviz.hessian import affordable_method, default_tau, summarize
 from memviz.lid import DEFAULT_T0
-from memviz.ui.loaders import study_of, workspace_picker
+from memviz.ui.loaders import heavy, sample_view, study_of, workspace_picker
 from memviz.ui.widgets import (
     export_menu,
     figure_pack_button,
     images_analysed,
+    query_t0,
     query_value,
     require_images,
     set_query,
     table_downloads,
 )
-from memviz.views import sample_view
 
 METRICS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
            "nearest-neighbour distance": "nn_distance", "training row": "row"}
@@ -37,8 +37,7 @@ c1, c2, c3, c4, c5 = st.columns(5)
 size = images_analysed(c4)
 study = study_of(ws, size)
 grid = tuple(study.ts)
-t0 = c5.select_slider("t0", grid, value=query_value("t0", DEFAULT_T0, lambda v: min(grid, key=lambda t: abs(
-    np.log(t) - np.log(float(v))))), help="The diffusion time at which FLIPD and the spectrum are read; FLIPD is "
+t0 = c5.select_slider("t0", grid, value=query_t0(grid, DEFAULT_T0), help="The diffusion time at which FLIPD and the spectrum are read; FLIPD is "
     "stored on this grid, so changing t0 computes nothing.")
 verdict = c2.selectbox("MMH verdict", ["all", "not memorized", "OD-Mem", "DD-Mem"])
 kind = c3.selectbox("Planted kind", ["all", "none", "DD-Mem", "OD-Mem"])
@@ -48,8 +47,9 @@ if affordable_method(ws.model) == "exact" and sharp_key not in st.session_state 
         "Add the sharpness count (n_sharp) of these images", icon=":material/bolt:",
         help="Exact Hessian spectra, about half a second per image on a CPU; stored on disk, shared with the picks."):
     bar = st.progress(0.0, "Hessian spectra…")
-    eigenvalues = study.spectra(study.rows, t0, on_batch=lambda done, n: bar.progress(
-        done / n, f"Hessian spectra: {done} of {n} images"))
+    with heavy():
+        eigenvalues = study.spectra(study.rows, t0, on_batch=lambda done, n: bar.progress(
+            done / n, f"Hessian spectra: {done} of {n} images"))
     st.session_state[sharp_key] = summarize(eigenvalues, default_tau(ws.model, t0))["n_sharp"]
     st.rerun()  # redraw without the button, with the new column and sort option
 if sharp_key in st.session_state:
@@ -69,7 +69,7 @@ event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="
                      height=220)
 table_downloads(shown, "samples", key="samples-table")
 picked = event.selection.rows if event and event.selection else []
-old = query_value("sample", None, int)  # links before training rows: ?sample= was a place in the analysed set
+old = query_value("sample", None, int, lo=0, hi=10**9)  # links before training rows: ?sample= was a place in the analysed set
 if old is not None and "row" not in st.query_params:
     if 0 <= old < len(study.rows):
         st.query_params["row"] = str(int(study.rows[old]))
@@ -78,7 +78,7 @@ if old is not None and "row" not in st.query_params:
                    "links now name the training row (?row=).")
     st.query_params.pop("sample", None)
 default = int(shown["row"].iloc[picked[0]]) if picked else query_value("row", int(shown["row"].iloc[0])
-                                                                       if len(shown) else 0, int)
+                                                                       if len(shown) else 0, int, 0, len(ws.train) - 1)
 
 
 def _step(order: np.ndarray, delta: int) -> None:

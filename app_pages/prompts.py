@@ -17,7 +17,12 @@ if ws is None:
     st.stop()
 model = ws.model
 if model.is_class_conditional:
-    asked = [p for p in query_value("prompts", "", str).split("|") if p in model.class_names]
+    listed = [p for p in query_value("prompts", "", str).split("|") if p]
+    asked = [p for p in listed if p in model.class_names]
+    if len(asked) < len(listed):
+        unknown = ", ".join(repr(p[:40]) for p in listed if p not in asked)[:300]
+        st.warning(f"The link names classes this model does not have ({unknown}); its classes are "
+                   f"{', '.join(model.class_names)}.")
     default = asked or [p for p in ("3", "memorized-00") if p in model.class_names] or model.class_names[:1]
     prompts = st.multiselect("Prompts (2 to 4)", model.class_names, default=default, max_selections=4)
 elif model.is_text_conditional:
@@ -31,17 +36,22 @@ else:
 c1, c2, c3, c4 = st.columns(4)
 n = c1.slider("Generations per prompt", 1, 32, 8)
 steps = c2.slider("Sampling steps", 5, 100, 25)
-guidance = c3.slider("Guidance scale", 1.0, 8.0, float(model.meta.get("guidance_scale", 1.0)), 0.5)
-seed = int(c4.number_input("Seed", 0, 2**31 - 1, query_value("seed", 0, int)))
+guidance = c3.slider("Guidance scale", 1.0, 8.0, min(max(float(model.meta.get("guidance_scale", 1.0)), 1.0), 8.0), 0.5)
+seed = int(c4.number_input("Seed", 0, 2**31 - 1, query_value("seed", 0, int, 0, 2**31 - 1)))
 set_query(prompts="|".join(map(str, prompts)) if prompts != [None] else None, seed=seed)
 if ws.train is None or model.sample_shape[-1] == 1:
     st.info("Nearest-neighbour evidence needs the model's training images.")
     st.stop()
-results = compare_prompts(ws.path, tuple(prompts), n, steps, guidance, seed, ws.data_path)
+try:
+    results = compare_prompts(ws.path, tuple(prompts), n, steps, guidance, seed, ws.data_path)
+except ValueError as exc:  # a prompt too long, say: one sentence, never a traceback
+    st.error(str(exc))
+    st.stop()
 scores = pd.DataFrame([r.scores for r in results])
 for col, r in zip(st.columns(len(results) or 1), results):
     with col:
-        st.subheader(f"`{r.prompt}`" if r.prompt is not None else "unconditional")
+        shown_prompt = str(r.prompt).replace("`", "'")
+        st.subheader(f"`{shown_prompt}`" if r.prompt is not None else "unconditional")
         st.metric("Copies (calibrated l2 < 0.5)", f"{int(r.evidence.is_copy.sum())} / {n}",
                   help="Carlini et al. 2023: nearest-training l2 over 0.5 x the mean l2 to the 50 nearest.")
         st.image(image_grid(r.evidence.images, nrow=n, scale=3), caption="generations")

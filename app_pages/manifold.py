@@ -8,7 +8,15 @@ from memviz.data import to_unit
 from memviz.figures import image_grid, map_figure, selected_indices
 from memviz.lid import DEFAULT_T0
 from memviz.ui.loaders import study_of, workspace_picker
-from memviz.ui.widgets import export_menu, images_analysed, query_value, require_images, set_query, table_downloads
+from memviz.ui.widgets import (
+    export_menu,
+    images_analysed,
+    query_t0,
+    query_value,
+    require_images,
+    set_query,
+    table_downloads,
+)
 
 COLOURS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
            "MMH verdict": "verdict", "planted kind": "kind", "label": "label",
@@ -22,7 +30,7 @@ names = list(COLOURS)
 colour = c1.selectbox("Colour by", names, index=names.index(query_value("colour", names[0])) if
                       query_value("colour", names[0]) in names else 0)
 size = images_analysed(c2)
-t0 = query_value("t0", DEFAULT_T0, float)
+t0 = query_t0(tuple(ws.ts), DEFAULT_T0)
 set_query(colour=colour, n=size)
 study = study_of(ws, size)
 table = study.table(t0)
