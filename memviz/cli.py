@@ -3,8 +3,51 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+
+MAX_COUNT = 10**7  # no count (images, steps, probes, repetitions) above this is meant
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number from 1 to MAX_COUNT."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{value} is outside 1..{MAX_COUNT:,}")
+    return value
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed from 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{value} is outside 0..2**63 - 1")
+    return value
+
+
+def _finite(text: str, low: float, strict: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number {'above' if strict else 'of at least'} {low:g}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    return _finite(text, 0.0, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    return _finite(text, 0.0, strict=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -13,17 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("train", help="train (or resume) a bundled demo recipe")
     p.add_argument("recipe", help="demo-mnist or demo-toy")
     p.add_argument("--out", type=Path, required=True, help="model folder (resumes if it holds a checkpoint)")
-    p.add_argument("--steps", type=int, help="total optimizer steps (default: the recipe's)")
-    p.add_argument("--max-minutes", type=float, help="stop (and save) after this many minutes of this run")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--steps", type=count, help="total optimizer steps (default: the recipe's)")
+    p.add_argument("--max-minutes", type=positive_float, help="stop (and save) after this many minutes of this run")
+    p.add_argument("--seed", type=seed)
     p.add_argument("--no-progress", action="store_true")
     p = sub.add_parser("sample", help="generate a grid of samples from a model folder")
     p.add_argument("model", help="a bundled demo's name or a model folder")
     p.add_argument("--cond", default=None, help="class name, class index or prompt (default: unconditional)")
-    p.add_argument("--n", type=int, default=16)
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--guidance-scale", type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=count, default=16)
+    p.add_argument("--steps", type=count, default=50)
+    p.add_argument("--guidance-scale", type=non_negative_float)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--out", type=Path, required=True,
                    help="a .png grid of the images, or an .npz of x0, noise and seed (any model)")
     p = sub.add_parser("info", help="describe a model (a bundled demo's name or a folder)")
@@ -32,15 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("what", choices=["lid", "spectra"], help="lid: FLIPD and LID*; spectra: Hessian spectra")
     p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
     p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
-    p.add_argument("--n", type=int, help="training images analysed (every planted one first; default: all)")
-    p.add_argument("--t0", type=float, default=0.05, help="lid: t0 of the reported FLIPD (inside the model's t grid)")
+    p.add_argument("--n", type=count, help="training images analysed (every planted one first; default: all)")
+    p.add_argument("--t0", type=positive_float, default=0.05, help="lid: t0 of the reported FLIPD (inside the model's t grid)")
     p.add_argument("--trace", default="hutchinson", choices=["auto", "exact", "hutchinson"])
-    p.add_argument("--n-probes", type=int, default=2)
+    p.add_argument("--n-probes", type=count, default=2)
     p.add_argument("--methods", nargs="+", default=["lpca", "mle"], help="lid: LID* estimators")
-    p.add_argument("--t", type=float, default=0.05, help="spectra: the diffusion time of the Hessian")
+    p.add_argument("--t", type=positive_float, default=0.05, help="spectra: the diffusion time of the Hessian")
     p.add_argument("--method", default=None, choices=["exact", "lanczos"], help="spectra: how (default: what D allows)")
     p.add_argument("--unconditional", action="store_true", help="spectra: without each image's condition")
-    p.add_argument("--tau", type=float, help="spectra: threshold of the counts (default 1 / (2 sigma_t^2))")
+    p.add_argument("--tau", type=positive_float, help="spectra: threshold of the counts (default 1 / (2 sigma_t^2))")
     p.add_argument("--out", type=Path, help="CSV of the per-sample table")
     p = sub.add_parser("detectors", help="the registered detectors")
     p.add_argument("--json", action="store_true", help="as a JSON list of objects")
@@ -48,12 +91,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("eval-detection", help="AUROC and TPR@1%%FPR of every detector against the planted truth")
     p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
     p.add_argument("--detectors", nargs="+", help="only these registered detectors (default: all)")
-    p.add_argument("--n", type=int, nargs="+", default=[1, 4], help="generations per prompt")
-    p.add_argument("--steps", type=int, nargs="+", default=[1, 5, 50], help="first sampling steps scored")
-    p.add_argument("--reps", type=int, default=5, help="independent groups of n generations per prompt")
-    p.add_argument("--sample-steps", type=int, default=50, help="the sampler's number of steps")
-    p.add_argument("--n-ordinary", type=int, default=200, help="ordinary training images at sample level")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=count, nargs="+", default=[1, 4], help="generations per prompt")
+    p.add_argument("--steps", type=count, nargs="+", default=[1, 5, 50], help="first sampling steps scored")
+    p.add_argument("--reps", type=count, default=5, help="independent groups of n generations per prompt")
+    p.add_argument("--sample-steps", type=count, default=50, help="the sampler's number of steps")
+    p.add_argument("--n-ordinary", type=count, default=200, help="ordinary training images at sample level")
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--json", type=Path, help="write the rows here")
     p.add_argument("--scores", type=Path, help="write every query's score here (.parquet or .csv), for ROC curves")
     args = parser.parse_args(argv)
@@ -63,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # bad input: one clear sentence, no traceback
         print(f"memviz: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        print("memviz: ran out of memory; analyse fewer images (--n) or a smaller batch.", file=sys.stderr)
+        return 1
 
 
 def _train(args) -> int:

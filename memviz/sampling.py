@@ -14,6 +14,7 @@ out_u + w(t) (out_c - out_u), the callback, then one scheduler step; 3. decode.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Union
 
@@ -93,6 +94,11 @@ def sample(model, n: int, cond: Cond = None, steps: int = 50, guidance_scale: Gu
     """
     if n < 1 or steps < 1:
         raise ValueError(f"n and steps must be positive; got n={n}, steps={steps}.")
+    from memviz.guard import check_bytes
+
+    pixels = n * math.prod(model.pixel_shape) * 4 * 2               # x0 and its decoded or unit copy
+    check_bytes(pixels * (steps + 1 if return_trajectory else 1), f"{n:,} samples" +
+                (f" with {steps} steps of trajectory" if return_trajectory else ""))
     w = guidance_scale if guidance_scale is not None else float(model.meta.get("guidance_scale", 1.0))
     schedule = w if callable(w) else (lambda t, w=float(w): w)
     gen = torch.Generator("cpu").manual_seed(seed)

@@ -398,3 +398,31 @@ def test_the_apps_defaults_are_safe():
     assert config["server"]["address"] in ("localhost", "127.0.0.1")
     assert config["server"]["enableXsrfProtection"] is True and 0 < config["server"]["maxUploadSize"] <= 1024
     assert config["client"]["showErrorDetails"] == "none" and config["client"]["toolbarMode"] == "minimal"
+
+
+@pytest.mark.parametrize("argv", [
+    ["sample", "demo-toy", "--out", "x.png", "--n", "-3"],
+    ["sample", "demo-toy", "--out", "x.png", "--n", "1e999"],
+    ["sample", "demo-toy", "--out", "x.png", "--seed", "-1"],
+    ["sample", "demo-toy", "--out", "x.png", "--guidance-scale", "nan"],
+    ["compute", "lid", "--model", "demo-toy", "--t0", "inf"],
+    ["compute", "lid", "--model", "demo-toy", "--n", "99999999999999999999"],
+    ["compute", "spectra", "--model", "demo-toy", "--t", "-0.1"],
+    ["eval-detection", "--model", "demo-toy", "--steps", "0"],
+])
+def test_absurd_numbers_on_the_command_line_are_exit_2_without_a_traceback(argv, capsys):
+    from memviz.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("memviz ")
+
+
+def test_a_billion_samples_are_refused_before_any_is_drawn(make_model):
+    model = make_model()
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="1,000,000,000 samples would take .* over the limit"):
+        model.sample(10**9)
+    assert time.perf_counter() - start < 1
