@@ -34,6 +34,20 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
             os.remove(tmp)
 
 
+def sweep(folder: Path, older_than: float = 3600.0) -> None:
+    """Delete the temporary files that processes killed mid-write left in ``folder`` (never read,
+    as their names start with a dot), once they are ``older_than`` seconds old."""
+    import time
+
+    now = time.time()
+    for tmp in folder.glob(".*.*") if folder.is_dir() else []:
+        try:
+            if now - tmp.stat().st_mtime > older_than:
+                tmp.unlink()
+        except OSError:
+            pass  # another process swept it first
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path, ".json") as tmp:

@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from memviz._io import load_npz, save_npz
+from memviz._io import load_npz, save_npz, sweep
 
 
 def cache_dir() -> Path:
@@ -66,6 +66,7 @@ def cached(kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]], re
         except (ValueError, OSError):
             path.unlink(missing_ok=True)  # a corrupt entry is recomputed, never trusted
     arrays = compute()
+    sweep(path.parent)
     save_npz(path, checksum=True, **arrays)
     return arrays
 
@@ -121,5 +122,6 @@ class RowStore:
 
     def write(self, keys: list[str], columns: dict[str, np.ndarray]) -> None:
         """Store one finished batch: ``columns`` of (len(keys), ...) arrays."""
+        sweep(self.path)
         save_npz(self.path / f"part-{uuid.uuid4().hex}.npz", checksum=True, _key=np.asarray(keys, dtype=str),
                  **columns)

@@ -321,8 +321,13 @@ def test_a_process_killed_mid_write_leaves_nothing_that_is_read(tmp_path, monkey
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (folder / "key.npz").exists()
-    assert [f.name for f in folder.iterdir()][0].startswith(".key.npz.")  # the interrupted temporary file
+    leftover = next(folder.iterdir())
+    assert leftover.name.startswith(".key.npz.")                             # the interrupted temporary file
     assert cached("killed", "key", lambda: {"v": np.zeros(3)})["v"].tolist() == [0, 0, 0]
+    assert leftover.exists()                                                 # young: another writer may own it
+    os.utime(leftover, (time.time() - 7200,) * 2)
+    cached("killed", "other", lambda: {"v": np.zeros(3)})
+    assert not leftover.exists()                                             # swept once an hour old
 
 
 # ---- prompts and numbers ---------------------------------------------------------------------------
