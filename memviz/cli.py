@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 MAX_COUNT = 10**7  # no count (images, steps, probes, repetitions) above this is meant
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", default=None, choices=["exact", "lanczos"], help="spectra: how (default: what D allows)")
     p.add_argument("--unconditional", action="store_true", help="spectra: without each image's condition")
     p.add_argument("--tau", type=positive_float, help="spectra: threshold of the counts (default 1 / (2 sigma_t^2))")
-    p.add_argument("--out", type=Path, help="CSV of the per-sample table")
+    p.add_argument("--out", type=Path, help="the per-sample table: .parquet, or CSV otherwise")
+    _engine_arguments(p)
     p = sub.add_parser("detectors", help="the registered detectors")
     p.add_argument("--json", action="store_true", help="as a JSON list of objects")
     p.add_argument("--model", help="also give each detector's model calls per query for this model")
@@ -98,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-ordinary", type=count, default=200, help="ordinary training images at sample level")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--json", type=Path, help="write the rows here")
+    _engine_arguments(p)
     p.add_argument("--scores", type=Path, help="write every query's score here (.parquet or .csv), for ROC curves")
     args = parser.parse_args(argv)
+    runner_log = logging.getLogger("memviz.runner")
+    if not runner_log.handlers:  # "reused N of M rows stored by an earlier run", on stderr
+        runner_log.addHandler(logging.StreamHandler(sys.stderr))
+        runner_log.setLevel(logging.INFO)
     try:
         return {"train": _train, "sample": _sample, "info": _info, "compute": _compute, "detectors": _detectors,
                 "eval-detection": _eval_detection}[args.command](args)
@@ -109,6 +117,35 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("memviz: ran out of memory; analyse fewer images (--n) or a smaller batch.", file=sys.stderr)
         return 1
+
+
+def _engine_arguments(p) -> None:
+    g = p.add_argument_group("engine", "where the dataset-wide passes run (results land in the same store)")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: Ray Data actors (pip install 'memviz[ray]')")
+    g.add_argument("--address", help="ray: an existing cluster (host:port or ray://host:port); default: a private "
+                                     "Ray on this machine, stopped at the end")
+    g.add_argument("--workers", type=count, default=2, help="ray: actors, each loading the model once")
+    g.add_argument("--gpus-per-worker", type=non_negative_float, default=0.0, help="ray: num_gpus of each actor")
+    g.add_argument("--batch-size", type=count, help="rows per batch (both engines; default: each pass's own)")
+
+
+@contextmanager
+def _engine(args, study):
+    """``study`` with the runner the arguments ask for; a private Ray is stopped at the end."""
+    study.batch_size = args.batch_size
+    if args.engine == "local":
+        if args.address:
+            raise ValueError("--address needs --engine ray.")
+        yield study
+        return
+    from memviz.ray_runner import RayRunner
+
+    if study.spec is None:
+        raise ValueError("--engine ray needs the model as a bundled demo's name or a folder.")
+    with RayRunner(args.address, args.workers, args.gpus_per_worker) as runner:
+        study.runner = runner
+        yield study
 
 
 def _train(args) -> int:
@@ -171,12 +208,16 @@ def _compute(args) -> int:
     from memviz.study import open_study
 
     study = open_study(args.model, args.data, n=args.n, n_probes=args.n_probes, trace=args.trace)
-    table = (_compute_spectra if args.what == "spectra" else _compute_lid)(args, study)
+    with _engine(args, study):
+        table = (_compute_spectra if args.what == "spectra" else _compute_lid)(args, study)
     if args.out:
         from memviz._io import atomic_path
 
-        with atomic_path(args.out, ".csv") as tmp:
-            table.to_csv(tmp, index=False)
+        with atomic_path(args.out, args.out.suffix) as tmp:
+            if args.out.suffix == ".parquet":
+                table.to_parquet(tmp, index=False)
+            else:
+                table.to_csv(tmp, index=False)
         print(f"saved {args.out}")
     return 0
 
@@ -238,9 +279,9 @@ def _eval_detection(args) -> int:
 
     names = [d.name for d in detectors(names=args.detectors)]  # an unknown name: one sentence listing them
     scores: list[dict] = []
-    rows = eval_detection(open_study(args.model), n=args.n, steps=args.steps, reps=args.reps,
-                          n_ordinary=args.n_ordinary, sample_steps=args.sample_steps, seed=args.seed, scores=scores,
-                          names=names)
+    with _engine(args, open_study(args.model)) as study:
+        rows = eval_detection(study, n=args.n, steps=args.steps, reps=args.reps, n_ordinary=args.n_ordinary,
+                              sample_steps=args.sample_steps, seed=args.seed, scores=scores, names=names)
     table = pd.DataFrame(rows, columns=list(KEYS))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))

@@ -6,12 +6,17 @@ already holds (each id addressed by a content key, so equal items are computed o
 hands the missing ones to a runner batch by batch, stores each finished batch at once (a
 rerun resumes), reports progress, and returns the whole table in the order of the ids.
 
-``LocalRunner`` (the default) calls the function in this process. A cluster runner (Ray Data's
-``map_batches``) implements the same ``map``; no estimator knows which one runs it.
+``LocalRunner`` (the default) calls the function in this process. ``RayRunner``
+(``memviz.ray_runner``) runs the same function on a Ray cluster: as a function that closes over
+a loaded model cannot travel, a pass also names a ``Task``, a small picklable recipe whose
+``build()`` returns the very same batch function (a Study opened from its paths, the same
+method); each Ray actor builds it once (the model loaded once per worker). No estimator knows
+which runner runs it; results come back to this process, which stores each batch as it arrives.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
@@ -20,24 +25,36 @@ from tqdm.auto import tqdm
 from memviz.cache import RowStore
 
 BatchFn = Callable[[np.ndarray], dict[str, np.ndarray]]  # ids (b,) -> columns, each (b, ...)
+log = logging.getLogger("memviz.runner")
+
+
+class Task(Protocol):
+    """A picklable recipe for a batch function, rebuilt where it runs (a Ray actor, say)."""
+
+    def build(self) -> BatchFn:
+        """The batch function; called once per worker (it may load a model)."""
 
 
 class Runner(Protocol):
-    def map(self, fn: BatchFn, batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-        """(batch, fn(batch)) for every batch, as each finishes."""
+    def map(self, fn: BatchFn, batches: Iterable[np.ndarray],
+            task: Task | None = None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """(batch, fn(batch)) for every batch, as each finishes (in any order); ``task``, when
+        given, builds ``fn`` where the batches run."""
 
 
 class LocalRunner:
     """Batches one after the other, in this process."""
 
-    def map(self, fn: BatchFn, batches: Iterable[np.ndarray]) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def map(self, fn: BatchFn, batches: Iterable[np.ndarray],
+            task: Task | None = None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         for batch in batches:
             yield batch, fn(batch)
 
 
 def run(fn: BatchFn, ids: Sequence, keys: Sequence[str] | None = None, store: RowStore | None = None,
         batch_size: int = 64, desc: str | None = None, progress: bool = False,
-        on_batch: Callable[[int, int], None] | None = None, runner: Runner | None = None) -> dict[str, np.ndarray]:
+        on_batch: Callable[[int, int], None] | None = None, runner: Runner | None = None,
+        task: Task | None = None) -> dict[str, np.ndarray]:
     """The table {"id": ids, column: (N, ...)} of ``fn`` over ``ids``.
 
     Args:
@@ -45,6 +62,7 @@ def run(fn: BatchFn, ids: Sequence, keys: Sequence[str] | None = None, store: Ro
             computed once, and ``store`` holds rows by key.
         store: where finished batches are kept; None computes every id.
         on_batch: ``on_batch(done, total)`` after each computed batch (rows still to compute).
+        runner: ``LocalRunner()`` by default; task: how a remote runner rebuilds ``fn``.
     """
     ids = np.asarray(ids)
     keys = [str(i) for i in ids] if keys is None else [str(k) for k in keys]
@@ -58,11 +76,13 @@ def run(fn: BatchFn, ids: Sequence, keys: Sequence[str] | None = None, store: Ro
     rows: dict[str, dict[str, np.ndarray]] = {k: {c: v[j] for c, v in columns.items()}
                                               for j, k in enumerate(np.asarray(distinct)[found])}
     todo = [first[k] for k, f in zip(distinct, found) if not f]
+    if found.any():
+        log.info("%s: reused %d of %d rows stored by an earlier run", desc or "pass", int(found.sum()), len(distinct))
     batches = [ids[todo[s:s + batch_size]] for s in range(0, len(todo), batch_size)]
     key_of = {_hashable(ids[p]): keys[p] for p in todo}
     bar = tqdm(total=len(todo), disable=not progress, desc=desc)
     done = 0
-    for batch, out in (runner or LocalRunner()).map(fn, batches):
+    for batch, out in (runner or LocalRunner()).map(fn, batches, task) if batches else ():
         batch_keys = [key_of[_hashable(b)] for b in batch]
         _check(out, len(batch), desc)
         if store is not None:

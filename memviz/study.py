@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Callable, Sequence
@@ -77,6 +77,22 @@ def open_study(model: str | Path | DiffusionModel, data: str | Path | ImageDatas
                  data_path=None if data is None or isinstance(data, ImageDataset) else str(data), error=error)
 
 
+@dataclass(frozen=True)
+class StudyTask:
+    """A Study's pass, rebuilt on a worker: ``open_study(**spec)``, then the same builder method
+    (``_flipd_fn``, ``_spectrum_fn``) and the same batch function as in this process."""
+
+    spec: dict
+    builder: str
+    args: tuple
+    conditional: bool
+    held_out: bool
+
+    def build(self):
+        study = open_study(**self.spec)
+        return study.batch_fn(getattr(study, self.builder)(*self.args), self.conditional, self.held_out)
+
+
 def load_data(path: str | Path, model: DiffusionModel) -> ImageDataset:
     """An image folder or ``.npz`` at the model's pixel size (latent models: the VAE's)."""
     from memviz.data.folder import load_image_folder, load_npz
@@ -106,8 +122,19 @@ class Study:
         self.n, self.n_probes, self.trace, self.seed = n, n_probes, trace, seed
         self.path, self.data_path, self.error = path, data_path, error
         self.ts = t_grid(model)
+        self.runner = None       # memviz.runner.LocalRunner by default; a RayRunner runs passes on a cluster
+        self.batch_size = None   # rows per batch of every pass (default: each pass's own)
         self._keys: dict[tuple, list[str]] = {}
         self._memo: dict = {}  # what was read from the store, kept in memory (artifacts never change once stored)
+
+    @property
+    def spec(self) -> dict | None:
+        """What reopens this Study elsewhere (a Ray worker): ``open_study(**spec)``; None when it was
+        made from a loaded model rather than a path."""
+        if self.path is None:
+            return None
+        return {"model": self.path, "data": self.data_path, "n": self.n, "n_probes": self.n_probes,
+                "trace": self.trace, "seed": self.seed}
 
     @property
     def folder(self) -> Path | None:
@@ -156,17 +183,20 @@ class Study:
                 return self._memo[memo][where]
         memo = memo if rows is None else None
         rows = self._default_rows(rows, held_out)
+        params = (list(self.ts), self.trace, self.n_probes, self.seed)
+        grid = self.per_row("flipd", params, rows, self._flipd_fn(), conditional, held_out, on_batch=on_batch,
+                            builder=("_flipd_fn", ()))["flipd"]
+        if memo is not None:
+            self._memo[memo] = grid
+        return grid
 
+    def _flipd_fn(self):
+        """The FLIPD pass on a batch: fn(x, cond, keys) -> {"flipd": (b, T)}."""
         def fn(x, cond, keys):
             seeds = [int(k[:8], 16) + self.seed for k in keys]  # a row's probes depend on its content only
             return {"flipd": flipd_curve(self.model, x, self.ts, cond=cond, trace=self.trace, n_probes=self.n_probes,
                                          seed=seeds).numpy()}
-
-        params = (list(self.ts), self.trace, self.n_probes, self.seed)
-        grid = self.per_row("flipd", params, rows, fn, conditional, held_out, on_batch=on_batch)["flipd"]
-        if memo is not None:
-            self._memo[memo] = grid
-        return grid
+        return fn
 
     def flipd(self, t0: float = DEFAULT_T0, conditional: bool | None = None, rows=None, held_out: bool = False) -> np.ndarray:
         """(N,) FLIPD at ``t0``, read off the stored grid (``memviz.lid.at_t0``): never a model call
@@ -239,16 +269,22 @@ class Study:
         """(N, m) Hessian spectra at y = alpha(t) x, ascending: one store per image content, t,
         method and condition, shared by a pick, ``memviz compute spectra`` and the detectors.
         ``method``: default ``affordable_method`` (exact where D allows)."""
-        from memviz.hessian.spectrum import affordable_method, spectrum
+        from memviz.hessian.spectrum import affordable_method
 
         method = method or affordable_method(self.model)
         if method is None:
             raise ValueError(f"No spectrum at D = {self.model.dim:,} on a CPU: Lanczos needs about 250 Hessian-vector "
                              "products, each a double backward pass (hours at Stable Diffusion's size); use a GPU.")
         conditional = self.conditional if conditional is None else conditional
-        fn = lambda x, cond, keys: {"eigenvalues": spectrum(self.model, x, t, cond, method).numpy()}  # noqa: E731
-        return self.per_row("spectrum", (float(t), method), rows, fn, conditional, held_out, batch_size=batch_size,
-                            on_batch=on_batch)["eigenvalues"]
+        return self.per_row("spectrum", (float(t), method), rows, self._spectrum_fn(float(t), method), conditional,
+                            held_out, batch_size=batch_size, on_batch=on_batch,
+                            builder=("_spectrum_fn", (float(t), method)))["eigenvalues"]
+
+    def _spectrum_fn(self, t: float, method: str):
+        """The spectrum pass on a batch: fn(x, cond, keys) -> {"eigenvalues": (b, m)}."""
+        from memviz.hessian.spectrum import spectrum
+
+        return lambda x, cond, keys: {"eigenvalues": spectrum(self.model, x, t, cond, method).numpy()}
 
     def spectrum(self, row: int, t: float = DEFAULT_T0, conditional: bool | None = None) -> np.ndarray:
         """(m,) the spectrum of one training row (see ``spectra``)."""
@@ -289,24 +325,35 @@ class Study:
 
     # ---- internals ------------------------------------------------------------------------
     def per_row(self, kind: str, params, rows, fn, conditional: bool, held_out: bool = False,
-                batch_size: int = 64, on_batch=None) -> dict[str, np.ndarray]:
+                batch_size: int = 64, on_batch=None, builder: tuple[str, tuple] | None = None) -> dict[str, np.ndarray]:
         """A per-row pass through the runner (any detector or quantity can add one): ``fn(x (b, C, H, W)
         in model space, conditions (b,) or None, keys (b,)) -> {column: (b, ...)}``, stored under
         ``kind`` and ``params`` per content key (the image's bytes and its condition).
+        ``builder``: (method name, args) of this Study that returns ``fn``, so that a remote runner
+        can rebuild it (``StudyTask``); passes without one run locally.
         Returns the table {"id": rows, column: (N, ...)}."""
         rows = self._default_rows(rows, held_out)
+        keys = self._row_keys(held_out, conditional)
+        store = RowStore(kind, fingerprint(model_fingerprint(self.model), kind, params))
+        remote = self.runner is not None and builder is not None and self.spec is not None
+        task = StudyTask(self.spec, builder[0], builder[1], conditional, held_out) if remote else None
+        return run(self.batch_fn(fn, conditional, held_out), rows, [keys[i] for i in rows], store,
+                   self.batch_size or batch_size, desc=kind, on_batch=on_batch,
+                   runner=self.runner if remote else None, task=task)
+
+    def batch_fn(self, fn, conditional: bool, held_out: bool = False):
+        """``fn(x, cond, keys)`` as a batch function of rows: ids (b,) -> {column: (b, ...)}."""
         data = self._space(held_out)
         conds = self.model.conditions_of(data) if conditional else None
         if conditional and conds is None:
             raise ValueError("These images have no condition (label or caption) for this model; use conditional=False.")
         keys = self._row_keys(held_out, conditional)
-        store = RowStore(kind, fingerprint(model_fingerprint(self.model), kind, params))
 
         def batch(ids: np.ndarray) -> dict[str, np.ndarray]:
             x = data.images[torch.as_tensor(ids)]
             return fn(x, None if conds is None else [conds[i] for i in ids], [keys[i] for i in ids])
 
-        return run(batch, rows, [keys[i] for i in rows], store, batch_size, desc=kind, on_batch=on_batch)
+        return batch
 
     def _row_keys(self, held_out: bool, conditional: bool) -> list[str]:
         """Content key of every row: a fingerprint of the image in model space and its condition."""

@@ -45,7 +45,7 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
     if prompt_dets:
         prompts, planted = _prompts(study.model, truth)
         ps = prompt_scores(study.model, prompts, study.reference, max(n), max(steps), reps, sample_steps, t0=t0,
-                           seed=seed, progress=progress, names=prompt_dets)
+                           seed=seed, progress=progress, names=prompt_dets, runner=study.runner, spec=study.spec)
         for n_, s_ in ((a, b) for a in sorted(set(n)) for b in sorted(set(steps))):
             table = ps.table(n_, s_)
             positive = table.prompt.isin(planted).to_numpy()
@@ -59,7 +59,8 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
     if sample_dets:
         planted = int((study.kind(study.train.first_rows()) != "none").sum())
         sample = Study(study.model, study.train, study.test, n=planted + n_ordinary, n_probes=study.n_probes,
-                       trace=study.trace, seed=study.seed)
+                       trace=study.trace, seed=study.seed, path=study.path, data_path=study.data_path)
+        sample.runner, sample.batch_size = study.runner, study.batch_size
         positive = sample.kind(sample.rows) != "none"
         for det in sample_dets:
             if "condition" in det.needs and not sample.conditional:

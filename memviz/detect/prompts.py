@@ -133,7 +133,8 @@ class PromptScores:
 
 def prompt_scores(model: DiffusionModel, prompts: Sequence, index: NeighborIndex, n: int = 4, steps: int = 50,
                   reps: int = 5, sample_steps: int = 50, t0: float = 0.05, n_probes: int = 8, seed: int = 0,
-                  progress: bool = True, names: Sequence[str] | None = None) -> PromptScores:
+                  progress: bool = True, names: Sequence[str] | None = None, runner=None,
+                  spec: dict | None = None) -> PromptScores:
     """Generate ``reps`` x ``n`` samples of each prompt and score every generation with every
     prompt-level detector (or only ``names``).
 
@@ -141,6 +142,8 @@ def prompt_scores(model: DiffusionModel, prompts: Sequence, index: NeighborIndex
         index: the training images (pixel space, [-1, 1]) for the nearest-neighbour evidence.
         steps: the stepwise detectors are evaluated at the first ``steps`` sampling steps.
         sample_steps: the sampler's number of steps (Jeon et al. and Wen et al.: 50).
+        runner, spec: a remote runner (``memviz.ray_runner.RayRunner``) and the Study's ``spec``
+            from which each worker reopens the model and the index (``PromptTask``).
     """
     if not 1 <= steps <= sample_steps:
         raise ValueError(f"steps must lie in 1..{sample_steps}; got {steps}.")
@@ -148,6 +151,22 @@ def prompt_scores(model: DiffusionModel, prompts: Sequence, index: NeighborIndex
     prompts = list(prompts)
     params = (fingerprint(index.reference), n, reps, steps, sample_steps, t0, n_probes, seed, [d.name for d in dets])
     store = RowStore("prompt_scores", fingerprint(model_fingerprint(model), params))
+    knobs = {"n": n, "reps": reps, "steps": steps, "sample_steps": sample_steps, "t0": t0, "n_probes": n_probes,
+             "seed": seed, "names": [d.name for d in dets]}
+    remote = runner is not None and spec is not None
+    table = run(prompt_batch(model, prompts, index, **knobs), np.arange(len(prompts)),
+                [fingerprint(p, seed + 1000 * i) for i, p in enumerate(prompts)], store, batch_size=1,
+                desc="prompts", progress=progress, runner=runner if remote else None,
+                task=PromptTask(spec, prompts, knobs) if remote else None)
+    scores = {k: v for k, v in table.items() if k != "id" and not k.startswith("seconds:")}
+    seconds = {k.split(":", 1)[1]: v.mean(0) for k, v in table.items() if k.startswith("seconds:")}
+    return PromptScores(prompts, scores, seconds, n, steps)
+
+
+def prompt_batch(model: DiffusionModel, prompts: list, index: NeighborIndex, n: int, reps: int, steps: int,
+                 sample_steps: int, t0: float, n_probes: int, seed: int, names: Sequence[str]):
+    """The batch function of ``prompt_scores``: prompt numbers (1,) -> the prompt's scores and seconds."""
+    dets = detectors("prompt", names)
 
     def batch(ids: np.ndarray) -> dict[str, np.ndarray]:
         i = int(ids[0])  # one prompt per batch: each prompt is stored as soon as it is scored
@@ -156,8 +175,19 @@ def prompt_scores(model: DiffusionModel, prompts: Sequence, index: NeighborIndex
         out = {k: v.reshape(1, reps, n, *v.shape[1:]) for k, v in scores.items()}
         return out | {f"seconds:{k}": v[None] / reps for k, v in seconds.items()}  # per group of n
 
-    table = run(batch, np.arange(len(prompts)), [fingerprint(p, seed + 1000 * i) for i, p in enumerate(prompts)],
-                store, batch_size=1, desc="prompts", progress=progress)
-    scores = {k: v for k, v in table.items() if k != "id" and not k.startswith("seconds:")}
-    seconds = {k.split(":", 1)[1]: v.mean(0) for k, v in table.items() if k.startswith("seconds:")}
-    return PromptScores(prompts, scores, seconds, n, steps)
+    return batch
+
+
+@dataclass(frozen=True)
+class PromptTask:
+    """``prompt_batch`` rebuilt on a worker from a Study's ``spec`` (model, and the training images as the index)."""
+
+    spec: dict
+    prompts: list
+    knobs: dict
+
+    def build(self):
+        from memviz.study import open_study
+
+        study = open_study(**self.spec)
+        return prompt_batch(study.model, self.prompts, study.reference, **self.knobs)

@@ -1,0 +1,133 @@
+"""The Ray engine on this machine's private local cluster: the same table as the local engine, a
+rerun after a killed driver resumes from the stored batches, a killed worker is retried, and a
+missing Ray or an unreachable address is one sentence."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'memviz[ray]'")
+
+
+def _cli(*args, cache: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MEMVIZ_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
+    return subprocess.run([sys.executable, "-m", "memviz.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def local_table(tmp_path_factory) -> pd.DataFrame:
+    """demo-toy's whole table, computed by the local engine."""
+    folder = tmp_path_factory.mktemp("local")
+    out = _cli("compute", "lid", "--model", "demo-toy", "--out", str(folder / "t.parquet"), cache=folder / "cache")
+    assert out.returncode == 0, out.stderr
+    return pd.read_parquet(folder / "t.parquet")
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert list(a.columns) == list(b.columns) and list(a.columns)[0] == "row"
+    np.testing.assert_array_equal(a.row, b.row)
+    for c in a.columns:
+        if a[c].dtype.kind == "f":
+            np.testing.assert_allclose(a[c], b[c], rtol=1e-5, atol=1e-4, err_msg=c)
+        else:
+            np.testing.assert_array_equal(a[c], b[c], err_msg=c)
+
+
+def test_the_ray_engine_gives_the_local_table_and_a_rerun_reuses_it(tmp_path, local_table):
+    out = _cli("compute", "lid", "--model", "demo-toy", "--engine", "ray", "--workers", "2", "--batch-size", "128",
+               "--out", str(tmp_path / "t.parquet"), cache=tmp_path / "cache")
+    assert out.returncode == 0, out.stderr[-3000:]
+    _same(local_table, pd.read_parquet(tmp_path / "t.parquet"))
+    again = _cli("compute", "lid", "--model", "demo-toy", "--engine", "ray", "--out", str(tmp_path / "u.parquet"),
+                 cache=tmp_path / "cache")
+    assert again.returncode == 0 and f"reused {len(local_table)} of {len(local_table)} rows" in again.stderr
+
+
+def test_a_rerun_after_a_killed_driver_resumes_from_the_finished_batches(tmp_path, local_table):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "MEMVIZ_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
+    args = [sys.executable, "-m", "memviz.cli", "compute", "lid", "--model", "demo-toy", "--engine", "ray",
+            "--batch-size", "16", "--out", str(tmp_path / "t.parquet")]
+    driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    parts = lambda: list(cache.glob("flipd/*/part-*.npz"))  # noqa: E731
+    deadline = time.time() + 300
+    while len(parts()) < 3 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.1)
+    os.kill(driver.pid, signal.SIGKILL)                                   # the driver only: its Ray lingers
+    driver.wait()
+    stored = len(parts())
+    assert 3 <= stored and not (tmp_path / "t.parquet").exists()
+    out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    reused = int(out.stderr.split("reused ")[1].split(" of ")[0])
+    assert 16 * 3 <= reused < len(local_table)                            # the finished batches, not the rest
+    _same(local_table, pd.read_parquet(tmp_path / "t.parquet"))
+    try:
+        os.killpg(driver.pid, signal.SIGKILL)                             # what the killed driver left running
+    except ProcessLookupError:
+        pass
+
+
+def _map_workers() -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and b"MapWorker" in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_killed_worker_is_retried_and_no_row_is_lost(tmp_path, monkeypatch, local_table):
+    from memviz.ray_runner import RayRunner
+    from memviz.study import open_study
+
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    study = open_study("demo-toy", n=None)
+    study.batch_size = 16
+    killed = []
+
+    def kill_one_worker():
+        deadline = time.time() + 300
+        while time.time() < deadline and not killed:
+            workers = _map_workers()
+            if workers and list(tmp_path.glob("flipd/*/part-*.npz")):
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+            time.sleep(0.05)
+
+    with RayRunner(workers=2) as runner:
+        study.runner = runner
+        watcher = threading.Thread(target=kill_one_worker)
+        watcher.start()
+        grid = study.flipd_grid(conditional=False)
+        watcher.join()
+    assert killed, "no worker was killed: the test proves nothing"
+    assert grid.shape == (len(local_table), len(study.ts)) and np.isfinite(grid).all()
+    expected = local_table.set_index("row").flipd_uncond.to_numpy()
+    np.testing.assert_allclose(study.flipd(0.05, conditional=False), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_without_ray_or_with_an_unreachable_address_one_sentence_in_seconds(tmp_path, monkeypatch, capsys):
+    from memviz.cli import main
+
+    start = time.perf_counter()
+    out = _cli("compute", "lid", "--model", "demo-toy", "--engine", "ray", "--address", "127.0.0.1:9",
+               cache=tmp_path)
+    assert out.returncode == 2 and "No Ray cluster answers at 127.0.0.1:9" in out.stderr
+    assert time.perf_counter() - start < 60 and "Traceback" not in out.stderr
+    monkeypatch.setitem(sys.modules, "ray", None)                        # as if Ray were not installed
+    assert main(["compute", "lid", "--model", "demo-toy", "--engine", "ray"]) == 2
+    assert 'pip install "memviz[ray]"' in capsys.readouterr().err
