@@ -47,8 +47,8 @@ def test_the_ray_engine_gives_the_local_table_and_a_rerun_reuses_it(tmp_path, lo
                "--out", str(tmp_path / "t.parquet"), cache=tmp_path / "cache")
     assert out.returncode == 0, out.stderr[-3000:]
     _same(local_table, pd.read_parquet(tmp_path / "t.parquet"))
-    again = _cli("compute", "lid", "--model", "demo-toy", "--engine", "ray", "--out", str(tmp_path / "u.parquet"),
-                 cache=tmp_path / "cache")
+    # the local engine (what the app runs) reads every row the Ray engine stored
+    again = _cli("compute", "lid", "--model", "demo-toy", "--out", str(tmp_path / "u.parquet"), cache=tmp_path / "cache")
     assert again.returncode == 0 and f"reused {len(local_table)} of {len(local_table)} rows" in again.stderr
 
 
@@ -131,3 +131,54 @@ def test_without_ray_or_with_an_unreachable_address_one_sentence_in_seconds(tmp_
     monkeypatch.setitem(sys.modules, "ray", None)                        # as if Ray were not installed
     assert main(["compute", "lid", "--model", "demo-toy", "--engine", "ray"]) == 2
     assert 'pip install "memviz[ray]"' in capsys.readouterr().err
+
+
+class RebuildingRunner:
+    """Runs each batch with the function its Task rebuilds (as a Ray worker would), in this process."""
+
+    def __init__(self):
+        self.tasks = []
+
+    def map(self, fn, batches, task=None):
+        self.tasks.append(type(task).__name__)
+        built = task.build()
+        for batch in batches:
+            yield batch, built(batch)
+
+
+def test_tasks_rebuild_the_same_batch_functions(tmp_path, monkeypatch):
+    """What a worker builds from a StudyTask or a PromptTask computes what this process computes."""
+    from memviz.detect.prompts import prompt_scores
+    from memviz.study import open_study
+
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "a"))
+    study = open_study("demo-mnist", n=24)
+    expected = study.flipd_grid(conditional=False), study.spectra(study.rows[:3])
+    prompts = ["3", "memorized-00"]
+    kw = dict(n=1, steps=1, reps=1, sample_steps=3, progress=False, names=["wen", "nn_distance"])
+    scores = prompt_scores(study.model, prompts, study.reference, **kw).scores
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "b"))                # nothing stored: all recomputed
+    remote = open_study("demo-mnist", n=24)
+    remote.runner = RebuildingRunner()
+    np.testing.assert_allclose(remote.flipd_grid(conditional=False), expected[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(remote.spectra(remote.rows[:3]), expected[1], rtol=1e-4, atol=1e-3)
+    again = prompt_scores(remote.model, prompts, remote.reference, runner=remote.runner, spec=remote.spec, **kw).scores
+    assert remote.runner.tasks == ["StudyTask", "StudyTask", "PromptTask"]
+    for name in scores:
+        np.testing.assert_allclose(again[name], scores[name], rtol=1e-4, atol=1e-4, err_msg=name)
+
+
+@pytest.mark.slow
+def test_eval_detection_on_ray_gives_the_local_rows(tmp_path):
+    """A small eval-detection (every detector, both levels) by both engines: the same AUROCs."""
+    import json
+
+    args = ["eval-detection", "--model", "demo-mnist", "--n", "1", "--steps", "1", "--reps", "1", "--sample-steps",
+            "4", "--n-ordinary", "6"]
+    rows = {}
+    for engine in ("local", "ray"):
+        out = _cli(*args, "--engine", engine, "--json", str(tmp_path / f"{engine}.json"), cache=tmp_path / engine)
+        assert out.returncode == 0, out.stderr[-3000:]
+        rows[engine] = json.loads((tmp_path / f"{engine}.json").read_text())
+    assert [(r["detector"], r["level"], r["auroc"]) for r in rows["local"]] == \
+        [(r["detector"], r["level"], r["auroc"]) for r in rows["ray"]]
