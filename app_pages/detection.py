@@ -12,7 +12,7 @@ from memviz.detect.evaluate import report as report_table
 from memviz.detect.metrics import roc_points
 from memviz.figures import roc_figure
 from memviz.ui.loaders import workspace_picker
-from memviz.ui.widgets import export_menu, query_value, set_query, table_downloads
+from memviz.ui.widgets import export_menu, query_index, set_query, table_downloads
 
 st.title("Detection")
 ws = workspace_picker()
@@ -27,8 +27,7 @@ if not report.exists():
 rows = report_table(json.loads(report.read_text()))  # ordered by the detector registry
 levels = sorted(rows.level.unique())
 c1, c2, c3 = st.columns(3)
-level = c1.selectbox("Level", levels, index=levels.index(query_value("level", levels[0])) if
-                     query_value("level", levels[0]) in levels else 0)
+level = c1.selectbox("Level", levels, index=query_index("level", levels))
 part = rows[rows.level == level]
 ns = sorted({int(v) for v in part.n.dropna()}) or [None]
 n = c2.selectbox("Generations per prompt (n)", ns, disabled=ns == [None])

@@ -11,8 +11,8 @@ from memviz.ui.loaders import study_of, workspace_picker
 from memviz.ui.widgets import (
     export_menu,
     images_analysed,
+    query_index,
     query_t0,
-    query_value,
     require_images,
     set_query,
     table_downloads,
@@ -27,8 +27,7 @@ ws = workspace_picker()
 require_images(ws)
 c1, c2 = st.columns(2)
 names = list(COLOURS)
-colour = c1.selectbox("Colour by", names, index=names.index(query_value("colour", names[0])) if
-                      query_value("colour", names[0]) in names else 0)
+colour = c1.selectbox("Colour by", names, index=query_index("colour", names))
 size = images_analysed(c2)
 t0 = query_t0(tuple(ws.ts), DEFAULT_T0)
 set_query(colour=colour, n=size)

@@ -51,11 +51,7 @@ if kind is not None and ws.train.images.shape[-1] > 1:
 if ws.train.images.shape[-1] == 1:
     st.stop()  # points, not images: the Manifold page shows them
 st.subheader("What the model memorized")
-try:
-    table = prepared(ws).table(t0)
-except ValueError as exc:  # a t0 outside the model's grid, from the URL
-    st.error(str(exc))
-    st.stop()
+table = prepared(ws).table(t0)
 verdicts = table.verdict.value_counts().reindex(list(VERDICTS), fill_value=0)
 cols = st.columns(len(verdicts))
 for col, (name, count) in zip(cols, verdicts.items()):

@@ -83,17 +83,18 @@ def save_npz(path: str | os.PathLike, checksum: bool = False, **arrays: Any) -> 
             np.savez(f, **arrays)
 
 
-def load_npz(path: str | os.PathLike, checksum: bool = False) -> dict:
+def load_npz(path: str | os.PathLike, checksum: bool = False, checked: bool = False) -> dict:
     """Every array of an ``.npz``, after ``guard.npz_members`` has checked its declared sizes
-    (no object arrays, nothing over ``MEMVIZ_MAX_BYTES``); with ``checksum``, the stored digest
-    must match. Any damage is one ``ValueError``."""
+    (no object arrays, nothing over ``MEMVIZ_MAX_BYTES``; ``checked``: the caller already did);
+    with ``checksum``, the stored digest must match. Any damage is one ``ValueError``."""
     import zipfile
 
     import numpy as np
 
     from memviz.guard import npz_members
 
-    npz_members(path)
+    if not checked:
+        npz_members(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -12,26 +12,24 @@ from pathlib import Path
 MAX_COUNT = 10**7  # no count (images, steps, probes, repetitions) above this is meant
 
 
-def count(text: str) -> int:
-    """An argparse type: a whole number from 1 to MAX_COUNT."""
+def _whole(text: str, low: int, high: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"{value} is outside 1..{MAX_COUNT:,}")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is outside {low:,}..{high:,}")
     return value
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number from 1 to MAX_COUNT."""
+    return _whole(text, 1, MAX_COUNT)
 
 
 def seed(text: str) -> int:
     """An argparse type: a seed from 0 to 2**63 - 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"{value} is outside 0..2**63 - 1")
-    return value
+    return _whole(text, 0, 2**63 - 1)
 
 
 def _finite(text: str, low: float, strict: bool) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ def load_image_folder(path: str | Path, resolution: int | None = None, channels:
     Before any pixel is decoded, the images' declared sizes (their headers) are checked against
     ``MEMVIZ_MAX_BYTES``, as float32 tensors.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     root = Path(path)
     if not root.is_dir():
@@ -32,14 +33,11 @@ def load_image_folder(path: str | Path, resolution: int | None = None, channels:
     _check_declared_sizes(root, files, resolution, channels)
     arrays = []
     for f in files:
-        try:
-            with Image.open(f) as im:
-                im = im.convert(mode or ("L" if im.mode in ("L", "1", "I;16") else "RGB"))
-                if resolution:
-                    im = im.resize((resolution, resolution), Image.BICUBIC)
-                arrays.append(np.asarray(im))
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-            raise ValueError(f"{f} is not a readable image ({exc.__class__.__name__}); remove or fix it.") from None
+        with _opened(f) as im:
+            im = im.convert(mode or ("L" if im.mode in ("L", "1", "I;16") else "RGB"))
+            if resolution:
+                im = im.resize((resolution, resolution), Image.BICUBIC)
+            arrays.append(np.asarray(im))
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(f"Images in {root} have different sizes {sorted(shapes)[:3]}; pass resolution= to resize.")
@@ -53,21 +51,29 @@ def load_image_folder(path: str | Path, resolution: int | None = None, channels:
 def _check_declared_sizes(root: Path, files: list[Path], resolution: int | None, channels: int | None) -> None:
     """Refuse the folder if its images, as float32 tensors, would exceed ``MEMVIZ_MAX_BYTES``, from the
     image headers alone (``Image.open`` is lazy) and before the first one is decoded."""
-    from PIL import Image, UnidentifiedImageError
-
     from memviz.guard import check_bytes, max_bytes
 
     limit, total = max_bytes(), 0
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                w, h = (resolution, resolution) if resolution else im.size
-                c = channels or (1 if im.mode in ("L", "1", "I;16") else 3)
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
-            raise ValueError(f"{f} is not a readable image ({exc.__class__.__name__}); remove or fix it.") from None
+    for i, f in enumerate(files, 1):
+        with _opened(f) as im:
+            w, h = (resolution, resolution) if resolution else im.size
+            c = channels or (1 if im.mode in ("L", "1", "I;16") else 3)
         total += 2 * w * h * c * 4  # the decoded pixels and their float32 copy
-        if total > limit:
-            check_bytes(total * len(files) // (files.index(f) + 1), f"The {len(files):,} images in {root}")
+        if total > limit:  # refuse now, naming what the whole folder would take at this rate
+            check_bytes(total * len(files) // i, f"The {len(files):,} images in {root}")
+
+
+@contextmanager
+def _opened(f: Path):
+    """``PIL.Image.open(f)`` (lazy: the header only); anything unreadable, a decompression bomb
+    included, is one sentence."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as im:
+            yield im
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+        raise ValueError(f"{f} is not a readable image ({exc.__class__.__name__}); remove or fix it.") from None
 
 
 def _annotations(root: Path, files: list[Path]):
@@ -117,7 +123,7 @@ def load_npz(path: str | Path) -> ImageDataset:
     for name in ("labels", "captions", "lid"):
         if name in members and members[name][1][:1] != shape[:1]:
             raise ValueError(f"'{name}' in {path} has {members[name][1][:1] or 'no'} rows but 'images' has {shape[0]}.")
-    arrays = read(path)
+    arrays = read(path, checked=True)
     x = arrays["images"]
     if x.ndim == 3:
         x = x[:, None]

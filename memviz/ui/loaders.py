@@ -123,10 +123,7 @@ def workspace_picker() -> Study | None:
         st.info("Enter the path of a local diffusers model folder (model_index.json, or unet/ and scheduler/).")
         return None
     try:
-        allowed(path, "model")  # before anything is cached or opened
-        if data_path.strip():
-            allowed(data_path.strip(), "data path")
-        study = load_study(path, data_path.strip() or None)
+        study = load_study(path, data_path.strip() or None)  # the roots are checked there, before any file opens
     except ValueError as exc:
         st.error(str(exc))
         return None

@@ -65,6 +65,12 @@ def query_value(name: str, default: Any, cast: Callable[[str], Any] = str, lo: f
     return value
 
 
+def query_index(name: str, options: list) -> int:
+    """The place in ``options`` of the option named by ``?name``; 0 when absent or not an option."""
+    wanted = query_value(name, None)
+    return options.index(wanted) if wanted in options else 0
+
+
 def query_t0(grid, default: float) -> float:
     """``?t0`` snapped to the nearest point of the model's t grid (in log t); ``default`` when absent
     or not a positive finite number."""
