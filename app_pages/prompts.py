@@ -6,8 +6,8 @@ import pandas as pd
 import streamlit as st
 
 from memviz.data.captions import example_prompts
-from memviz.detect import detectors
-from memviz.figures import image_grid, spectrum_figure
+from memviz.detect import DETECTORS, detectors
+from memviz.figures import image_grid, overlay, spectrum_figure
 from memviz.ui.loaders import compare_prompts, workspace_picker
 from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
 
@@ -36,7 +36,7 @@ else:
 c1, c2, c3, c4 = st.columns(4)
 n = c1.slider("Generations per prompt", 1, 32, 8)
 steps = c2.slider("Sampling steps", 5, 100, 25)
-guidance = c3.slider("Guidance scale", 1.0, 8.0, min(max(float(model.meta.get("guidance_scale", 1.0)), 1.0), 8.0), 0.5)
+guidance = c3.slider("Guidance scale", 1.0, 8.0, min(max(model.guidance_scale, 1.0), 8.0), 0.5)
 seed = int(c4.number_input("Seed", 0, 2**31 - 1, query_value("seed", 0, int, 0, 2**31 - 1)))
 set_query(prompts="|".join(map(str, prompts)) if prompts != [None] else None, seed=seed)
 if ws.train is None or model.sample_shape[-1] == 1:
@@ -55,14 +55,22 @@ for col, r in zip(st.columns(len(results) or 1), results):
         st.metric("Copies (calibrated l2 < 0.5)", f"{int(r.evidence.is_copy.sum())} / {n}",
                   help="Carlini et al. 2023: nearest-training l2 over 0.5 x the mean l2 to the 50 nearest.")
         st.image(image_grid(r.evidence.images, nrow=n, scale=3), caption="generations")
+        if r.mask is not None:
+            st.image(image_grid(overlay(r.evidence.images, r.mask), nrow=n, scale=3),
+                     caption="where it is copied (Bright Ending: red = the end token's attention at the last step)")
         st.image(image_grid(r.evidence.nearest_images, nrow=n, scale=3), caption="nearest training image of each")
         st.caption("calibrated l2: " + ", ".join(f"{c:.2f}" for c in r.evidence.calibrated))
+if results and results[0].mask is None:
+    st.caption(f"Where in the image: {DETECTORS['bright-ending'].unavailable(model)}")
 st.subheader("Detectors")
 st.dataframe(scores, hide_index=True, column_config={
     d.name: st.column_config.NumberColumn(help=f"{d.paper}; {'higher' if d.sign > 0 else 'lower'} = more memorized; "
-                                          f"cost: {d.cost}" + ("; at the first sampling step" if d.stepwise else ""))
+                                          f"cost: {d.cost}" + ("; at the first sampling step" if d.stepwise else "")
+                                          + ("; on the initial noise" if d.noise else ""))
     for d in detectors("prompt")})
-st.caption("Generation i of a prompt is (prompt, seed, i); each score is the mean over the prompt's generations.")
+st.caption("Generation i of a prompt is (prompt, seed, i); each score is the mean over the prompt's generations. "
+           "Stepwise and noise-level scores are taken at the first step of the papers' 50-step schedule, whatever "
+           "the sampling steps above, so they compare with the Detection page.")
 table_downloads(scores, "prompt-scores", key="prompt-scores")
 with_spectra = [r for r in results if len(r.eigenvalues)]
 figures = {}
@@ -76,6 +84,8 @@ if with_spectra:
                + ", ".join(f"{r.prompt}: {int(np.sum(r.eigenvalues < -r.tau))}" for r in with_spectra))
 grids = {f"prompt-{k}-{part}": image_grid(getattr(r.evidence, attr), nrow=n, scale=3)
          for k, r in enumerate(results) for part, attr in (("generations", "images"), ("nearest", "nearest_images"))}
+grids |= {f"prompt-{k}-copied-where": image_grid(overlay(r.evidence.images, r.mask), nrow=n, scale=3)
+          for k, r in enumerate(results) if r.mask is not None}
 figure_pack_button(figures, {"scores": scores}, {"model": ws.path, "data": ws.data_path, "prompts": prompts, "n": n,
                                                  "steps": steps, "guidance_scale": guidance, "seed": seed},
                    "memviz-prompts", key="pack", images=grids)

@@ -5,10 +5,10 @@ import numpy as np
 import streamlit as st
 
 from memviz.data import to_unit
-from memviz.figures import flipd_curve_figure, image_grid, map_figure, spectrum_figure
+from memviz.figures import flipd_curve_figure, image_grid, map_figure, overlay, spectrum_figure
 from memviz.hessian import affordable_method, default_tau, summarize
 from memviz.lid import DEFAULT_T0
-from memviz.ui.loaders import heavy, sample_view, study_of, workspace_picker
+from memviz.ui.loaders import compare_prompts, heavy, sample_view, study_of, workspace_picker
 from memviz.ui.widgets import (
     export_menu,
     figure_pack_button,
@@ -131,6 +131,17 @@ def sample_panel(default: int) -> None:
         st.image(image_grid(to_unit(view.neighbor_images), nrow=len(view.neighbors), scale=4),
                  caption="nearest other training images: " + ", ".join(f"row {r} at {d:.2f}" for r, d in
                                                                           zip(view.neighbors, view.distances)))
+        caption = study.train.captions[i] if study.train.captions is not None else None
+        if caption is not None and study.model.is_text_conditional:
+            with st.expander(f"Where is it copied? Generate from its caption: '{caption[:80]}'"):
+                if st.button("Generate 4 and show where they copy (Bright Ending)", key=f"be-{i}"):
+                    r = compare_prompts(ws.path, (caption,), 4, 25, study.model.guidance_scale, 0, ws.data_path)[0]
+                    st.image(image_grid(overlay(r.evidence.images, r.mask), nrow=4, scale=4) if r.mask is not None
+                             else image_grid(r.evidence.images, nrow=4, scale=4),
+                             caption="generations; red = the end token's cross-attention at the last step")
+                    st.image(image_grid(r.evidence.nearest_images, nrow=4, scale=4),
+                             caption="nearest training image of each: " + ", ".join(
+                                 f"{c:.2f}" for c in r.evidence.calibrated) + " (calibrated l2; below 0.5 = a copy)")
     with right:
         fig = map_figure(table[["x", "y"]].to_numpy(), color=table.flipd.to_numpy(), color_name="FLIPD",
                          highlight=np.flatnonzero(table["row"].to_numpy() == i),

@@ -50,6 +50,14 @@ def non_negative_float(text: str) -> float:
     return _finite(text, 0.0, strict=False)
 
 
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    value = _finite(text, 0.0, strict=True)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} must lie strictly between 0 and 1")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="memviz", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -98,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-steps", type=count, default=50, help="the sampler's number of steps")
     p.add_argument("--n-ordinary", type=count, default=200, help="ordinary training images at sample level")
     p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--guidance-scale", type=non_negative_float,
+                   help="w along the sampled trajectories (default: the model's; 7.5 for Stable Diffusion)")
+    p.add_argument("--calibrate", type=fraction, nargs="?", const=0.5, metavar="FRACTION",
+                   help="fit the anisotropy score's weights on this fraction of the prompts (default 0.5) and "
+                        "report it on the others only, beside the paper's weights")
     p.add_argument("--json", type=Path, help="write the rows here")
     _engine_arguments(p)
     p.add_argument("--scores", type=Path, help="write every query's score here (.parquet or .csv), for ROC curves")
@@ -275,13 +288,17 @@ def _eval_detection(args) -> int:
     from memviz.detect import KEYS, detectors, eval_detection
     from memviz.study import open_study
 
-    names = [d.name for d in detectors(names=args.detectors)]  # an unknown name: one sentence listing them
+    detectors(names=args.detectors)  # an unknown name: one sentence listing them, before anything loads
     scores: list[dict] = []
     with _engine(args, open_study(args.model)) as study:
+        notes: list[str] = []
         rows = eval_detection(study, n=args.n, steps=args.steps, reps=args.reps, n_ordinary=args.n_ordinary,
-                              sample_steps=args.sample_steps, seed=args.seed, scores=scores, names=names)
-    table = pd.DataFrame(rows, columns=list(KEYS))
-    with pd.option_context("display.width", 200, "display.max_rows", 500):
+                              sample_steps=args.sample_steps, seed=args.seed, scores=scores, names=args.detectors,
+                              calibrate=args.calibrate, guidance_scale=args.guidance_scale, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    table = pd.DataFrame(rows, columns=list(KEYS)).astype({"n": "Int64", "steps": "Int64"})
+    with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_colwidth", 60):
         print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
     if args.json:
         write_json(args.json, rows)

@@ -31,6 +31,19 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scal
     return arr.repeat(scale, 0).repeat(scale, 1) if scale > 1 else arr
 
 
+def overlay(images: torch.Tensor, mask: np.ndarray, strength: float = 0.6) -> torch.Tensor:
+    """Images (B, C, H, W) in [0, 1] with a mask (B, H, W) in [0, 1] laid over them in red (where
+    Bright Ending says the image is copied): (B, 3, H, W) in [0, 1]."""
+    rgb = images.detach().cpu().float().clamp(0, 1)
+    rgb = rgb.expand(-1, 3, -1, -1) if rgb.shape[1] == 1 else rgb[:, :3]
+    m = torch.as_tensor(np.asarray(mask), dtype=torch.float32)
+    if m.shape != (rgb.shape[0], *rgb.shape[2:]):
+        raise ValueError(f"The mask must be (B, H, W) = {(rgb.shape[0], *rgb.shape[2:])}; got {tuple(m.shape)}.")
+    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    a = strength * m.clamp(0, 1)[:, None]
+    return (1 - a) * rgb + a * red
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, scale: int = 4) -> Path:
     """Save ``image_grid(images)`` as a PNG, atomically."""
     from PIL import Image
@@ -166,4 +179,33 @@ def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: s
     fig.add_vline(x=0.01, line_dash="dot", line_color="grey", annotation_text="1% FPR")
     fig.update_layout(title=title, template="plotly_white", xaxis_title="false positive rate",
                       yaxis_title="true positive rate")
+    return fig
+
+
+def cost_figure(rows, title: str | None = None):
+    """AUROC against seconds per query (log), one point per detector and setting, with its 95%
+    interval as an error bar: the cheapest good detector sits top left.
+
+    Args:
+        rows: a pandas.DataFrame of eval-detection rows (``memviz.detect.KEYS``) of one level and split.
+    """
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for i, (name, part) in enumerate(rows.groupby("detector", sort=False)):
+        label = [f"n = {n}" if n == n and n is not None else "" for n in part.n]
+        label = [f"{a}, {s:g} steps" if s == s and s is not None else a for a, s in zip(label, part.steps)]
+        label = [f"{a}, {st}" if st else a for a, st in zip(label, part.setting.astype(object).where(part.setting.notna(), ""))]
+        fig.add_trace(go.Scatter(
+            x=part.seconds_per_query.clip(lower=1e-4), y=part.auroc, mode="markers", name=name, text=label,
+            marker={"color": _PALETTE[i % len(_PALETTE)], "size": 9,
+                    "symbol": ["circle", "square", "diamond", "triangle-up", "x", "star"][i // len(_PALETTE) % 6]},
+            error_y={"type": "data", "symmetric": False, "array": part.auroc_high - part.auroc,
+                     "arrayminus": part.auroc - part.auroc_low, "thickness": 1},
+            hovertemplate="%{fullData.name}<br>%{text}<br>AUROC %{y:.3f}<br>%{x:.3g} s per query<extra></extra>"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="chance",
+                  annotation_position="bottom right")
+    fig.update_layout(title=title, template="plotly_white", xaxis_title="seconds per query (log)",
+                      yaxis_title="AUROC (95% interval)", xaxis_type="log", yaxis_range=[-0.02, 1.05],
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
     return fig

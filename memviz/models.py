@@ -64,6 +64,7 @@ class DiffusionModel(Conditioning):
         # half precision where no gradient flows (sampling, encodings); autograd paths stay float32
         self.half = self.device.type == "cuda" if half is None else bool(half)
         self._unet_half = None
+        self.unet_calls = 0  # UNet forward calls so far (memviz.detect.cost.Meter reads it)
 
     # ---- what the model is ------------------------------------------------------------
     @property
@@ -72,6 +73,23 @@ class DiffusionModel(Conditioning):
         size = self.unet.config.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)
         return (int(self.unet.config.in_channels), int(h), int(w))
+
+    @property
+    def family(self) -> str | None:
+        """"sd-v1" or "sd-v2" for a Stable Diffusion checkpoint (latent, text width 768 or 1024), else None."""
+        width = getattr(self.unet.config, "cross_attention_dim", None)
+        if self.vae is None or width not in (768, 1024):
+            return None
+        return "sd-v1" if width == 768 else "sd-v2"
+
+    @property
+    def guidance_scale(self) -> float:
+        """The recommended classifier-free guidance w, the one rule for every default: ``meta``'s
+        value, else 7.5 for Stable Diffusion (the scale of its release and of the detection papers'
+        protocol: Wen et al., Jeon et al.), else 1 (the plain conditional prediction)."""
+        if "guidance_scale" in self.meta:
+            return float(self.meta["guidance_scale"])
+        return 7.5 if self.family else 1.0
 
     @property
     def pixel_shape(self) -> tuple[int, int, int]:
@@ -157,16 +175,21 @@ class DiffusionModel(Conditioning):
         """The raw UNet output at scheduler steps tau (B,); ``double``: x holds the conditional rows
         then the same rows again, run unconditional (one batched call for guidance)."""
         unet = self.unet
+        self.unet_calls += 1
         if self.half and not torch.is_grad_enabled():  # no gradient flows: a float16 copy of the UNet
-            if self._unet_half is None:
-                import copy
-
-                self._unet_half = copy.deepcopy(self.unet).half()
-            unet, x = self._unet_half, x.half()
+            unet, x = self.unets()[-1], x.half()
         kwargs = self.unet_inputs(cond, len(x) // 2 if double else len(x), double)
         kwargs = {k: v.to(x.dtype) if v.is_floating_point() else v for k, v in kwargs.items()}
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=unet is self._unet_half):
             return unet(x, tau, **kwargs).sample.float()
+
+    def unets(self) -> list:
+        """The UNet, and its float16 copy (made here, once) when the model runs in half precision."""
+        if self.half and self._unet_half is None:
+            import copy
+
+            self._unet_half = copy.deepcopy(self.unet).half()
+        return [self.unet] + ([self._unet_half] if self.half else [])
 
     # ---- checks -------------------------------------------------------------------------
     def _check_x(self, x: torch.Tensor) -> None:

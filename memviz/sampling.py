@@ -85,7 +85,7 @@ def sample(model, n: int, cond: Cond = None, steps: int = 50, guidance_scale: Gu
         scheduler ("ddim" or "ddpm", defaults to "ddim"): built from the training scheduler's
             config; DDIM is deterministic (eta = 0) given the noise.
         guidance_scale: w, or a schedule t -> w(t); defaults to the model's recommended value
-            (``meta``) or 1 (the plain conditional prediction).
+            (``DiffusionModel.guidance_scale``).
         noise: (n, C, H, W) x_T in the model's space, instead of drawing it from ``seed``.
         callback: called with a ``Step`` at every step of every batch (under ``torch.no_grad``).
         uncond: also compute the unconditional output at unguided steps, for the callback (one
@@ -99,7 +99,7 @@ def sample(model, n: int, cond: Cond = None, steps: int = 50, guidance_scale: Gu
     pixels = n * math.prod(model.pixel_shape) * 4 * 2               # x0 and its decoded or unit copy
     check_bytes(pixels * (steps + 1 if return_trajectory else 1), f"{n:,} samples" +
                 (f" with {steps} steps of trajectory" if return_trajectory else ""))
-    w = guidance_scale if guidance_scale is not None else float(model.meta.get("guidance_scale", 1.0))
+    w = guidance_scale if guidance_scale is not None else model.guidance_scale
     schedule = w if callable(w) else (lambda t, w=float(w): w)
     gen = torch.Generator("cpu").manual_seed(seed)
     drawn = initial_noise(model, n, gen)                        # drawn either way: DDPM's later draws stay the same

@@ -87,6 +87,8 @@ class PromptResult:
         prompt; seed (int): generation i of the prompt is (prompt, seed, i); evidence (CopyEvidence);
         scores (dict): prompt, seed, copies, and one entry per detector (raw, see its sign);
         eigenvalues (np.ndarray): (m,); tau (float).
+        mask (np.ndarray | None): (n, H, W) in [0, 1], where each generation is copied (Bright Ending:
+            the end token's cross-attention at the final step); None for models without cross-attention.
     """
 
     prompt: object
@@ -95,6 +97,7 @@ class PromptResult:
     scores: dict
     eigenvalues: np.ndarray
     tau: float
+    mask: np.ndarray | None = None
 
 
 def compare_prompts(study, prompts: list, n: int = 8, steps: int = 25, guidance_scale=None, seed: int = 0,
@@ -102,10 +105,12 @@ def compare_prompts(study, prompts: list, n: int = 8, steps: int = 25, guidance_
     """Generate n samples of each prompt (seeded) and score them with every registered prompt-level
     detector (``memviz.detect.prompts.score_generations``, the loop eval-detection runs).
 
-    Steps per prompt: 1. generations, scored at the first step and when finished; 2. their nearest
+    Steps per prompt: 1. generations, scored when finished and at the first step of the detection
+    papers' 50-step schedule (the protocol's first time, whatever the sampler's ``steps``); 2. their nearest
     training images; 3. the spectrum of the first generation (``affordable_method``: none at Stable
     Diffusion's D on a CPU). Latent models are scored in latent space (their neighbours in pixels).
     """
+    from memviz.detect.bright_ending import pixel_mask
     from memviz.detect.prompts import score_generations
     from memviz.hessian.spectrum import spectrum
 
@@ -114,9 +119,10 @@ def compare_prompts(study, prompts: list, n: int = 8, steps: int = 25, guidance_
         scores, _, g = score_generations(study.model, p, study.reference, n, 1, steps, t0, n_probes, seed,
                                          guidance_scale=guidance_scale)                             # 1.
         ev = g.copies                                                                               # 2.
+        mask = None if g.attention is None else pixel_mask(g)
         row = {"prompt": p, "seed": seed, "copies": int(ev.is_copy.sum())}
         row |= {name: float(np.mean(v)) for name, v in scores.items()}
         ev_spec = np.zeros(0) if method is None else \
             spectrum(study.model, g.out.x0[:1], t0, cond=p, method=method).numpy()[0]             # 3.
-        out.append(PromptResult(p, seed, ev, row, ev_spec, default_tau(study.model, t0)))
+        out.append(PromptResult(p, seed, ev, row, ev_spec, default_tau(study.model, t0), mask))
     return out

@@ -55,9 +55,12 @@ def test_prompts_page_compares_two_prompts_with_every_detector_and_keeps_them_in
     at = _page("app_pages/prompts.py", prompts="3|memorized-05")
     assert at.multiselect[0].value == ["3", "memorized-05"]
     scores = at.dataframe[0].value.set_index("prompt")
-    from memviz.detect import detectors
+    from memviz.detect.registry import serving
+    from memviz.models import DiffusionModel
 
-    assert {"copies", "seed"} | {d.name for d in detectors("prompt")} <= set(scores.columns)   # the registry
+    served = {d.name for d in serving(DiffusionModel.from_pretrained("demo-mnist", device="cpu"))}
+    assert {"copies", "seed"} | served <= set(scores.columns) and "asthana" in served   # the registry
+    assert any("bright-ending reads the prompt's cross-attention" in c.value for c in at.caption)
     assert scores.loc["memorized-05", "jeon"] > scores.loc["3", "jeon"]                  # the planted one is sharper
     assert scores.loc["memorized-05", "copies"] > scores.loc["3", "copies"]
     assert len(at.get("plotly_chart")) == 1                                             # the spectra, overlaid

@@ -38,7 +38,8 @@ def test_prompt_scores_on_a_tiny_random_model(make_model):
     model = make_model()                                               # class-conditional, 3 classes + null
     index = NeighborIndex(torch.rand(40, *SHAPE) * 2 - 1)
     ps = prompt_scores(model, [0, 1, 2], index, n=2, steps=3, reps=2, sample_steps=4, n_probes=2, progress=False)
-    assert ps.scores["wen"].shape == (3, 2, 2, 3) and ps.scores["jeon"].shape == (3, 2, 2, 3)
+    assert ps.scores["wen"].shape == (3, 2, 2, 3) and ps.scores["jeon"].shape == (3, 2, 2, 1)  # Jeon: first step
+    assert ps.scores["asthana"].shape == (3, 2, 2) and ps.calls_for("asthana", 1) == 2
     assert ps.scores["flipd_cond"].shape == (3, 2, 2) and ps.scores["calibrated_l2"].shape == (3, 2, 2)
     assert all(np.isfinite(v).all() for v in ps.scores.values())
     table = ps.table(n=1, steps=2)
@@ -137,12 +138,19 @@ def test_eval_detection_writes_the_rows(tmp_path):
                                                       if r["detector"] == "jeon" and r["steps"] == 1)
     assert rc == 0 and all(tuple(r) == KEYS for r in rows)
     prompt = [r for r in rows if r["level"] == "prompt"]
-    assert {r["detector"] for r in prompt} == {d.name for d in detectors("prompt")}
-    assert all(r["n_pos"] == 12 and r["n_neg"] == 10 for r in prompt)
+    assert {r["detector"] for r in prompt} == {d.name for d in detectors("prompt")} - {"bright-ending"}  # no attention
+    assert all(r["n_pos"] == 12 and r["n_neg"] == 10 and r["split"] == "exact" for r in prompt)
+    assert all(r["guidance_scale"] == 1.0 for r in prompt)                    # the demo's recommended scale
+    assert {r["steps"] for r in prompt if r["detector"] == "jeon"} == {1}     # its paper's protocol: the first step
     sample = [r for r in rows if r["level"] == "sample"]
     assert all(r["n_pos"] == 26 and r["n_neg"] == 6 and r["n"] is None for r in sample)
-    assert all(r["seconds"] >= 0 for r in rows)
-    auc = {(r["level"], r["detector"], r["steps"]): r["auroc"] for r in rows}
+    assert all(r["seconds_per_query"] > 0 for r in prompt) and all(r["seconds_per_query"] >= 0 for r in sample)
+    assert all(0 <= r["auroc_low"] <= r["auroc"] <= r["auroc_high"] <= 1 for r in rows)
+    calls = {(r["detector"], r["steps"]): r["model_calls_per_query"] for r in prompt}
+    assert calls["asthana", None] == 2 and calls["wen", 1] == 1 and calls["wen", 2] == 2
+    assert calls["nn_distance", 4] == 4 and calls["flipd_cond", 4] > 4        # the sampler's 4 calls, FLIPD's own
+    assert all(r["peak_memory_mb"] >= 0 for r in prompt)
+    auc = {(r["level"], r["detector"], r["steps"]): r["auroc"] for r in rows if not r["setting"].startswith("cal")}
     assert auc["prompt", "jeon", 1] >= 0.9            # planted prompts are found even at n = 1, one step
     assert auc["sample", "nn_distance", None] > 0.6   # the 10 duplicated images sit at 0 from their copies
     assert auc["sample", "mmh_verdict", None] >= 0.9 and auc["sample", "flipd_cond", None] >= 0.9

@@ -84,3 +84,33 @@ def example_prompts(meta: dict) -> list[str]:
     if not table:
         return ["a photo"]
     return [table["od"][0], ordinary_captions(table, 3)[0]]
+
+
+PARAPHRASE_KINDS = ("partial", "reordered", "swapped", "template")
+UNSEEN_FRAMES = ["an image of {caption}", "{caption}, high resolution", "a picture showing {caption}"]
+
+
+def paraphrase(caption: str, kind: str, i: int = 0) -> str:
+    """A near copy of a memorized caption that the model never saw, of one ``kind``:
+    "partial": its first two thirds of words; "reordered": its second half of words put first;
+    "swapped": two neighbouring words in its middle exchanged; "template": inside a frame the
+    training captions never used (``UNSEEN_FRAMES[i % 3]``)."""
+    words = caption.split()
+    if kind == "partial":
+        return " ".join(words[:max(2, -(-2 * len(words) // 3))])
+    if kind == "reordered":
+        half = len(words) // 2
+        return " ".join(words[half:] + words[:half])
+    if kind == "swapped":
+        j = len(words) // 2
+        return " ".join(words[:j - 1] + [words[j], words[j - 1]] + words[j + 1:])
+    if kind == "template":
+        return UNSEEN_FRAMES[i % len(UNSEEN_FRAMES)].format(caption=caption)
+    raise ValueError(f"Unknown paraphrase kind {kind!r}; use one of {PARAPHRASE_KINDS}.")
+
+
+def paraphrased_prompts(meta: dict) -> list[str]:
+    """One near copy of each planted caption (``planted_prompts`` order), the kinds taken in turn:
+    the harder split of eval-detection, which exposes a detector that only matches exact captions."""
+    return [paraphrase(c, PARAPHRASE_KINDS[i % len(PARAPHRASE_KINDS)], i // len(PARAPHRASE_KINDS))
+            for i, c in enumerate(planted_prompts(meta))]

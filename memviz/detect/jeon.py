@@ -61,4 +61,5 @@ def _sample(study, rows, t0: float):
 
 register(Detector("jeon", ("prompt", "sample"), ("condition", "first steps"), +1,
                   "2 forward, 2 backward and 2 double-backward passes per step", lambda d, p: 6,
-                  "Jeon, Kim, No, ICML 2025, section 5", step=_step, sample=_sample))
+                  "Jeon, Kim, No, ICML 2025, section 5 (scored at the first step, as in their Table 1)",
+                  max_steps=1, step=_step, sample=_sample))
