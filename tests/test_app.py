@@ -107,7 +107,7 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_ur
 
 def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():
     at = _page("app_pages/detection.py", level="prompt")
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 2                                   # AUROC against seconds; ROC curves
     table = at.dataframe[0].value
     assert set(table.level) == {"prompt"} and list(dict.fromkeys(table.detector)) == [
         d for d in DETECTORS if d in set(table.detector)]                       # in the registry's order
