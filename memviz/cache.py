@@ -8,6 +8,12 @@ checksum is deleted and computed again, never shown. Two processes writing one k
 write a whole file and the last rename wins. The folder is ``$MEMVIZ_CACHE`` or
 ``~/.cache/memviz``.
 
+Behind it, read-only: the stores shipped with the bundled demos (``assets/models/*/store``, the
+same layout), so a fresh machine opens a demo without computing its dataset-wide artifacts. They
+are read only where the cache has nothing, and by the same keys: a changed model, dataset or
+parameter never matches them. A shipped entry that fails its checksum is passed over (and
+computed into the cache), never shown. ``MEMVIZ_SHIPPED=0`` turns them off.
+
 Two shapes of entry: ``cached`` (one artifact of a whole dataset: LID*, a neighbour graph)
 and ``RowStore`` (one row per item, each addressed by its content: a FLIPD curve, a
 spectrum, a prompt's scores; written batch by batch by ``memviz.runner``).
@@ -30,6 +36,16 @@ from memviz._io import load_npz, save_npz, sweep
 
 def cache_dir() -> Path:
     return Path(os.environ.get("MEMVIZ_CACHE", Path.home() / ".cache" / "memviz"))
+
+
+SHIPPED = Path(__file__).resolve().parent / "assets" / "models"
+
+
+def shipped_dirs() -> list[Path]:
+    """The bundled demos' read-only stores, read after the cache (none when ``MEMVIZ_SHIPPED=0``)."""
+    if os.environ.get("MEMVIZ_SHIPPED", "1") == "0":
+        return []
+    return sorted(d for d in SHIPPED.glob("*/store") if d.is_dir())
 
 
 def fingerprint(*parts: Any) -> str:
@@ -65,6 +81,12 @@ def cached(kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]], re
             return load_npz(path, checksum=True)
         except (ValueError, OSError):
             path.unlink(missing_ok=True)  # a corrupt entry is recomputed, never trusted
+    for shipped in [] if refresh else [d / kind / f"{key}.npz" for d in shipped_dirs()]:
+        if shipped.exists():
+            try:
+                return load_npz(shipped, checksum=True)
+            except (ValueError, OSError):
+                continue  # package data is never deleted; computed into the cache instead
     arrays = compute()
     sweep(path.parent)
     save_npz(path, checksum=True, **arrays)
@@ -99,20 +121,24 @@ class RowStore:
 
     def __init__(self, kind: str, partition: str):
         self.path = cache_dir() / kind / partition
+        self.shipped = [d / kind / partition for d in shipped_dirs()]
 
     def read(self, keys: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(found (K,) bool, columns of the found rows, in ``keys`` order)."""
+        """(found (K,) bool, columns of the found rows, in ``keys`` order): the cache's rows first,
+        then the shipped stores' for keys the cache lacks."""
         stored: dict[str, tuple[int, int]] = {}
         parts: list[dict[str, np.ndarray]] = []
-        for file in sorted(self.path.glob("part-*.npz")) if self.path.is_dir() else []:
-            try:
-                part, part_keys = _part(file)
-            except (ValueError, OSError, KeyError):
-                file.unlink(missing_ok=True)  # a damaged batch is computed again
-                _PARTS.pop(file, None)
-                continue
-            stored.update({str(k): (len(parts), i) for i, k in enumerate(part_keys)})
-            parts.append(part)
+        for folder in [*self.shipped, self.path]:  # later folders win: the cache over package data
+            for file in sorted(folder.glob("part-*.npz")) if folder.is_dir() else []:
+                try:
+                    part, part_keys = _part(file)
+                except (ValueError, OSError, KeyError):
+                    _PARTS.pop(file, None)
+                    if folder == self.path:
+                        file.unlink(missing_ok=True)  # a damaged batch is computed again
+                    continue
+                stored.update({str(k): (len(parts), i) for i, k in enumerate(part_keys)})
+                parts.append(part)
         where = [stored.get(k) for k in keys]
         found = np.array([w is not None for w in where], dtype=bool)
         names = parts[0].keys() if parts else ()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from memviz.detect import DETECTORS
+from memviz.detect.registry import serving
 from memviz.neighbors import NeighborIndex
 
 SHAPE = (3, 4, 4)  # three channels: the anisotropy cosine is taken over channels, per pixel
@@ -123,7 +124,13 @@ def test_a_detector_the_model_cannot_serve_gets_one_sentence(capsys):
     assert err.count("\n") == 1
     toy = DiffusionModel.from_pretrained("demo-toy", device="cpu")
     assert "unconditional" in DETECTORS["asthana"].unavailable(toy)
-    assert DETECTORS["asthana"].unavailable(DiffusionModel.from_pretrained("demo-mnist", device="cpu")) is None
+    mnist = DiffusionModel.from_pretrained("demo-mnist", device="cpu")
+    assert DETECTORS["asthana"].unavailable(mnist) is None
+    notes = []                                  # not asked by name: left out, and said once
+    names = [d.name for d in serving(mnist, "prompt", None, notes)]
+    serving(mnist, "prompt", None, notes)
+    assert "bright-ending" not in names and "asthana" in names
+    assert notes == [DETECTORS["bright-ending"].unavailable(mnist)]
 
 
 def test_the_meter_counts_calls_and_nests(make_model):

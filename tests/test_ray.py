@@ -152,6 +152,7 @@ def test_tasks_rebuild_the_same_batch_functions(tmp_path, monkeypatch):
     from memviz.study import open_study
 
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "a"))
+    monkeypatch.setenv("MEMVIZ_SHIPPED", "0")                             # computed, not read from the demo's store
     study = open_study("demo-mnist", n=24)
     expected = study.flipd_grid(conditional=False), study.spectra(study.rows[:3])
     prompts = ["3", "memorized-00"]

@@ -49,3 +49,40 @@ def test_equal_keys_are_computed_once_and_a_damaged_batch_again():
 def test_a_batch_function_must_return_one_row_per_id():
     with pytest.raises(ValueError, match="one row per id"):
         run(lambda ids: {"v": np.zeros(len(ids) + 1)}, np.arange(4), desc="bad")
+
+
+def test_shipped_stores_are_read_behind_the_cache_and_never_trusted_blindly(tmp_path, monkeypatch):
+    from memviz import cache
+    from memviz._io import save_npz
+
+    monkeypatch.setattr(cache, "SHIPPED", tmp_path / "models")
+    shipped = tmp_path / "models" / "demo" / "store"
+    save_npz(shipped / "whole" / "k1.npz", checksum=True, a=np.arange(3))
+    save_npz(shipped / "rows" / "p" / "part-0.npz", checksum=True, _key=np.array(["x", "y"]), v=np.array([1.0, 2.0]))
+    calls = []
+    compute = lambda: calls.append(1) or {"a": np.zeros(3)}  # noqa: E731
+    assert cache.cached("whole", "k1", compute)["a"].tolist() == [0, 1, 2] and not calls
+
+    store = RowStore("rows", "p")
+    store.write(["y", "z"], {"v": np.array([20.0, 30.0])})       # the cache wins over package data
+    found, cols = store.read(["x", "y", "z", "w"])
+    assert found.tolist() == [True, True, True, False] and cols["v"].tolist() == [1.0, 20.0, 30.0]
+
+    damaged = shipped / "whole" / "k1.npz"
+    damaged.write_bytes(damaged.read_bytes()[:-40])
+    assert cache.cached("whole", "k1", compute)["a"].tolist() == [0, 0, 0] and calls == [1]
+    assert damaged.exists() and cache.cached("whole", "k1", compute)["a"].tolist() == [0, 0, 0] and calls == [1]
+
+    monkeypatch.setenv("MEMVIZ_SHIPPED", "0")
+    assert RowStore("rows", "p").read(["x"])[0].tolist() == [False]
+
+
+def test_a_bundled_demo_opens_from_its_shipped_store_without_calling_the_model():
+    from memviz.study import open_study
+
+    study = open_study("demo-mnist")
+    study.model.unet_calls = 0
+    table = study.prepare().table()
+    assert study.model.unet_calls == 0 and len(table) == study.n and table.flipd.notna().all()
+    planted = study.rows[study.kind(study.rows) != "none"]                 # eval-detection's sample-level spectra
+    assert np.isfinite(study.spectra(planted, conditional=True)).all() and study.model.unet_calls == 0

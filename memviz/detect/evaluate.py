@@ -56,13 +56,8 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
     if calibrate is not None and not 0 < calibrate < 1:
         raise ValueError(f"calibrate is the fraction of prompts to fit on, strictly between 0 and 1; got {calibrate}.")
     rows = []
-    for d in detectors(names=names):
-        why = d.unavailable(study.model)
-        if why and names:
-            raise ValueError(why)
-        if why and notes is not None:
-            notes.append(why)
-    prompt_dets = [d.name for d in serving(study.model, "prompt", names)]
+    sample_dets = serving(study.model, "sample", names, notes)  # before any work: a name it cannot serve
+    prompt_dets = [d.name for d in serving(study.model, "prompt", names, notes)]
     if prompt_dets:
         prompts, splits, ordinary = _prompts(study.model, truth)
         ps = prompt_scores(study.model, prompts, study.reference, max(n), max(steps), reps, sample_steps, t0=t0,
@@ -86,7 +81,6 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
             rows += _calibrated(ps, splits, ordinary, sorted(set(n)), calibrate, seed, study.model, scores)
         elif calibrate is not None and notes is not None:
             notes.append("--calibrate fits the anisotropy weights and needs asthana-norm and asthana-cos.")
-    sample_dets = serving(study.model, "sample", names)
     if sample_dets:
         planted = int((study.kind(study.train.first_rows()) != "none").sum())
         sample = Study(study.model, study.train, study.test, n=planted + n_ordinary, n_probes=study.n_probes,
@@ -106,11 +100,15 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
 
 
 def _setting(det, study) -> str:
-    if det.name == "asthana":
-        from memviz.detect.asthana import weights
+    return _paper_weights(study.model)[0] if det.name == "asthana" else ""
 
-        return "paper weights g1 = {:g}, g2 = {:g}".format(*weights(study.model))
-    return ""
+
+def _paper_weights(model) -> tuple[str, tuple[float, float]]:
+    """(the row's setting, (g1, g2)): the anisotropy paper's weights for this model's family."""
+    from memviz.detect.asthana import weights
+
+    g = weights(model)
+    return "paper weights g1 = {:g}, g2 = {:g}".format(*g), g
 
 
 def _calibrated(ps, splits: dict, ordinary: list, ns: list, fraction: float, seed: int, model, keep) -> list[dict]:
@@ -118,8 +116,7 @@ def _calibrated(ps, splits: dict, ordinary: list, ns: list, fraction: float, see
     ``fraction`` of the prompts of each label, reported on the others beside the paper's weights."""
     from sklearn.linear_model import LogisticRegression
 
-    from memviz.detect.asthana import weights
-
+    paper = _paper_weights(model)
     rng = np.random.default_rng(seed)
     planted = splits["exact"]
     fit_on = set()
@@ -143,8 +140,7 @@ def _calibrated(ps, splits: dict, ordinary: list, ns: list, fraction: float, see
             positive = table.prompt[held].isin(items).to_numpy()
             groups = table.prompt[held].map(str).to_numpy()
             who = [{"row": -1, "prompt": str(p), "group": int(r)} for p, r in zip(table.prompt[held], table.group[held])]
-            for setting, (g1, g2) in ((f"paper weights g1 = {weights(model)[0]:g}, g2 = {weights(model)[1]:g}",
-                                       weights(model)),
+            for setting, (g1, g2) in (paper,
                                       (f"calibrated g1 = {g[0]:.3g}, g2 = {g[1]:.3g} on {len(fit_on)} prompts", g)):
                 rows.append(_row("asthana", "prompt", f"{split}, held out", n_, None, positive,
                                  g1 * feats[held, 0] + g2 * feats[held, 1], groups, cost, ps.guidance_scale, setting,

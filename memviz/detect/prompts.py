@@ -45,7 +45,7 @@ class Noise:
     model: DiffusionModel
     prompt: object
     x_T: torch.Tensor
-    steps: int = 50
+    steps: int = PROTOCOL_STEPS
 
     def __post_init__(self):
         self._outputs: dict[int, tuple] = {}

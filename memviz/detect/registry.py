@@ -116,9 +116,9 @@ def detectors(level: str | None = None, names=None) -> list[Detector]:
     return [d for d in DETECTORS.values() if (level is None or level in d.levels) and (not names or d.name in names)]
 
 
-def serving(model, level: str = "prompt", names=None) -> list[Detector]:
-    """The detectors of ``level`` (or only ``names``) that can score ``model``; a name asked for that
-    cannot gets one sentence (``Detector.unavailable``)."""
+def serving(model, level: str = "prompt", names=None, notes: list | None = None) -> list[Detector]:
+    """The detectors of ``level`` (or only ``names``) that can score ``model``. A name asked for that
+    cannot raises its one sentence (``Detector.unavailable``); any other left out adds it to ``notes``."""
     out = []
     for d in detectors(level, names):
         why = d.unavailable(model)
@@ -126,4 +126,6 @@ def serving(model, level: str = "prompt", names=None) -> list[Detector]:
             out.append(d)
         elif names:
             raise ValueError(why)
+        elif notes is not None and why not in notes:
+            notes.append(why)
     return out
