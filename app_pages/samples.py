@@ -21,7 +21,8 @@ from memviz.ui.widgets import (
 )
 
 METRICS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
-           "nearest-neighbour distance": "nn_distance", "training row": "row"}
+           "nearest-neighbour distance": "nn_distance", "copies in the training set (most first)": "minus_copies",
+           "training row": "row"}
 
 
 def _neighbors_table(view):
@@ -42,6 +43,7 @@ t0 = c5.select_slider("t0", grid, value=query_t0(grid, DEFAULT_T0), help="The di
 verdict = c2.selectbox("MMH verdict", ["all", "not memorized", "OD-Mem", "DD-Mem"])
 kind = c3.selectbox("Planted kind", ["all", "none", "DD-Mem", "OD-Mem"])
 table = study.table(t0)
+table = table.assign(minus_copies=-table.copies)  # a sort key: the most duplicated images first
 sharp_key = ("n_sharp", ws.path, ws.data_path, size, t0)
 if affordable_method(ws.model) == "exact" and sharp_key not in st.session_state and st.button(
         "Add the sharpness count (n_sharp) of these images", icon=":material/bolt:",
@@ -59,7 +61,7 @@ if sharp_key in st.session_state:
 sort = c1.selectbox("Sort by", list(METRICS), help="Low FLIPD or LID*, many sharp directions: candidates for "
                     "memorization.")
 shown = table[((table.verdict == verdict) | (verdict == "all")) & ((table.kind == kind) | (kind == "all"))]
-shown = shown.sort_values(METRICS[sort], kind="stable")
+shown = shown.sort_values(METRICS[sort], kind="stable").drop(columns=["minus_copies", "minus_n_sharp"], errors="ignore")
 st.caption(f"{len(shown):,} of {len(table):,} analysed images; FLIPD at t0 = {t0} "
            f"(verdict threshold {study.threshold(t0):.1f}: 5% of held-out images below).")
 if len(shown):
@@ -128,6 +130,10 @@ def sample_panel(default: int) -> None:
             export_menu(spec, f"spectrum-{i}", key="exp-spectrum")
     left, right = st.columns(2)
     with left:
+        copies = int(view.values.get("copies", 1))
+        if copies > 1:
+            st.markdown(f"**×{copies} in the training set**: {copies} training rows hold this image "
+                        "(duplicates: what drives data-driven memorization).")
         st.image(image_grid(to_unit(view.neighbor_images), nrow=len(view.neighbors), scale=4),
                  caption="nearest other training images: " + ", ".join(f"row {r} at {d:.2f}" for r, d in
                                                                           zip(view.neighbors, view.distances)))

@@ -225,6 +225,12 @@ class Study:
         g, row = self._graph().first(k), self._check_row(row)
         return Neighbors(g.index[row], g.distance[row])
 
+    def copies(self, rows: Sequence[int] | None = None) -> np.ndarray:
+        """(N,) how many training rows hold each row's image (``ImageDataset.copies``; 1: unique)."""
+        if "copies" not in self._memo:
+            self._memo["copies"] = self.train.copies()
+        return self._memo["copies"][self._default_rows(rows)]
+
     def nn_distance(self, rows: Sequence[int] | None = None) -> np.ndarray:
         """(N,) distance to the nearest other training image (0 for a stored duplicate)."""
         return self._graph().distance[self._default_rows(rows), 0]
@@ -293,7 +299,8 @@ class Study:
     # ---- the table every page shows --------------------------------------------------------
     def table(self, t0: float = DEFAULT_T0):
         """One row per analysed image (pandas.DataFrame): row, label, kind, flipd (conditional when
-        the images have conditions), flipd_uncond, lid_lpca, lid_mle, verdict, nn_distance, x, y.
+        the images have conditions), flipd_uncond, lid_lpca, lid_mle, verdict, nn_distance, copies
+        (training rows holding this image), x, y.
         Cheap once ``prepare`` has run: every column is read from the store."""
         import pandas as pd
 
@@ -306,7 +313,8 @@ class Study:
         table = pd.DataFrame({"row": rows, "label": labels, "kind": self.kind(rows), "flipd": self.flipd(t0),
                               "flipd_uncond": self.flipd(t0, conditional=False),
                               **{f"lid_{m}": self.lid_data(m) for m in ("lpca", "mle")}, "verdict": verdicts,
-                              "nn_distance": self.nn_distance(), "x": xy[:, 0], "y": xy[:, 1]})
+                              "nn_distance": self.nn_distance(), "copies": self.copies(), "x": xy[:, 0],
+                              "y": xy[:, 1]})
         self._memo["table", float(t0)] = table
         return table.copy()
 

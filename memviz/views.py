@@ -64,7 +64,8 @@ def sample_view(study, row: int, t0: float = DEFAULT_T0, k: int = 8, table=None)
         values = {"row": row, "kind": study.kind([row])[0], "flipd": flipd["cond" if study.conditional else "uncond"],
                   "flipd_uncond": flipd["uncond"],
                   **{f"lid_{m}": study.lid_data(m, [row])[0] for m in ("lpca", "mle")}, "verdict": verdicts[0],
-                  "nn_distance": study.nn_distance([row])[0], "x": np.nan, "y": np.nan,
+                  "nn_distance": study.nn_distance([row])[0], "copies": int(study.copies([row])[0]),
+                  "x": np.nan, "y": np.nan,
                   "label": study.train.labels[row] if study.train.labels is not None else -1}
     eigenvalues, note = np.zeros(0), None
     if affordable_method(study.model) is None:

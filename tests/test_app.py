@@ -103,6 +103,12 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_ur
     assert not at.exception and at.subheader[0].value.startswith(f"Row {outside}:")
     at.selectbox[1].set_value("DD-Mem").run()                 # filter by verdict: the duplicates
     assert not at.exception
+    at.selectbox[0].set_value("copies in the training set (most first)").run()
+    shown = at.dataframe[0].value
+    assert not at.exception and "minus_copies" not in shown and shown.copies.iloc[0] == study.copies().max() > 1
+    dup = int(shown.row.iloc[0])
+    at.number_input(key="row").set_value(dup).run()
+    assert any(f"×{study.copies([dup])[0]} in the training set" in m.value for m in at.markdown)
 
 
 def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():

@@ -44,6 +44,7 @@ def test_the_table_has_every_metric_and_duplicates_read_zero(tiny):
                               "x", "y", "kind", "label"}
     assert t.notna().all().all()
     dup = t[t.row == 30].iloc[0]
+    assert dup.copies == 10 and (t[t.row != 30].copies == 1).all()           # rows 30-39 hold one image
     assert dup.nn_distance == 0 and dup.lid_mle == 0 and dup.lid_lpca > 0   # MLE (k = 20) sees its 9 copies;
     assert t[t.row != 30].lid_mle.min() > 0                                  # lPCA (k = 39) sees the others too
     np.testing.assert_array_equal(t.flipd, study.flipd_grid(True)[:, study.ts.index(0.05)])
@@ -96,7 +97,7 @@ def test_rows_are_the_identity_and_any_row_has_a_view(tiny):
 
     study = tiny().prepare()
     v = sample_view(study, 33, 0.05, k=5)                    # a stored copy, not analysed (row 30 stands for it)
-    assert v.row == 33 and np.isnan(v.values["x"]) and v.values["kind"] == "DD-Mem"
+    assert v.row == 33 and np.isnan(v.values["x"]) and v.values["kind"] == "DD-Mem" and v.values["copies"] == 10
     assert v.values["nn_distance"] == 0 and set(v.neighbors) <= set(range(30, 40)) and np.allclose(v.distances, 0)
     assert v.values["verdict"] == sample_view(study, 30, 0.05).values["verdict"]       # same image, same verdict
     w = sample_view(study, 7, 0.05)

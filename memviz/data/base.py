@@ -81,9 +81,20 @@ class ImageDataset:
 
     def first_rows(self) -> np.ndarray:
         """(U,) sorted row of the first occurrence of each distinct source image (or image)."""
+        return np.sort(self._distinct()[0])
+
+    def copies(self) -> np.ndarray:
+        """(N,) how many rows hold each row's source image (or the identical image); 1: it is unique."""
+        _, inverse, counts = self._distinct()
+        return counts[inverse]
+
+    def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(first row of each distinct image, each row's distinct image, its number of rows): one rule
+        of what a duplicate is, the source image when known, else identical pixels."""
         keys = self.source_index if self.source_index is not None else self.images.flatten(1).numpy()
-        _, first = np.unique(keys, axis=0 if keys.ndim > 1 else None, return_index=True)
-        return np.sort(first)
+        _, first, inverse, counts = np.unique(keys, axis=0 if keys.ndim > 1 else None, return_index=True,
+                                              return_inverse=True, return_counts=True)
+        return first, inverse.ravel(), counts
 
     def resized(self, resolution: int) -> "ImageDataset":
         """The same dataset at ``resolution`` x ``resolution`` (antialiased bilinear)."""
