@@ -8,6 +8,7 @@ from memviz.data import to_unit
 from memviz.figures import flipd_curve_figure, image_grid, map_figure, overlay, spectrum_figure
 from memviz.hessian import affordable_method, default_tau, summarize
 from memviz.lid import DEFAULT_T0
+from memviz.lid.verdict import VERDICT_LID, verdict_reason
 from memviz.ui.loaders import compare_prompts, heavy, sample_view, study_of, workspace_picker
 from memviz.ui.widgets import (
     export_menu,
@@ -20,6 +21,10 @@ from memviz.ui.widgets import (
     table_downloads,
 )
 
+FLIPD_HELP = ("The model's local intrinsic dimension (FLIPD, Kamkari et al. 2024): D + sigma^2 (tr grad s + "
+              "||s||^2) at t0, in dimensions. Low means the model has collapsed the neighbourhood (memorized). "
+              "The raw estimate can fall below 0 at a small t0 on a learned model (its score is not exact); the "
+              "verdict compares raw values with the same estimate on held-out images, so it stays comparable.")
 METRICS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
            "nearest-neighbour distance": "nn_distance", "copies in the training set (most first)": "minus_copies",
            "training row": "row"}
@@ -106,11 +111,14 @@ def sample_panel(default: int) -> None:
     view = sample_view(study, i, t0, table=table)
     row = view.values
     st.subheader(f"Row {i}: verdict {row['verdict']}" + (f" (planted: {row['kind']})" if row["kind"] != "none" else ""))
+    st.caption(verdict_reason(row["flipd"], view.lid_star[VERDICT_LID], study.threshold(t0), int(row.get("copies", 1))))
     left, right = st.columns(2)
     with left:
         a, m = st.columns([1, 2])
         a.image(image_grid(to_unit(view.image[None]), scale=8), caption=f"label {row['label']}")
-        m.metric("LID_theta (FLIPD)", f"{row['flipd']:.1f}")
+        m.metric("LID_theta (FLIPD)", f"{row['flipd']:.1f}", help=FLIPD_HELP)
+        if row["flipd"] < 0:
+            m.caption(f"Raw FLIPD is negative here; as a dimension it reads 0 (clipped to [0, {ws.model.dim}]).")
         m.metric("LID* (MLE / lPCA)", f"{view.lid_star['mle']:.1f} / {view.lid_star['lpca']:.1f}")
         curve = flipd_curve_figure(view.ts, view.curves, t0=t0, lid_star={"MLE": view.lid_star["mle"]},
                                    title="LID_theta against t, with LID*")

@@ -109,6 +109,9 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_ur
     dup = int(shown.row.iloc[0])
     at.number_input(key="row").set_value(dup).run()
     assert any(f"×{study.copies([dup])[0]} in the training set" in m.value for m in at.markdown)
+    verdict = at.subheader[0].value.split("verdict ")[1].split(" (")[0]     # the verdict in words agrees with it
+    words = {"DD-Mem": "data-driven", "OD-Mem": "overfitting-driven", "not memorized": "not memorized."}[verdict]
+    assert any(c.value.startswith("LID_theta") and words in c.value for c in at.caption)
 
 
 def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():

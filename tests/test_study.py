@@ -175,3 +175,13 @@ def test_no_model_and_no_data_get_one_sentence(tmp_path):
         open_study(str(tmp_path / "nowhere"))
     with pytest.raises(ValueError, match="expects"):
         open_study("demo-toy", ImageDataset("x", torch.zeros(3, 1, 4, 4)))
+
+
+def test_the_verdict_in_words_is_the_verdict_rule_with_its_numbers():
+    from memviz.lid.verdict import verdict_reason
+
+    dd = verdict_reason(0.4, 0.0, 3.0, copies=40)
+    assert "data-driven" in dd and "holds it 40 times" in dd and "0.4" in dd and "3.0" in dd
+    assert "overfitting-driven" in verdict_reason(0.4, 9.8, 3.0)
+    assert verdict_reason(5.0, 9.8, 3.0).endswith("not memorized.")
+    assert verdict_reason(-15.3, 0.5, -15.0).startswith("LID_theta -15.3 is below")   # raw, negative values

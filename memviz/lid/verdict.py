@@ -62,3 +62,21 @@ def calibrate_threshold(lid_model_reference, false_positive_rate: float = 0.05) 
     if not 0 < false_positive_rate < 1:
         raise ValueError(f"false_positive_rate must lie in (0, 1); got {false_positive_rate}.")
     return float(np.quantile(ref, false_positive_rate))
+
+
+def verdict_reason(lid_model: float, lid_data: float, threshold: float, copies: int = 1) -> str:
+    """The MMH verdict of one sample in words: ``mmh_verdict`` (the one rule) on its numbers, with them.
+
+    Args:
+        lid_model: LID_theta (raw FLIPD at t0); lid_data: LID* (``VERDICT_LID``); threshold: the
+            verdict's FLIPD threshold at t0; copies: training rows holding this image.
+    """
+    verdict = mmh_verdict([lid_model], [lid_data], model_threshold=threshold)[0]
+    held = f", and the training set holds it {copies} times" if copies > 1 else ""
+    low = f"LID_theta {lid_model:.1f} is below the threshold {threshold:.1f} (5% of held-out images fall below it)"
+    if verdict == "DD-Mem":
+        return f"{low} and LID* {lid_data:.1f} is below 1{held}: data-driven memorization (the data is a point here)."
+    if verdict == "OD-Mem":
+        return (f"{low}, but LID* {lid_data:.1f} is not{held}: overfitting-driven memorization (the model has "
+                "collapsed a region the data spans).")
+    return f"LID_theta {lid_model:.1f} is not below the threshold {threshold:.1f}{held}: not memorized."
