@@ -10,6 +10,7 @@ def test_flipd_curve_figure_marks_t0_and_lid_star():
     ts = np.array([0.01, 0.05, 0.2])
     fig = flipd_curve_figure(ts, {"uncond": [1.0, 2.0, 5.0], "cond": [0.5, 1.0, 4.0]}, t0=0.05, lid_star={"lpca": 3})
     assert [tr.name for tr in fig.data] == ["uncond", "cond"] and fig.layout.xaxis.type == "log"
+    assert fig.layout.xaxis.dtick == "D2"                     # readable: 1, 2 and 5 of each decade
     assert {s.y0 for s in fig.layout.shapes if s.y0 == s.y1} == {3.0} and any(s.x0 == 0.05 for s in fig.layout.shapes)
     with pytest.raises(ValueError, match="one value per t"):
         flipd_curve_figure(ts, {"bad": [1.0, 2.0]})
@@ -38,3 +39,17 @@ def test_selection_reads_customdata_not_per_trace_point_indices():
 def test_roc_figure():
     fig = roc_figure({"jeon": (np.array([0, 0, 1]), np.array([0, 1, 1]), 1.0)})
     assert fig.data[0].name == "jeon (AUROC 1.000)" and fig.data[1].name == "chance"
+
+
+def test_cost_figure_puts_each_detector_at_its_cost_on_a_readable_log_axis():
+    import pandas as pd
+
+    from memviz.figures import cost_figure
+
+    rows = pd.DataFrame({"detector": ["cheap", "dear"], "setting": ["", ""], "auroc": [0.9, 1.0],
+                         "auroc_low": [0.8, 0.7], "auroc_high": [1.0, 1.0], "seconds_per_query": [0.003, 0.6],
+                         "level": "prompt", "split": "exact", "n": 4, "steps": [1, 50]})
+    fig = cost_figure(rows)
+    assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.dtick == "D2"
+    xs = sorted(x for tr in fig.data for x in tr.x)
+    assert xs == [0.003, 0.6]
