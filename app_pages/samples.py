@@ -111,7 +111,8 @@ def sample_panel(default: int) -> None:
     view = sample_view(study, i, t0, table=table)
     row = view.values
     st.subheader(f"Row {i}: verdict {row['verdict']}" + (f" (planted: {row['kind']})" if row["kind"] != "none" else ""))
-    st.caption(verdict_reason(row["flipd"], view.lid_star[VERDICT_LID], study.threshold(t0), int(row.get("copies", 1))))
+    copies = int(row["copies"])
+    st.caption(verdict_reason(row["flipd"], view.lid_star[VERDICT_LID], study.threshold(t0), copies))
     left, right = st.columns(2)
     with left:
         a, m = st.columns([1, 2])
@@ -138,7 +139,6 @@ def sample_panel(default: int) -> None:
             export_menu(spec, f"spectrum-{i}", key="exp-spectrum")
     left, right = st.columns(2)
     with left:
-        copies = int(view.values.get("copies", 1))
         if copies > 1:
             st.markdown(f"**×{copies} in the training set**: {copies} training rows hold this image "
                         "(duplicates: what drives data-driven memorization).")

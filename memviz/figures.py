@@ -11,6 +11,7 @@ from memviz._io import atomic_path
 
 LOG_TICKS = {"dtick": "D2"}  # every log axis: ticks at 1, 2 and 5 of each decade, never every digit
 
+
 def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
     """Tile images (B, C, H, W) in [0, 1] into one uint8 array (H', W', 3).
 
