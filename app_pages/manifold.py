@@ -5,13 +5,16 @@ import numpy as np
 import streamlit as st
 
 from memviz.data import to_unit
-from memviz.figures import image_grid, map_figure, selected_indices
+from memviz.figures import image_grid, map_figure
 from memviz.lid import DEFAULT_T0
 from memviz.ui.loaders import study_of, workspace_picker
 from memviz.ui.widgets import (
+    MAX_LINKED,
     export_menu,
     images_analysed,
+    map_select,
     query_index,
+    query_rows,
     query_t0,
     require_images,
     set_query,
@@ -21,6 +24,8 @@ from memviz.ui.widgets import (
 COLOURS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
            "MMH verdict": "verdict", "planted kind": "kind", "label": "label",
            "nearest-neighbour distance": "nn_distance"}
+
+GRID = 128  # images shown of a selection
 
 st.title("Manifold")
 ws = workspace_picker()
@@ -34,18 +39,35 @@ set_query(colour=colour, n=size)
 study = study_of(ws, size)
 table = study.table(t0)
 column = COLOURS[colour]
-fig = map_figure(table[["x", "y"]].to_numpy(), color=table[column].to_numpy(), color_name=colour,
-                 hover=[f"row {r.row} label {r.label} · {r.verdict} · FLIPD {r.flipd:.1f}" for r in table.itertuples()],
+colours = table[column].astype(str).to_numpy() if column == "label" else table[column].to_numpy()
+rows = table["row"].to_numpy()
+linked = query_rows("sel", rows)  # a shared link's selection, ringed until the reader draws another
+fig = map_figure(table[["x", "y"]].to_numpy(), color=colours, color_name=colour, index=rows,
+                 hover={"label": table.label, "FLIPD": table.flipd, "LID*": table.lid_mle, "copies": table.copies},
+                 highlight=np.flatnonzero(np.isin(rows, linked)) if len(linked) else None,
                  title=f"UMAP of {len(table):,} training images, coloured by {colour}")
-event = st.plotly_chart(fig, key="map", on_select="rerun", selection_mode=("points", "box", "lasso"))
+st.caption("Each point is one analysed training image; nearby points have similar pixels (UMAP of the images "
+           "in the model's space; the axes have no units). Colour shows the chosen metric; hover for its values. Click a "
+           "point, or draw a box or a lasso, to open those images below; the selection goes into the URL.")
+chosen = map_select(fig, key="map")
 export_menu(fig, "map", key="exp-map")
-chosen = selected_indices(event.selection if event else None)
-chosen = chosen[chosen < len(table)]
+if len(chosen):
+    chosen = rows[chosen[chosen < len(table)]]
+    set_query(sel=",".join(map(str, chosen)) if len(chosen) <= MAX_LINKED else None)
+elif len(linked):
+    chosen = linked
+    if st.button("Clear the selection", icon=":material/close:"):
+        set_query(sel=None)
+        st.rerun()
 if len(chosen) == 0:
     st.caption("Click a point, or draw a box or a lasso, to see the images.")
     st.stop()
-st.subheader(f"{len(chosen)} selected")
-st.image(image_grid(to_unit(study.images(table.row.to_numpy()[np.asarray(chosen)[:128]])), nrow=16, scale=3))
-picked = table.iloc[chosen]
-st.dataframe(picked, hide_index=True, height=200)
+picked = table[np.isin(rows, chosen)]
+st.subheader(f"{len(picked):,} selected" + (f" (the first {GRID} shown)" if len(picked) > GRID else ""))
+st.image(image_grid(to_unit(study.images(picked.row.to_numpy()[:GRID])), nrow=16, scale=3),
+         caption="the selected images, in the table's order; open one on the Samples page from its link")
+st.dataframe(picked.assign(open=[f"/samples?row={r}&n={size}" for r in picked.row]), hide_index=True, height=200,
+             column_order=["open", *picked.columns],
+             column_config={"open": st.column_config.LinkColumn("open", display_text="Samples ↗",
+                                                                help="This row on the Samples page")})
 table_downloads(picked, "selection", key="selection")

@@ -117,46 +117,84 @@ def flipd_curve_figure(ts: np.ndarray, curves: dict[str, np.ndarray], t0: float 
     return fig
 
 
+# One colour per MMH verdict (and per planted kind, which names the same two kinds), on every page and
+# in every figure; the second entry is Streamlit's name for the same colour (badges and text).
+VERDICT_COLOURS = {"not memorized": ("#a3a8b8", "gray"), "none": ("#a3a8b8", "gray"),
+                   "OD-Mem": ("#ff8c00", "orange"), "DD-Mem": ("#d62728", "red")}
+MAP_POINT_SIZE = {10_000: 5, 100_000: 3}  # up to this many points: marker size (smaller beyond, so a dense map stays legible)
+
+
 def map_figure(xy: np.ndarray, color: np.ndarray | None = None, color_name: str = "", generated: np.ndarray | None = None,
-               highlight: np.ndarray | None = None, hover: list[str] | None = None, title: str | None = None):
-    """The UMAP map: training points (coloured by any metric), generated points on top, and
-    highlighted points ringed. Every point carries its global index in ``customdata``
-    (training 0..N-1, generated N..N+Q-1), because Plotly's point indices are per trace.
+               highlight: np.ndarray | None = None, hover: dict[str, np.ndarray] | None = None, title: str | None = None,
+               index: np.ndarray | None = None):
+    """The UMAP map, drawn with WebGL (``Scattergl``) so that hundreds of thousands of points stay
+    interactive: training points coloured by a number (one trace, a colour bar) or by a label (one
+    trace per value, verdicts in ``VERDICT_COLOURS``), generated points on top, highlighted ones ringed.
+    Every point carries its global index as ``customdata[:, 0]`` (training 0..N-1, generated N..N+Q-1),
+    because Plotly's point indices are per trace.
 
     Args:
         xy: (N, 2) training coordinates; color: (N,) numbers or labels; generated: (Q, 2);
-        highlight: global indices to ring; hover: N + Q hover texts.
+        highlight: global indices to ring; hover: name -> (N,) numbers shown on hover (sent as
+            typed arrays, not N strings); index: (N,) what the hover calls each point (default 0..N-1).
     """
     import plotly.graph_objects as go
 
     xy = np.asarray(xy, dtype=float)
     gen = np.zeros((0, 2)) if generated is None else np.asarray(generated, dtype=float)
     n = len(xy)
-    hover = hover or [f"train {i}" for i in range(n)] + [f"generated {j}" for j in range(len(gen))]
-    if len(hover) != n + len(gen):
-        raise ValueError(f"Give one hover text per point ({n + len(gen)}); got {len(hover)}.")
-    marker = {"size": 5, "opacity": 0.8}
-    if color is not None:
+    names = list(hover or {})
+    columns = [np.arange(n), np.arange(n) if index is None else np.asarray(index)]
+    for name in names:
+        columns.append(np.asarray(hover[name], dtype=float))
+        if len(columns[-1]) != n:
+            raise ValueError(f"Give one hover value per training point ({n}); {name!r} has {len(columns[-1])}.")
+    custom = np.column_stack(columns).astype(float)
+    template = "row %{customdata[1]:d}" + "".join(f"<br>{m} %{{customdata[{j + 2}]:.3~g}}" for j, m in enumerate(names))
+    size = next((s for limit, s in sorted(MAP_POINT_SIZE.items()) if n <= limit), 2)
+    marker = {"size": size, "opacity": 0.8 if n <= 10_000 else 0.6}
+    traces = []
+    if color is None:
+        traces.append(go.Scattergl(x=xy[:, 0], y=xy[:, 1], name="training", marker=marker | {"color": "#1f77b4"},
+                                   customdata=custom, hovertemplate=template + "<extra></extra>"))
+    else:
         color = np.asarray(color)
         if len(color) != n:
             raise ValueError(f"Give one colour value per training point ({n}); got {len(color)}.")
-        numeric = np.issubdtype(color.dtype, np.number)
-        marker |= {"color": color if numeric else np.unique(color, return_inverse=True)[1],
-                   "colorscale": "Viridis", "showscale": numeric, "colorbar": {"title": color_name}}
-    fig = go.Figure(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name="training", marker=marker,
-                                 customdata=np.arange(n), text=hover[:n], hoverinfo="text"))
+        if np.issubdtype(color.dtype, np.number):
+            traces.append(go.Scattergl(
+                x=xy[:, 0], y=xy[:, 1], name="training", customdata=custom, showlegend=False,
+                marker=marker | {"color": color, "colorscale": "Viridis", "showscale": True,
+                                 "colorbar": {"title": {"text": color_name, "side": "right"}, "thickness": 12}},
+                hovertemplate=template + f"<br>{color_name} %{{marker.color:.3~g}}<extra></extra>"))
+        else:
+            values, codes = np.unique(color.astype(str), return_inverse=True)
+            order = sorted(range(len(values)), key=lambda v: (values[v] not in VERDICT_COLOURS, values[v]))
+            for k, v in enumerate(order):
+                keep = codes == v
+                hue = VERDICT_COLOURS.get(values[v], (_PALETTE[k % len(_PALETTE)],))[0]
+                traces.append(go.Scattergl(x=xy[keep, 0], y=xy[keep, 1], name=values[v], customdata=custom[keep],
+                                           marker=marker | {"color": hue},
+                                           hovertemplate=template + f"<br>{color_name} {values[v]}<extra></extra>"))
+    fig = go.Figure([t.update(mode="markers") for t in traces])
     if len(gen):
         fig.add_trace(go.Scattergl(x=gen[:, 0], y=gen[:, 1], mode="markers", name="generated",
-                                   marker={"size": 9, "symbol": "x", "color": "#d62728"},
-                                   customdata=np.arange(n, n + len(gen)), text=hover[n:], hoverinfo="text"))
+                                   marker={"size": 9, "symbol": "x", "color": "#111111"},
+                                   customdata=np.arange(n, n + len(gen))[:, None],
+                                   hovertemplate="generated %{customdata[0]}<extra></extra>"))
     if highlight is not None and len(highlight):
         everything = np.vstack([xy, gen])
         h = np.asarray(highlight, dtype=int)
         fig.add_trace(go.Scatter(x=everything[h, 0], y=everything[h, 1], mode="markers", name="selected",
                                  marker={"size": 16, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "black"}},
-                                 customdata=h, hoverinfo="skip"))
-    fig.update_layout(title=title, template="plotly_white", dragmode="lasso", xaxis_title="UMAP 1",
-                      yaxis_title="UMAP 2", legend={"orientation": "h"})
+                                 customdata=h[:, None], hoverinfo="skip"))
+    # UMAP's axes carry no units: no tick labels, small titles, and the legend above the plot, clear of both
+    fig.update_xaxes(title_text="UMAP 1", showticklabels=False, title_standoff=4)
+    fig.update_yaxes(title_text="UMAP 2", showticklabels=False, title_standoff=4, scaleanchor=None)
+    fig.update_layout(title=title, template="plotly_white", dragmode="lasso", hovermode="closest",
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1,
+                              "itemsizing": "constant"},
+                      margin={"l": 30, "r": 10, "t": 80 if title else 40, "b": 30})
     return fig
 
 

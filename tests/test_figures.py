@@ -18,14 +18,28 @@ def test_flipd_curve_figure_marks_t0_and_lid_star():
 
 def test_map_figure_carries_global_indices_across_traces():
     xy, gen = np.random.default_rng(0).random((5, 2)), np.random.default_rng(1).random((2, 2))
-    fig = map_figure(xy, color=np.arange(5.0), generated=gen, highlight=[1, 6])
-    assert list(fig.data[0].customdata) == [0, 1, 2, 3, 4] and list(fig.data[1].customdata) == [5, 6]
+    fig = map_figure(xy, color=np.arange(5.0), generated=gen, highlight=[1, 6], hover={"FLIPD": np.arange(5.0) / 2})
+    assert fig.data[0].customdata[:, 0].tolist() == [0, 1, 2, 3, 4] and fig.data[1].customdata[:, 0].tolist() == [5, 6]
+    assert fig.data[0].customdata[:, 2].tolist() == [0, 0.5, 1, 1.5, 2] and "FLIPD" in fig.data[0].hovertemplate
     np.testing.assert_allclose([fig.data[2].x[1], fig.data[2].y[1]], gen[1])  # the ring on generated point 6
-    assert fig.layout.dragmode == "lasso"
-    labels = map_figure(xy, color=np.array(list("aabbc")))
-    assert labels.data[0].marker.showscale is False
+    assert fig.layout.dragmode == "lasso" and fig.data[0].type == "scattergl"
     with pytest.raises(ValueError, match="one colour value"):
         map_figure(xy, color=np.arange(3))
+    with pytest.raises(ValueError, match="one hover value"):
+        map_figure(xy, hover={"x": np.arange(4)})
+
+
+def test_map_figure_draws_one_trace_per_label_with_the_verdicts_own_colours():
+    from memviz.figures import VERDICT_COLOURS
+
+    xy = np.random.default_rng(0).random((6, 2))
+    verdicts = np.array(["DD-Mem", "not memorized", "OD-Mem", "not memorized", "zzz", "DD-Mem"], dtype=object)
+    fig = map_figure(xy, color=verdicts, color_name="verdict", index=np.arange(100, 106))
+    assert [t.name for t in fig.data] == ["DD-Mem", "OD-Mem", "not memorized", "zzz"]
+    assert [t.marker.color for t in fig.data[:3]] == [VERDICT_COLOURS[v][0] for v in ("DD-Mem", "OD-Mem", "not memorized")]
+    assert fig.data[0].customdata[:, 0].tolist() == [0, 5] and fig.data[0].customdata[:, 1].tolist() == [100, 105]
+    assert sorted(i for t in fig.data for i in t.customdata[:, 0]) == list(range(6))
+    assert fig.layout.legend.y >= 1 and fig.layout.xaxis.showticklabels is False  # the legend sits above the plot
 
 
 def test_selection_reads_customdata_not_per_trace_point_indices():

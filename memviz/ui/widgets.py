@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    import numpy
 
 import streamlit as st
 
@@ -87,6 +90,28 @@ def set_query(**values: Any) -> None:
             st.query_params.pop(name, None)
         elif st.query_params.get(name) != str(value):
             st.query_params[name] = str(value)
+
+
+MAX_LINKED = 500  # selections up to this many rows travel in the URL (?sel=); larger ones export as CSV
+
+
+def query_rows(name: str, allowed) -> "numpy.ndarray":
+    """Training rows listed in ``?name=3,17,42`` that are among ``allowed`` (others are dropped): (k,)."""
+    import numpy as np
+
+    raw = query_value(name, "")
+    rows = [int(v) for v in raw.split(",")[:MAX_LINKED] if v.strip().isdigit()] if raw else []
+    return np.asarray(rows, dtype=np.int64)[np.isin(rows, allowed)] if rows else np.zeros(0, dtype=np.int64)
+
+
+def map_select(fig, key: str) -> "numpy.ndarray":
+    """Draw a map (``memviz.figures.map_figure``) with click, box and lasso selection; the global indices
+    of the points selected (its ``customdata``), (k,), empty when nothing is."""
+    from memviz.figures import selected_indices
+
+    event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=("points", "box", "lasso"),
+                            config={"scrollZoom": True, "displaylogo": False})
+    return selected_indices(event.selection if event else None)
 
 
 SIZES = (300, 600, 1000, 2000, 5000)

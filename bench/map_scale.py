@@ -1,0 +1,145 @@
+"""How far the Manifold page's map scales in a real browser (Playwright, the system Chromium).
+
+For 5k, 100k and 1M synthetic points, ``bench/map_scale_app.py`` (the page's builder and widget,
+WebGL) is served by Streamlit and measured as a person meets it:
+- build: seconds to build the figure in Python;
+- ready: from the page request to the first hover label answered over a point (time to interactive);
+- hover: median of 5 later hovers, from the mouse move to the label;
+- lasso: from releasing a lasso over the middle of the plot to the app printing how many points it
+  selected (the selection's round trip through Streamlit, which opens the image grid on the page).
+A size is usable when ready <= 3 s after the data, hover <= 0.2 s and lasso <= 3 s.
+
+    python bench/map_scale.py [--sizes 5000 100000 1000000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
+LIMITS = {"ready_s": 3.0, "hover_s": 0.2, "lasso_s": 3.0}
+
+
+def _serve() -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "bench" / "map_scale_app.py"),
+                             "--server.headless", "true", "--server.port", str(port), "--server.maxMessageSize", "1000",
+                             "--browser.gatherUsageStats", "false"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit("streamlit did not start")
+
+
+def _hover(page, x: float, y: float, timeout_ms: int) -> float:
+    """Move the mouse off the plot and onto (x, y); seconds until a hover label shows."""
+    page.mouse.move(5, 5)
+    page.wait_for_function("!document.querySelector('.hoverlayer .hovertext')", timeout=timeout_ms)
+    t = time.perf_counter()
+    page.mouse.move(x, y)
+    page.wait_for_selector(".hoverlayer .hovertext", timeout=timeout_ms)
+    return time.perf_counter() - t
+
+
+def _target(page) -> tuple[float, float]:
+    """Screen position of the first training point (its data coordinates through the axes)."""
+    return tuple(page.evaluate("""() => {
+        const gd = document.querySelector('.js-plotly-plot'), t = gd._fullData[0], L = gd._fullLayout;
+        const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        return [box.left + L.xaxis.d2p(t.x[0]), box.top + L.yaxis.d2p(t.y[0])]; }"""))
+
+
+def measure(browser, url: str, n: int, timeout_s: float = 300) -> dict:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    ms = int(timeout_s * 1000)
+    try:
+        t0 = time.perf_counter()
+        page.goto(f"{url}/?n={n}")
+        page.wait_for_selector(".js-plotly-plot .gl-canvas-context, .js-plotly-plot canvas", timeout=ms)
+        page.wait_for_function("() => { const g = document.querySelector('.js-plotly-plot');"
+                               " return g && g._fullData && g._fullData.length && g.querySelector('.nsewdrag'); }",
+                               timeout=ms)
+        x, y = _target(page)
+        for _ in range(50):  # the first hover: until the WebGL picking answers
+            try:
+                _hover(page, x, y, 2000)
+                break
+            except Exception:
+                pass
+        ready = time.perf_counter() - t0
+        build = float(page.get_by_text("built in").inner_text().split()[2])
+        hovers = [_hover(page, x, y, ms) for _ in range(5)]
+        box = page.locator(".nsewdrag").first.bounding_box()
+        cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) / 4
+        page.mouse.move(cx - r, cy - r)
+        page.mouse.down()
+        for px, py in ((cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx - r, cy - r + 1)):
+            page.mouse.move(px, py, steps=5)
+        t = time.perf_counter()
+        page.mouse.up()
+        page.get_by_text("selected: ").wait_for(timeout=ms)
+        lasso = time.perf_counter() - t
+        selected = int(page.get_by_text("selected: ").inner_text().split()[1])
+        out = {"points": n, "build_s": build, "ready_s": ready, "hover_s": statistics.median(hovers),
+               "lasso_s": lasso, "selected": selected}
+    except Exception as exc:  # a size past the browser's reach is a result, not a crash
+        out = {"points": n, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+    finally:
+        page.close()
+    out["usable"] = "error" not in out and all(out[k] <= v for k, v in LIMITS.items())
+    return out
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 100_000, 1_000_000])
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    if CHROMIUM is None:
+        raise SystemExit("no system Chromium (apt-get install -y chromium)")
+    proc, url = _serve()
+    rows = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            measure(browser, url, 1000)  # warm the server and the browser's plotly.js
+            for n in args.sizes:
+                rows.append(measure(browser, url, n))
+                print(json.dumps(rows[-1]), flush=True)
+            browser.close()
+    finally:
+        proc.terminate()
+    print(f"\nlimits: {LIMITS}")
+    print(f"{'points':>10} {'build s':>8} {'ready s':>8} {'hover s':>8} {'lasso s':>8} {'selected':>9}  usable")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['points']:>10,} {r['error']}")
+        else:
+            print(f"{r['points']:>10,} {r['build_s']:>8.2f} {r['ready_s']:>8.2f} {r['hover_s']:>8.3f} "
+                  f"{r['lasso_s']:>8.2f} {r['selected']:>9,}  {r['usable']}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
