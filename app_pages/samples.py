@@ -14,11 +14,13 @@ from memviz.ui.widgets import (
     export_menu,
     figure_pack_button,
     images_analysed,
+    query_index,
     query_t0,
     query_value,
     require_images,
     set_query,
     table_downloads,
+    verdict_badge,
 )
 
 FLIPD_HELP = ("The model's local intrinsic dimension (FLIPD, Kamkari et al. 2024): D + sigma^2 (tr grad s + "
@@ -33,7 +35,8 @@ METRICS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)":
 def _neighbors_table(view):
     import pandas as pd
 
-    return pd.DataFrame({"training row": view.neighbors, "distance": view.distances})
+    return pd.DataFrame({"training row": view.neighbors, "distance": view.distances,
+                         "rows holding this image": view.neighbor_copies})
 
 
 st.title("Samples")
@@ -45,8 +48,13 @@ study = study_of(ws, size)
 grid = tuple(study.ts)
 t0 = c5.select_slider("t0", grid, value=query_t0(grid, DEFAULT_T0), help="The diffusion time at which FLIPD and the spectrum are read; FLIPD is "
     "stored on this grid, so changing t0 computes nothing.")
-verdict = c2.selectbox("MMH verdict", ["all", "not memorized", "OD-Mem", "DD-Mem"])
-kind = c3.selectbox("Planted kind", ["all", "none", "DD-Mem", "OD-Mem"])
+VERDICT_OPTIONS, KIND_OPTIONS = ["all", "not memorized", "OD-Mem", "DD-Mem"], ["all", "none", "DD-Mem", "OD-Mem"]
+verdict = c2.selectbox("MMH verdict", VERDICT_OPTIONS, index=query_index("verdict", VERDICT_OPTIONS),
+                       help="The Manifold Memorization Hypothesis's verdict (Ross, Kamkari et al. 2025): OD-Mem when "
+                       "LID_theta is low but LID* is not (the model overfits), DD-Mem when both are low (the data "
+                       "hold duplicates), else not memorized.")
+kind = c3.selectbox("Planted kind", KIND_OPTIONS, index=query_index("kind", KIND_OPTIONS),
+                    help="The ground truth the demo planted in its training set (none for real data).")
 table = study.table(t0)
 table = table.assign(minus_copies=-table.copies)  # a sort key: the most duplicated images first
 sharp_key = ("n_sharp", ws.path, ws.data_path, size, t0)
@@ -63,8 +71,11 @@ if sharp_key in st.session_state:
     table = table.assign(n_sharp=st.session_state[sharp_key])
     METRICS["sharpness count (n_sharp, descending)"] = "minus_n_sharp"
     table = table.assign(minus_n_sharp=-table.n_sharp)
-sort = c1.selectbox("Sort by", list(METRICS), help="Low FLIPD or LID*, many sharp directions: candidates for "
-                    "memorization.")
+SORT_KEYS = {column: name for name, column in METRICS.items()}
+sort = c1.selectbox("Sort by", list(METRICS), index=list(METRICS).index(SORT_KEYS.get(query_value("sort", "flipd"),
+                    "FLIPD (LID_theta)")), help="Low FLIPD or LID*, many sharp directions: candidates for memorization.")
+set_query(sort=None if METRICS[sort] == "flipd" else METRICS[sort], verdict=None if verdict == "all" else verdict,
+          kind=None if kind == "all" else kind)  # the filters travel with the link
 shown = table[((table.verdict == verdict) | (verdict == "all")) & ((table.kind == kind) | (kind == "all"))]
 shown = shown.sort_values(METRICS[sort], kind="stable").drop(columns=["minus_copies", "minus_n_sharp"], errors="ignore")
 st.caption(f"{len(shown):,} of {len(table):,} analysed images; FLIPD at t0 = {t0} "
@@ -100,9 +111,11 @@ def sample_panel(default: int) -> None:
     order = shown["row"].to_numpy()
     back, box, ahead = st.columns([1, 3, 1], vertical_alignment="bottom")
     back.button("Previous", icon=":material/arrow_back:", on_click=_step, args=(order, -1), key="prev",
-                help="The previous sample in the sorted, filtered list.", disabled=not len(order))
+                help="The previous sample in the sorted, filtered list (key: left arrow).", disabled=not len(order),
+                shortcut="Left")
     ahead.button("Next", icon=":material/arrow_forward:", on_click=_step, args=(order, 1), key="next",
-                 help="The next sample in the sorted, filtered list.", disabled=not len(order))
+                 help="The next sample in the sorted, filtered list (key: right arrow).", disabled=not len(order),
+                 shortcut="Right")
     last = len(ws.train) - 1
     i = int(box.number_input("Training row", 0, last, min(max(default, 0), last), key="row",
                              help="Any row of the training set; rows outside the analysed ones are computed on demand."))
@@ -110,7 +123,8 @@ def sample_panel(default: int) -> None:
 
     view = sample_view(study, i, t0, table=table)
     row = view.values
-    st.subheader(f"Row {i}: verdict {row['verdict']}" + (f" (planted: {row['kind']})" if row["kind"] != "none" else ""))
+    st.subheader(f"Row {i}: {verdict_badge(row['verdict'])}"
+                 + (f" (planted: {verdict_badge(row['kind'])})" if row["kind"] != "none" else ""))
     copies = int(row["copies"])
     st.caption(verdict_reason(row["flipd"], view.lid_star[VERDICT_LID], study.threshold(t0), copies))
     left, right = st.columns(2)
@@ -143,8 +157,9 @@ def sample_panel(default: int) -> None:
             st.markdown(f"**×{copies} in the training set**: {copies} training rows hold this image "
                         "(duplicates: what drives data-driven memorization).")
         st.image(image_grid(to_unit(view.neighbor_images), nrow=len(view.neighbors), scale=4),
-                 caption="nearest other training images: " + ", ".join(f"row {r} at {d:.2f}" for r, d in
-                                                                          zip(view.neighbors, view.distances)))
+                 caption="nearest training images, one per distinct image (duplicates grouped, ×N: N rows hold "
+                 "it): " + ", ".join(f"row {r} at {d:.2f}" + (f" ×{c}" if c > 1 else "")
+                                     for r, d, c in zip(view.neighbors, view.distances, view.neighbor_copies)))
         caption = study.train.captions[i] if study.train.captions is not None else None
         if caption is not None and study.model.is_text_conditional:
             with st.expander(f"Where is it copied? Generate from its caption: '{caption[:80]}'"):

@@ -231,6 +231,21 @@ class Study:
             self._memo["copies"] = self.train.copies()
         return self._memo["copies"][self._default_rows(rows)]
 
+    def neighbor_groups(self, row: int, k: int = 8):
+        """The k nearest distinct training images of ``row``, duplicates grouped by the one duplicate rule
+        (``ImageDataset.duplicate_of``) instead of filling the strip: ``Neighbors`` of one representative
+        row per image (the row's own image first when other rows hold it), and (k,) how many training
+        rows hold each (the group's size)."""
+        from memviz.neighbors import Neighbors
+
+        if "duplicate_of" not in self._memo:
+            self._memo["duplicate_of"] = self.train.duplicate_of()
+        group, g, row = self._memo["duplicate_of"], self._graph(), self._check_row(row)
+        index, distance = g.index[row], g.distance[row]
+        _, first = np.unique(group[index], return_index=True)
+        keep = np.sort(first)[:k]  # the nearest member of each group, nearest first
+        return Neighbors(index[keep], distance[keep]), self.copies(index[keep])
+
     def nn_distance(self, rows: Sequence[int] | None = None) -> np.ndarray:
         """(N,) distance to the nearest other training image (0 for a stored duplicate)."""
         return self._graph().distance[self._default_rows(rows), 0]

@@ -27,7 +27,9 @@ class SampleView:
         ts (np.ndarray), curves (dict): "uncond" / "cond" -> (T,) FLIPD against t; lid_star (dict).
         t0 (float); eigenvalues (np.ndarray): (m,) the Hessian spectrum at t0 (under its condition when
             the images have one); tau (float): the threshold of the counts.
-        neighbors (np.ndarray): (k,) nearest other training rows; distances (k,); neighbor_images (k, C, H, W).
+        neighbors (np.ndarray): (k,) nearest other training rows, one per distinct image (duplicates
+            grouped; the row's own image first when other rows hold it); distances (k,);
+            neighbor_images (k, C, H, W); neighbor_copies (k,): how many training rows hold each.
         spectrum_note (str | None): why ``eigenvalues`` is empty, when the spectrum is out of reach here.
     """
 
@@ -43,6 +45,7 @@ class SampleView:
     neighbors: np.ndarray
     distances: np.ndarray
     neighbor_images: object
+    neighbor_copies: np.ndarray
     spectrum_note: str | None = None
 
 
@@ -72,10 +75,10 @@ def sample_view(study, row: int, t0: float = DEFAULT_T0, k: int = 8, table=None)
         note = NO_SPECTRUM.format(dim=study.model.dim)
     else:
         eigenvalues = study.spectrum(row, t0)
-    nb = study.neighbors(row, k)
+    nb, copies = study.neighbor_groups(row, k)
     return SampleView(row, values, study.image(row), np.asarray(study.ts), curves,
                       {m: float(values[f"lid_{m}"]) for m in ("lpca", "mle")}, float(t0), eigenvalues,
-                      default_tau(study.model, t0), nb.index, nb.distance, study.images(nb.index), note)
+                      default_tau(study.model, t0), nb.index, nb.distance, study.images(nb.index), copies, note)
 
 
 @dataclass

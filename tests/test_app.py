@@ -109,7 +109,15 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_ur
     dup = int(shown.row.iloc[0])
     at.number_input(key="row").set_value(dup).run()
     assert any(f"×{study.copies([dup])[0]} in the training set" in m.value for m in at.markdown)
-    verdict = at.subheader[0].value.split("verdict ")[1].split(" (")[0]     # the verdict in words agrees with it
+    n_dup = study.copies([dup])[0]
+    strip = at.get("image")[2].proto.imgs[0].caption
+    assert f"at 0.00 ×{n_dup}," in strip and strip.count("at 0.00") == 1    # its copies: one tile in the strip, not 8
+    assert at.query_params["verdict"] in (["DD-Mem"], "DD-Mem") and at.query_params["sort"] in (
+        ["minus_copies"], "minus_copies")                                   # the filters travel with the link
+    again = _page("app_pages/samples.py", **{k: at.query_params[k] for k in ("n", "row", "verdict", "sort")})
+    assert again.selectbox[1].value == "DD-Mem" and again.selectbox[0].value.startswith("copies")
+    assert again.number_input(key="row").value == dup
+    verdict = at.subheader[0].value.split("-badge[")[1].split("]")[0]   # the verdict's badge; in words it agrees
     words = {"DD-Mem": "data-driven", "OD-Mem": "overfitting-driven", "not memorized": "not memorized."}[verdict]
     assert any(c.value.startswith("LID_theta") and words in c.value for c in at.caption)
 

@@ -98,7 +98,10 @@ def test_rows_are_the_identity_and_any_row_has_a_view(tiny):
     study = tiny().prepare()
     v = sample_view(study, 33, 0.05, k=5)                    # a stored copy, not analysed (row 30 stands for it)
     assert v.row == 33 and np.isnan(v.values["x"]) and v.values["kind"] == "DD-Mem" and v.values["copies"] == 10
-    assert v.values["nn_distance"] == 0 and set(v.neighbors) <= set(range(30, 40)) and np.allclose(v.distances, 0)
+    assert v.values["nn_distance"] == 0 and v.neighbors[0] in range(30, 40) and v.distances[0] == 0
+    # its 9 other copies are one tile (x10), not 5 identical ones; the rest are distinct images, farther away
+    assert v.neighbor_copies[0] == 10 and len(v.neighbors) == 5 and not np.isin(v.neighbors[1:], range(30, 40)).any()
+    assert np.all(v.neighbor_copies[1:] == 1) and np.all(v.distances[1:] > 0) and np.all(np.diff(v.distances) >= 0)
     assert v.values["verdict"] == sample_view(study, 30, 0.05).values["verdict"]       # same image, same verdict
     w = sample_view(study, 7, 0.05)
     assert w.values["row"] == 7 and w.eigenvalues.shape == (64,) and np.all(np.diff(w.eigenvalues) >= 0)

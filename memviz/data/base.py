@@ -88,6 +88,11 @@ class ImageDataset:
         _, inverse, counts = self._distinct()
         return counts[inverse]
 
+    def duplicate_of(self) -> np.ndarray:
+        """(N,) the first row holding each row's source image (or identical image): one id per distinct image."""
+        first, inverse, _ = self._distinct()
+        return first[inverse]
+
     def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(first row of each distinct image, each row's distinct image, its number of rows): one rule
         of what a duplicate is, the source image when known, else identical pixels."""

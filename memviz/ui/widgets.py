@@ -68,6 +68,13 @@ def query_value(name: str, default: Any, cast: Callable[[str], Any] = str, lo: f
     return value
 
 
+def verdict_badge(verdict: str) -> str:
+    """Streamlit markdown for a verdict (or planted kind) in its one colour (``figures.VERDICT_COLOURS``)."""
+    from memviz.figures import VERDICT_COLOURS
+
+    return f":{VERDICT_COLOURS.get(verdict, ('', 'blue'))[1]}-badge[{verdict}]"
+
+
 def query_index(name: str, options: list) -> int:
     """The place in ``options`` of the option named by ``?name``; 0 when absent or not an option."""
     wanted = query_value(name, None)
