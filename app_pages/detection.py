@@ -67,6 +67,9 @@ if scores_path.exists():
               if g.positive.any() and not g.positive.all()}
     fig = roc_figure(curves, title=f"{level} level, {split}" + (f", n = {n}, steps = {step}" if n is not None else ""))
     st.plotly_chart(fig, key="roc")
+    st.caption("ROC curves: for every threshold on a detector's score, the share of memorized queries it flags "
+               "(true positives) against the share of ordinary ones (false positives); the diagonal is chance, and "
+               "an auditor reads the curve left of 1% false positives.")
     export_menu(fig, f"roc-{level}", key="exp-roc")
 num = {c: st.column_config.NumberColumn(format="%.3f") for c in ("auroc", "auroc_low", "auroc_high", "tpr_at_1pct_fpr")}
 st.dataframe(part, hide_index=True, column_config=num | {
@@ -75,4 +78,6 @@ st.dataframe(part, hide_index=True, column_config=num | {
     "model_calls_per_query": st.column_config.NumberColumn(format="%.0f", help="UNet forward calls per query, a "
                                                            "batched conditional + unconditional pair counted once"),
     "peak_memory_mb": st.column_config.NumberColumn(format="%.0f", help="peak memory above the start of the work, MiB")})
+st.caption("One row per detector and setting: AUROC with its 95% interval, TPR at 1% FPR, and the measured cost; "
+           "hover a header for its unit.")
 table_downloads(part, f"detection-{level}", key="detection-table")

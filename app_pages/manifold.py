@@ -10,6 +10,7 @@ from memviz.lid import DEFAULT_T0
 from memviz.ui.loaders import study_of, workspace_picker
 from memviz.ui.widgets import (
     MAX_LINKED,
+    column_help,
     export_menu,
     images_analysed,
     map_select,
@@ -68,6 +69,6 @@ st.image(image_grid(to_unit(study.images(picked.row.to_numpy()[:GRID])), nrow=16
          caption="the selected images, in the table's order; open one on the Samples page from its link")
 st.dataframe(picked.assign(open=[f"/samples?row={r}&n={size}" for r in picked.row]), hide_index=True, height=200,
              column_order=["open", *picked.columns],
-             column_config={"open": st.column_config.LinkColumn("open", display_text="Samples ↗",
-                                                                help="This row on the Samples page")})
+             column_config=column_help(picked, open=st.column_config.LinkColumn(
+                 "open", display_text="Samples ↗", help="This row on the Samples page")))
 table_downloads(picked, "selection", key="selection")

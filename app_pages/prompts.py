@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from memviz import glossary
 from memviz.data.captions import example_prompts
 from memviz.detect import DETECTORS, detectors
 from memviz.figures import image_grid, overlay, spectrum_figure
@@ -53,7 +54,7 @@ for col, r in zip(st.columns(len(results) or 1), results):
         shown_prompt = str(r.prompt).replace("`", "'")
         st.subheader(f"`{shown_prompt}`" if r.prompt is not None else "unconditional")
         st.metric("Copies (calibrated l2 < 0.5)", f"{int(r.evidence.is_copy.sum())} / {n}",
-                  help="Carlini et al. 2023: nearest-training l2 over 0.5 x the mean l2 to the 50 nearest.")
+                  help=glossary.CALIBRATED_L2)
         st.image(image_grid(r.evidence.images, nrow=n, scale=3), caption="generations")
         if r.mask is not None:
             st.image(image_grid(overlay(r.evidence.images, r.mask), nrow=n, scale=3),
@@ -64,10 +65,13 @@ if results and results[0].mask is None:
     st.caption(f"Where in the image: {DETECTORS['bright-ending'].unavailable(model)}")
 st.subheader("Detectors")
 st.dataframe(scores, hide_index=True, column_config={
+    "copies": st.column_config.NumberColumn(help="Generations of the prompt that copy a training image (calibrated "
+                                            "l2 below 0.5)."),
+    "seed": st.column_config.NumberColumn(help="Generation i of the prompt is (prompt, seed, i)."), **{
     d.name: st.column_config.NumberColumn(help=f"{d.paper}; {'higher' if d.sign > 0 else 'lower'} = more memorized; "
                                           f"cost: {d.cost}" + ("; at the first sampling step" if d.stepwise else "")
                                           + ("; on the initial noise" if d.noise else ""))
-    for d in detectors("prompt")})
+    for d in detectors("prompt")}})
 st.caption("Generation i of a prompt is (prompt, seed, i); each score is the mean over the prompt's generations. "
            "Stepwise and noise-level scores are taken at the first step of the papers' 50-step schedule, whatever "
            "the sampling steps above, so they compare with the Detection page.")
@@ -81,7 +85,8 @@ if with_spectra:
     st.plotly_chart(spec, key="spectra")
     export_menu(spec, "prompt-spectra", key="exp-spectra")
     st.caption("n_sharp (eigenvalues below -tau) of the first generation: "
-               + ", ".join(f"{r.prompt}: {int(np.sum(r.eigenvalues < -r.tau))}" for r in with_spectra))
+               + ", ".join(f"{r.prompt}: {int(np.sum(r.eigenvalues < -r.tau))}" for r in with_spectra) + ". "
+               + glossary.SPECTRUM)
 grids = {f"prompt-{k}-{part}": image_grid(getattr(r.evidence, attr), nrow=n, scale=3)
          for k, r in enumerate(results) for part, attr in (("generations", "images"), ("nearest", "nearest_images"))}
 grids |= {f"prompt-{k}-copied-where": image_grid(overlay(r.evidence.images, r.mask), nrow=n, scale=3)

@@ -4,6 +4,7 @@ why it is or is not memorized (LID, spectrum, nearest training images, place on 
 import numpy as np
 import streamlit as st
 
+from memviz import glossary
 from memviz.data import to_unit
 from memviz.figures import flipd_curve_figure, image_grid, map_figure, overlay, spectrum_figure
 from memviz.hessian import affordable_method, default_tau, summarize
@@ -11,6 +12,7 @@ from memviz.lid import DEFAULT_T0
 from memviz.lid.verdict import VERDICT_LID, verdict_reason
 from memviz.ui.loaders import compare_prompts, heavy, sample_view, study_of, workspace_picker
 from memviz.ui.widgets import (
+    column_help,
     export_menu,
     figure_pack_button,
     images_analysed,
@@ -23,10 +25,6 @@ from memviz.ui.widgets import (
     verdict_badge,
 )
 
-FLIPD_HELP = ("The model's local intrinsic dimension (FLIPD, Kamkari et al. 2024): D + sigma^2 (tr grad s + "
-              "||s||^2) at t0, in dimensions. Low means the model has collapsed the neighbourhood (memorized). "
-              "The raw estimate can fall below 0 at a small t0 on a learned model (its score is not exact); the "
-              "verdict compares raw values with the same estimate on held-out images, so it stays comparable.")
 METRICS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
            "nearest-neighbour distance": "nn_distance", "copies in the training set (most first)": "minus_copies",
            "training row": "row"}
@@ -50,9 +48,7 @@ t0 = c5.select_slider("t0", grid, value=query_t0(grid, DEFAULT_T0), help="The di
     "stored on this grid, so changing t0 computes nothing.")
 VERDICT_OPTIONS, KIND_OPTIONS = ["all", "not memorized", "OD-Mem", "DD-Mem"], ["all", "none", "DD-Mem", "OD-Mem"]
 verdict = c2.selectbox("MMH verdict", VERDICT_OPTIONS, index=query_index("verdict", VERDICT_OPTIONS),
-                       help="The Manifold Memorization Hypothesis's verdict (Ross, Kamkari et al. 2025): OD-Mem when "
-                       "LID_theta is low but LID* is not (the model overfits), DD-Mem when both are low (the data "
-                       "hold duplicates), else not memorized.")
+                       help=glossary.VERDICT)
 kind = c3.selectbox("Planted kind", KIND_OPTIONS, index=query_index("kind", KIND_OPTIONS),
                     help="The ground truth the demo planted in its training set (none for real data).")
 table = study.table(t0)
@@ -84,7 +80,8 @@ if len(shown):
     st.image(image_grid(to_unit(study.images(shown["row"].to_numpy()[:64])), nrow=16, scale=3),
              caption=f"the first {min(64, len(shown))} by {sort}")
 event = st.dataframe(shown, hide_index=True, on_select="rerun", selection_mode="single-row", key="table",
-                     height=220)
+                     height=220, column_config=column_help(shown))
+st.caption("One row per analysed image; hover a header for what it means. Click a row to open it below.")
 table_downloads(shown, "samples", key="samples-table")
 picked = event.selection.rows if event and event.selection else []
 old = query_value("sample", None, int, lo=0, hi=10**9)  # links before training rows: ?sample= was a place in the analysed set
@@ -131,13 +128,16 @@ def sample_panel(default: int) -> None:
     with left:
         a, m = st.columns([1, 2])
         a.image(image_grid(to_unit(view.image[None]), scale=8), caption=f"label {row['label']}")
-        m.metric("LID_theta (FLIPD)", f"{row['flipd']:.1f}", help=FLIPD_HELP)
+        m.metric("LID_theta (FLIPD)", f"{row['flipd']:.1f}", help=glossary.FLIPD)
         if row["flipd"] < 0:
             m.caption(f"Raw FLIPD is negative here; as a dimension it reads 0 (clipped to [0, {ws.model.dim}]).")
-        m.metric("LID* (MLE / lPCA)", f"{view.lid_star['mle']:.1f} / {view.lid_star['lpca']:.1f}")
+        m.metric("LID* (MLE / lPCA)", f"{view.lid_star['mle']:.1f} / {view.lid_star['lpca']:.1f}",
+                 help=glossary.LID_STAR)
         curve = flipd_curve_figure(view.ts, view.curves, t0=t0, lid_star={"MLE": view.lid_star["mle"]},
                                    title="LID_theta against t, with LID*")
         st.plotly_chart(curve, key="curve")
+        st.caption("LID_theta (FLIPD) of this image read at every t of the grid: the model's dimension at growing "
+                   "noise. The dotted line is t0, the dashed one LID*; a memorized image stays far below LID* at small t.")
         export_menu(curve, f"flipd-{i}", key="exp-curve")
     figures = {"flipd-curve": curve}
     with right:
@@ -148,8 +148,8 @@ def sample_panel(default: int) -> None:
                                                          title="Hessian spectrum at t0")
             st.plotly_chart(spec, key="spectrum")
             n_sharp = int((view.eigenvalues < -view.tau).sum())
-            st.caption(f"{n_sharp} of {len(view.eigenvalues)} eigenvalues below -tau = {-view.tau:.1f}; "
-                       f"largest {view.eigenvalues[-1]:.1f}.")
+            st.caption(f"{n_sharp} of {len(view.eigenvalues)} eigenvalues below -tau = {-view.tau:.1f} (the sharpness "
+                       f"count); largest {view.eigenvalues[-1]:.1f}. " + glossary.SPECTRUM)
             export_menu(spec, f"spectrum-{i}", key="exp-spectrum")
     left, right = st.columns(2)
     with left:
@@ -176,6 +176,8 @@ def sample_panel(default: int) -> None:
                          highlight=np.flatnonzero(table["row"].to_numpy() == i),
                          title="UMAP of the analysed images (ringed: this row)")
         st.plotly_chart(fig, key="map")
+        st.caption("Where this image lies among the analysed ones (UMAP; ringed), coloured by LID_theta: memorized "
+                   "images often form their own tight clusters. The Manifold page explores the map.")
         export_menu(fig, f"map-{i}", key="exp-map")
     figure_pack_button(figures | {"map": fig},
                        {"sample": shown[shown["row"] == i], "neighbors": _neighbors_table(view)},

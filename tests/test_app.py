@@ -37,9 +37,15 @@ def test_overview_shows_the_planted_sets():
     text = " ".join(m.value for m in at.markdown)
     assert "duplicated images" in text and "planted prompt" in text
     assert [m.label for m in at.metric][:2] == ["Model", "Shape (C, H, W)"]
-    verdicts = {m.label.split(": ")[1]: int(m.value.replace(",", "")) for m in at.metric if "verdict" in m.label}
+    verdicts = {m.label.split("[")[1].rstrip("]"): int(m.value.replace(",", "")) for m in at.metric
+                if "verdict" in m.label}
     assert verdicts["DD-Mem"] == 10 and verdicts["OD-Mem"] >= 16   # every duplicated image; the 16 planted ones
     assert len(at.dataframe) == 2                                 # planted counts; the detection table
+    assert ":red[DD-Mem]" in " ".join(m.label for m in at.metric)    # the verdict's one colour
+    assert any("simplicity bias" in c.value for c in at.caption)
+    at.toggle(key="per_class").set_value(True).run()                    # one row of 8 per class
+    grid = at.get("image")[-1]
+    assert not at.exception and "per class" in grid.proto.imgs[0].caption
 
 
 def test_prompts_page_reports_copies_for_a_planted_prompt():

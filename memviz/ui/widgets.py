@@ -68,6 +68,17 @@ def query_value(name: str, default: Any, cast: Callable[[str], Any] = str, lo: f
     return value
 
 
+def column_help(frame, **extra) -> dict:
+    """``st.dataframe`` column configs with each known column's meaning (``memviz.glossary.COLUMNS``) as
+    its header's help, numbers to 3 significant digits; ``extra`` overrides."""
+    from memviz.glossary import COLUMNS
+
+    numeric = set(frame.select_dtypes("number").columns)
+    return {c: (st.column_config.NumberColumn(help=COLUMNS[c], format="%.3g") if c in numeric and c not in
+                ("row", "label", "copies") else st.column_config.Column(help=COLUMNS[c]))
+            for c in frame.columns if c in COLUMNS} | extra
+
+
 def verdict_badge(verdict: str) -> str:
     """Streamlit markdown for a verdict (or planted kind) in its one colour (``figures.VERDICT_COLOURS``)."""
     from memviz.figures import VERDICT_COLOURS
