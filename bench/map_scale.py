@@ -25,6 +25,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -35,14 +36,17 @@ LIMITS = {"ready_s": 3.0, "hover_s": 0.2, "lasso_s": 3.0}
 APP_ERROR = "This app has encountered an error"
 
 
-def _serve(max_message_mb: int = 1000, log: Path | None = None) -> tuple[subprocess.Popen, str]:
+def _serve(options: dict[str, int], log: Path) -> tuple[subprocess.Popen, str]:
+    """Streamlit serving the bench app with the repository's .streamlit/config.toml (as `streamlit run app.py`
+    is), the server ``options`` on top (``{"server.maxMessageSize": 200}``); its process and URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "bench" / "map_scale_app.py"),
-                             "--server.headless", "true", "--server.port", str(port), "--server.maxMessageSize", str(max_message_mb),
-                             "--browser.gatherUsageStats", "false"], cwd=ROOT,
-                            stdout=open(log, "w") if log else subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                             "--server.headless", "true", "--server.port", str(port),
+                             "--browser.gatherUsageStats", "false",
+                             *[a for k, v in options.items() for a in (f"--{k}", str(v))]], cwd=ROOT,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -84,7 +88,7 @@ def measure(browser, url: str, n: int, timeout_s: float = 180) -> dict:
     """One size's row; ``timeout_s`` bounds each of its three steps (loading to the first hover,
     the five hovers, the lasso), and a step past it makes the row an error."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    deadline, step = 0.0, "load"
+    deadline, step, out = 0.0, "load", {"points": n}
 
     def left() -> int:  # milliseconds left to the current step: loading, the hovers, the lasso
         return max(1, int((deadline - time.perf_counter()) * 1000))
@@ -99,7 +103,7 @@ def measure(browser, url: str, n: int, timeout_s: float = 180) -> dict:
         page.wait_for_function("() => { const g = document.querySelector('.js-plotly-plot');"
                                " return g && g._fullData && g._fullData.length && g.querySelector('.nsewdrag'); }",
                                timeout=left())
-        drawn = time.perf_counter() - t0
+        out |= {"shell_s": shell, "drawn_s": time.perf_counter() - t0}
         x, y = _target(page)
         while True:  # the first hover: until the WebGL picking answers (tries of 0.3 s, so as not to overshoot)
             try:
@@ -108,10 +112,10 @@ def measure(browser, url: str, n: int, timeout_s: float = 180) -> dict:
             except Exception:
                 if time.perf_counter() > deadline:
                     raise
-        ready = time.perf_counter() - t0
-        build = float(re.search(r"built in ([\d.]+) s", page.evaluate("document.body.innerText")).group(1))
+        out["ready_s"] = time.perf_counter() - t0
+        out["build_s"] = float(re.search(r"built in ([\d.]+) s", page.evaluate("document.body.innerText")).group(1))
         deadline, step = time.perf_counter() + timeout_s, "hover"
-        hovers = [_hover(page, x, y, left()) for _ in range(5)]
+        out["hover_s"] = statistics.median(_hover(page, x, y, left()) for _ in range(5))
         box = page.locator(".nsewdrag").first.bounding_box()
         cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, min(box["width"], box["height"]) / 4
         step, drag = "lasso", time.perf_counter()
@@ -120,22 +124,19 @@ def measure(browser, url: str, n: int, timeout_s: float = 180) -> dict:
         for px, py in ((cx + r, cy - r), (cx + r, cy + r), (cx - r, cy + r), (cx - r, cy - r + 1)):
             page.mouse.move(px, py, steps=5)
         t = time.perf_counter()
-        deadline, drag = t + timeout_s, t - drag
+        deadline, out["drag_s"] = t + timeout_s, t - drag
         page.mouse.up()
         # the app prints a plain-text marker of its own; an app error ends the wait at once
         page.wait_for_function(f"() => {{ const s = document.body.innerText;"
                                f" return s.includes('BENCH-SELECTED') || s.includes('{APP_ERROR}'); }}", timeout=left())
-        lasso = time.perf_counter() - t
+        out["lasso_s"] = time.perf_counter() - t
         text = page.evaluate("document.body.innerText")
         if APP_ERROR in text:
             raise RuntimeError("the app raised on the selection (see the streamlit log)")
         found = re.search(r"BENCH-SELECTED (\d+)( \(workaround\))?", text)
-        selected, workaround = int(found.group(1)), bool(found.group(2))
-        out = {"points": n, "build_s": build, "shell_s": shell, "drawn_s": drawn, "ready_s": ready,
-               "hover_s": statistics.median(hovers), "drag_s": drag, "lasso_s": lasso, "selected": selected,
-               "workaround": workaround}
+        out |= {"selected": int(found.group(1)), "workaround": bool(found.group(2))}
     except Exception as exc:  # a size past the browser's reach is a result, not a crash
-        out = {"points": n, "error": f"{step}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+        out["error"] = f"{step}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
     finally:
         page.close()
     out["usable"] = "error" not in out and all(out[k] <= v for k, v in LIMITS.items())
@@ -149,31 +150,42 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 100_000, 1_000_000])
     ap.add_argument("--json", type=Path)
     ap.add_argument("--timeout", type=float, default=180, help="seconds each step of a size may take (default 180)")
-    ap.add_argument("--max-message-mb", type=int, default=1000, help="Streamlit's server.maxMessageSize (default 1000)")
-    ap.add_argument("--log", type=Path, help="write the Streamlit server's output here")
+    ap.add_argument("--max-message-mb", type=int, help="server.maxMessageSize, MB to the browser (default: the app's, 200)")
+    ap.add_argument("--max-widget-state-mb", type=int,
+                    help="server.maxWidgetStateSize, MB from the browser, which a selection event must fit (default 25)")
+    ap.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "map_scale_streamlit.log",
+                    help="the Streamlit server's output (default: map_scale_streamlit.log in the temp folder)")
     args = ap.parse_args()
     if CHROMIUM is None:
         raise SystemExit("no system Chromium (apt-get install -y chromium)")
-    proc, url = _serve(args.max_message_mb, args.log)
+    options = {k: v for k, v in (("server.maxMessageSize", args.max_message_mb),
+                                 ("server.maxWidgetStateSize", args.max_widget_state_mb)) if v is not None}
+    proc, url = _serve(options, args.log)
     rows = []
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             measure(browser, url, 1000, 60)  # warm the server and the browser's plotly.js
             for n in args.sizes:
+                seen = args.log.stat().st_size
                 rows.append(measure(browser, url, n, args.timeout) | {"json_mb": json_mb(n)})
+                with args.log.open() as f:  # the server's word on a failure, e.g. a selection past its limit
+                    f.seek(seen)
+                    said = [line.split(" ", 2)[-1].strip() for line in f if "exceeds" in line or "Error" in line]
+                if "error" in rows[-1] and said:
+                    rows[-1]["error"] += f"; server: {said[0][:200]}"
                 print(json.dumps(rows[-1]), flush=True)
             browser.close()
     finally:
         proc.terminate()
-    print(f"\nlimits: {LIMITS}")
-    print(f"{'points':>10} {'JSON MB':>8} {'build s':>8} {'ready s':>8} {'hover s':>8} {'lasso s':>8} {'selected':>9}  usable")
+    print(f"\nlimits: {LIMITS}; server options: {options or 'the app config'}")
+    cols = (("json_mb", "JSON MB", ".1f"), ("build_s", "build s", ".2f"), ("ready_s", "ready s", ".2f"),
+            ("hover_s", "hover s", ".3f"), ("drag_s", "drag s", ".2f"), ("lasso_s", "lasso s", ".2f"),
+            ("selected", "selected", ",d"))
+    print(f"{'points':>10} " + " ".join(f"{h:>8}" for _, h, _ in cols) + "  usable")
     for r in rows:
-        if "error" in r:
-            print(f"{r['points']:>10,} {r['json_mb']:>8.1f} {r['error']}")
-        else:
-            print(f"{r['points']:>10,} {r['json_mb']:>8.1f} {r['build_s']:>8.2f} {r['ready_s']:>8.2f} {r['hover_s']:>8.3f} "
-                  f"{r['lasso_s']:>8.2f} {r['selected']:>9,}  {r['usable']}")
+        cells = " ".join(f"{r[k]:>8{f}}" if k in r else f"{'-':>8}" for k, _, f in cols)
+        print(f"{r['points']:>10,} {cells}  {r['usable']}" + (f"  ({r['error']})" if "error" in r else ""))
     if any(r.get("workaround") for r in rows):
         print("(the app read the selection through its own workaround: memviz.figures.selected_indices cannot"
               " read customdata rows that come back as dicts)")

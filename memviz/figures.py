@@ -246,6 +246,5 @@ def cost_figure(rows, title: str | None = None):
     fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="chance",
                   annotation_position="bottom right")
     fig.update_layout(title=title, template="plotly_white", xaxis_title="seconds per query (log)",
-                      yaxis_title="AUROC (95% interval)", xaxis=dict(type="log", **LOG_TICKS), yaxis_range=[-0.02, 1.05],
-                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0})
+                      yaxis_title="AUROC (95% interval)", xaxis=dict(type="log", **LOG_TICKS), yaxis_range=[-0.02, 1.05])
     return fig

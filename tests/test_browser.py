@@ -68,27 +68,89 @@ def browser():
         b.close()
 
 
-def _open(browser, url: str, wait_text: str, shot: str):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+# Per figure on the page: how many data points its traces hold, and which of its labels (title, legend,
+# axis titles, annotations, colour bar) overlap another.
+FIGURES_JS = """() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(gd => {
+    const points = (gd._fullData || []).filter(t => t.visible !== false)
+        .reduce((n, t) => n + ((t.x || t.y || t.values || t.z || []).length || 0), 0);
+    const parts = ['.legend', '.gtitle', '.g-xtitle', '.g-ytitle', '.g-x2title', '.g-y2title', '.annotation',
+                   '.colorbar'].flatMap(s => Array.from(gd.querySelectorAll(s)).map(e => [s, e.getBoundingClientRect()]))
+                   .filter(([, r]) => r.width > 0 && r.height > 0);
+    const overlaps = [];
+    for (let i = 0; i < parts.length; i++) for (let j = i + 1; j < parts.length; j++) {
+        const [a, p] = parts[i], [b, q] = parts[j];
+        if (a !== b && p.left < q.right - 1 && q.left < p.right - 1 && p.top < q.bottom - 1 && q.top < p.bottom - 1)
+            overlaps.push(a + ' / ' + b);
+    }
+    return {points, overlaps};
+})"""
+
+
+def _open(browser, url: str, wait_text: str, shot: str, width: int = 1400, height: int = 1000):
+    """The page at ``url`` in a window ``width`` px wide, once ``wait_text`` shows and the script is done,
+    checked (``_check``) and screenshot."""
+    page = browser.new_page(viewport={"width": width, "height": height}, accept_downloads=True)
     page.goto(url)
     page.get_by_text(wait_text).first.wait_for(timeout=300_000)
     # app.py's navigation (titled pages), also for a deep link to a fresh server
     page.get_by_test_id("stSidebarNav").get_by_text("Overview", exact=True).wait_for(timeout=30_000)
-    page.wait_for_timeout(500)
-    assert page.locator('[data-testid="stException"]').count() == 0, f"an exception on {url}"
-    page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
+    page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=300_000)
+    _check(page, shot)
     return page
 
 
-def test_every_page_pick_a_sample_compare_prompts_and_export_a_png(server, browser):
+def _check(page, shot: str) -> None:
+    """No exception box, no figure without data, no overlapping labels and no image that did not load;
+    then a screenshot to test-artifacts/<shot>.png."""
+    page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).every(
+        c => { const g = c.querySelector('.js-plotly-plot'); return g && g._fullData; })""", timeout=120_000)
+    page.wait_for_timeout(500)
+    where = f"{page.url} at {page.viewport_size['width']} px"
+    assert page.locator('[data-testid="stException"]').count() == 0, f"an exception on {where}"
+    for k, fig in enumerate(page.evaluate(FIGURES_JS)):
+        assert fig["points"] > 0, f"figure {k} of {where} is empty"
+        assert not fig["overlaps"], f"figure {k} of {where}: overlapping {fig['overlaps']}"
+    broken = page.evaluate("() => Array.from(document.images).filter(i => i.complete && !i.naturalWidth).length")
+    assert broken == 0, f"{broken} images of {where} did not load"
+    page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
+
+
+PAGES = {"overview": ("", "What the model memorized"), "samples": ("samples?n=300&row=42", "Row 42:"),
+         "prompts": ("prompts?prompts=3|memorized-05", "calibrated l2:"), "manifold": ("manifold?n=300&sel={sel}",
+                                                                                       "2 selected"),
+         "detection": ("detection", "ROC curves")}
+
+
+def test_every_page_at_a_laptop_and_a_desktop_width(server, browser):
+    """Screenshots of every page at 1280 and 1920 px (test-artifacts/<page>-<width>.png), a window tall
+    enough for the whole page (Streamlit scrolls inside it, so a full-page shot would not); each fails
+    on an exception box, an empty figure, overlapping labels or an image that did not load."""
+    from memviz.study import open_study
+
+    url, log = server
+    sel = ",".join(map(str, open_study("demo-mnist", n=300).rows[:2]))    # two analysed rows, ringed and shown
+    for name, (path, wait_text) in PAGES.items():
+        page = _open(browser, f"{url}/{path.format(sel=sel)}", wait_text, f"{name}-1280", width=1280, height=3000)
+        page.set_viewport_size({"width": 1920, "height": 3000})            # the same page on a wide screen
+        page.wait_for_timeout(1000)
+        _check(page, f"{name}-1920")
+        if name == "samples":
+            assert page.locator(".js-plotly-plot").count() == 3
+            page.keyboard.press("ArrowRight")                                 # the next sample, without the mouse
+            page.wait_for_function("!document.body.innerText.includes('Row 42:')", timeout=120_000)
+            assert "row=42" not in page.url
+        page.close()
+    assert "Traceback" not in log.read_text()
+
+
+def test_pick_a_sample_compare_prompts_and_export_a_png(server, browser):
     from PIL import Image
 
     url, log = server
-    _open(browser, url, "What the model memorized", "overview").close()
     page = _open(browser, f"{url}/samples?n=300&row=42", "Row 42:", "samples")
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=60_000)
     assert page.locator(".js-plotly-plot").count() == 3                     # curve, spectrum, map
-    assert page.get_by_text("nearest other training images").count() >= 1    # the fourth panel
+    assert page.get_by_text("nearest training images").count() >= 1         # the fourth panel
     page.get_by_role("button", name="Export").first.click()
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="PNG").first.click()
@@ -101,8 +163,6 @@ def test_every_page_pick_a_sample_compare_prompts_and_export_a_png(server, brows
     page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=120_000)
     assert page.get_by_text("memorized-05").count() >= 1 and page.locator(".js-plotly-plot").count() == 1
     page.close()
-    _open(browser, f"{url}/manifold?n=300", "Click a point", "manifold").close()
-    _open(browser, f"{url}/detection", "AUROC", "detection").close()
     assert "Traceback" not in log.read_text()
 
 
@@ -169,7 +229,7 @@ def test_hostile_links_get_one_sentence_in_a_real_browser(server, browser):
     for query in ("model=../../../../etc&row=1", "data=/etc/passwd", "model=%2Fproc%2Fself&data=..%2F..%2F.."):
         page = _open(browser, f"{url}/samples?{query}", "outside the folders this app may open", "hostile-path")
         page.close()
-    page = _open(browser, f"{url}/samples?row=-99999999999999999999&t0=nan&n=1e999&sample=-4", ": verdict",
+    page = _open(browser, f"{url}/samples?row=-99999999999999999999&t0=nan&n=1e999&sample=-4", "LID_theta (FLIPD)",
                  "hostile-numbers")
     page.close()
     page = _open(browser, f"{url}/prompts?seed=1e99&prompts=" + "x" * 5000, "Detectors", "hostile-prompts")
