@@ -45,7 +45,7 @@ def _drawn(page, i: int) -> None:
     page.get_by_text(f"Row {i}:").wait_for(timeout=120_000)                    # this row's rerun has begun
     page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=120_000)  # and finished
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=120_000)
-    page.get_by_text("nearest other training images").wait_for(timeout=120_000)
+    page.get_by_text("nearest training images").wait_for(timeout=120_000)
 
 
 def _picks(page, rows) -> list[float]:

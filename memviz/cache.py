@@ -67,7 +67,9 @@ def model_fingerprint(model) -> str:
     ``DiffusionModel``; computed once per model object (its weights are frozen), as hashing a
     Stable Diffusion UNet's 3.4 GB takes seconds."""
     if getattr(model, "_fingerprint", None) is None:
-        parts = [getattr(model, name, None) for name in ("unet", "vae", "text_encoder")]
+        unet = getattr(model, "_unet", None)  # a lazy UNet (memviz.loading.LazyUNet) reads its file, unbuilt
+        parts = [getattr(model, "unet", None) if unet is None else unet] + [
+            getattr(model, name, None) for name in ("vae", "text_encoder")]
         tensors = [t for part in parts if part is not None for _, t in sorted(part.state_dict().items())]
         model._fingerprint = fingerprint(dict(model.scheduler.config), model.prediction_type, *tensors)
     return model._fingerprint

@@ -12,17 +12,20 @@ Cond = Union[None, int, str, Sequence[int], Sequence[str], torch.Tensor]
 
 
 class Conditioning:
-    """Mixin over ``self.unet``, ``self.meta``, ``self.device``, ``self.text_encoder``, ``self.tokenizer``."""
+    """Mixin over ``self.unet`` (``self._unet``, ``self.unet_config``), ``self.meta``, ``self.device``, ``self.text_encoder``, ``self.tokenizer``."""
 
     @property
     def is_class_conditional(self) -> bool:
-        return not self.is_text_conditional and getattr(self.unet.config, "num_class_embeds", None) is not None
+        return not self.is_text_conditional and getattr(self.unet_config, "num_class_embeds", None) is not None
 
     @property
     def is_text_conditional(self) -> bool:
+        unet = self._unet
+        if hasattr(unet, "load"):  # not built yet (memviz.loading.LazyUNet): its class by name
+            return unet.class_name == "UNet2DConditionModel"
         from diffusers import UNet2DConditionModel
 
-        return isinstance(self.unet, UNet2DConditionModel)
+        return isinstance(unet, UNet2DConditionModel)
 
     @property
     def class_names(self) -> list[str]:
@@ -35,7 +38,7 @@ class Conditioning:
     @property
     def null_class(self) -> int:
         """The class index that means "no condition" (classifier-free guidance)."""
-        return int(self.meta.get("null_class", self.unet.config.num_class_embeds - 1))
+        return int(self.meta.get("null_class", self.unet_config.num_class_embeds - 1))
 
     def conditions_of(self, data) -> list | None:
         """Each sample's own condition in an ``ImageDataset``: its label (class models) or its

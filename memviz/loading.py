@@ -37,8 +37,9 @@ def model_path(model: str | Path) -> Path:
     return Path(model).expanduser()
 
 
-def load_components(path: Path) -> dict[str, Any]:
-    """unet, scheduler, and (where present) vae, text_encoder, tokenizer and memviz meta.
+def load_components(path: Path, lazy: bool = False) -> dict[str, Any]:
+    """unet, scheduler, and (where present) vae, text_encoder, tokenizer and memviz meta; ``lazy``: the
+    unet as a ``LazyUNet`` (its config read and its weights' header checked, built on first use).
 
     Steps: 1. check the folder and its index; 2. load the required unet and scheduler;
     3. load the optional parts the index names; 4. read ``memviz.json`` (which may name a
@@ -52,7 +53,7 @@ def load_components(path: Path) -> dict[str, Any]:
     for part in ("unet", "scheduler"):
         if not (path / part).is_dir():
             raise ValueError(f"{path} is not a diffusers model: the {part}/ folder is missing; {HINT}.")
-    parts: dict[str, Any] = {"unet": _load_unet(path / "unet"),   # 2.
+    parts: dict[str, Any] = {"unet": LazyUNet(path / "unet") if lazy else _load_unet(path / "unet"),   # 2.
                              "scheduler": _load_scheduler(path / "scheduler")}
     if (path / "vae").is_dir() or "vae" in index:                                  # 3.
         parts["vae"] = _load_diffusers_part(path / "vae", "AutoencoderKL")
@@ -91,11 +92,55 @@ def _check_weights(folder: Path, config: bool = True) -> None:
             "save_pretrained(folder, safe_serialization=True))" if pickled else "; the model is incomplete") + ".")
 
 
-def _load_unet(folder: Path):
+def _unet_class(folder: Path) -> str:
     name = _read_json(folder / "config.json").get("_class_name", "") if (folder / "config.json").exists() else ""
     if name and name not in UNETS:
         raise ValueError(f"{folder} holds a {name}; memviz supports {' and '.join(UNETS)}.")
-    return _load_diffusers_part(folder, name or "UNet2DModel")
+    return name or "UNet2DModel"
+
+
+def _load_unet(folder: Path):
+    return _load_diffusers_part(folder, _unet_class(folder))
+
+
+class LazyUNet:
+    """A UNet folder whose config and weights are read but whose module is built on first use
+    (``DiffusionModel.unet``). Building one imports diffusers' UNet package, about 3 s on a laptop
+    (it imports every diffusers transformer), which a page reading stored artifacts never needs.
+
+    Attributes:
+        folder (Path); class_name (str); config (SimpleNamespace): the saved config, by attribute.
+    """
+
+    def __init__(self, folder: Path):
+        from types import SimpleNamespace
+
+        self.class_name = _unet_class(folder)
+        _check_weights(folder)
+        self.folder, self.config = folder, SimpleNamespace(**_read_json(folder / "config.json"))
+        self._file = next(iter(sorted(folder.glob("*.safetensors")))) if len(list(folder.glob("*.safetensors"))) == 1 \
+            else None
+        if self._file is not None:  # a broken file is named now, not at the first model call
+            from safetensors import safe_open
+
+            try:
+                with safe_open(self._file, framework="pt") as f:
+                    f.keys()
+            except Exception as exc:  # noqa: BLE001 - one sentence
+                raise ValueError(f"Could not load {self.class_name} from {folder}: {_first_line(exc)}.") from None
+
+    def load(self):
+        """The diffusers module (ValueError in one sentence)."""
+        return _load_diffusers_part(self.folder, self.class_name)
+
+    def state_dict(self) -> dict:
+        """The weights as the built module's float32 ``state_dict`` holds them, read straight from the file
+        (the module is built when the weights span several files)."""
+        if self._file is None:
+            return self.load().float().state_dict()
+        from safetensors.torch import load_file
+
+        return {k: v.float() if v.is_floating_point() else v for k, v in load_file(self._file).items()}
 
 
 def _load_diffusers_part(folder: Path, class_name: str):

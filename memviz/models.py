@@ -13,6 +13,7 @@ sampling loop in ``memviz.sampling``, folders on disk in ``memviz.loading``.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import torch
@@ -52,7 +53,10 @@ class DiffusionModel(Conditioning):
         if self.prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type {self.prediction_type!r} is not supported; use one of {PREDICTION_TYPES}.")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.unet = unet.to(self.device).float().eval().requires_grad_(False)  # float32: autograd paths need it
+        self._unet = unet  # built on first use when lazy (memviz.loading.LazyUNet)
+        self._unet_lock = threading.Lock()
+        if not hasattr(unet, "load"):
+            self.unet = unet
         self.scheduler = scheduler
         self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)
         self.text_encoder = None if text_encoder is None else text_encoder.to(self.device).eval().requires_grad_(False)
@@ -68,16 +72,35 @@ class DiffusionModel(Conditioning):
 
     # ---- what the model is ------------------------------------------------------------
     @property
+    def unet(self):
+        """The denoiser, float32, in eval mode, without gradients (autograd paths need float32); a lazy
+        one (``from_pretrained(lazy=True)``) is built here on first use."""
+        if hasattr(self._unet, "load"):
+            with self._unet_lock:
+                if hasattr(self._unet, "load"):
+                    self.unet = self._unet.load()
+        return self._unet
+
+    @unet.setter
+    def unet(self, unet) -> None:
+        self._unet = unet.to(self.device).float().eval().requires_grad_(False)
+
+    @property
+    def unet_config(self):
+        """The UNet's config (attributes), read without building a lazy UNet."""
+        return self._unet.config
+
+    @property
     def sample_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of x_t in the model's space."""
-        size = self.unet.config.sample_size
+        size = self.unet_config.sample_size
         h, w = (size, size) if isinstance(size, int) else tuple(size)
-        return (int(self.unet.config.in_channels), int(h), int(w))
+        return (int(self.unet_config.in_channels), int(h), int(w))
 
     @property
     def family(self) -> str | None:
         """"sd-v1" or "sd-v2" for a Stable Diffusion checkpoint (latent, text width 768 or 1024), else None."""
-        width = getattr(self.unet.config, "cross_attention_dim", None)
+        width = getattr(self.unet_config, "cross_attention_dim", None)
         if self.vae is None or width not in (768, 1024):
             return None
         return "sd-v1" if width == 768 else "sd-v2"
@@ -242,16 +265,19 @@ class DiffusionModel(Conditioning):
 
     # ---- disk ---------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None) -> "DiffusionModel":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
+                        lazy: bool = False) -> "DiffusionModel":
         """Load a bundled demo by name ("demo-mnist") or a local diffusers folder (``model_index.json``,
-        or ``unet/`` and ``scheduler/``).
+        or ``unet/`` and ``scheduler/``). ``lazy``: build the UNet on first use (its config, weights'
+        header and fingerprint are read now), so that what reads only stored artifacts starts seconds
+        sooner.
 
         Local files only; safetensors weights only (pickled weights are refused, never unpickled).
         A missing or broken folder raises ``ValueError`` naming what is wrong.
         """
         from memviz.loading import load_components, model_path
 
-        parts = load_components(model_path(path))
+        parts = load_components(model_path(path), lazy=lazy)
         return cls(**parts, device=device)
 
     def save_pretrained(self, path: str | Path) -> None:

@@ -181,11 +181,29 @@ def _broken(tmp_path, make_model, what):
     ("no scheduler config", "no scheduler_config.json"),
     ("wrong model class", "holds a AutoencoderKL"),
 ])
-def test_broken_folders_get_one_clear_sentence(tmp_path, make_model, what, message):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_broken_folders_get_one_clear_sentence(tmp_path, make_model, what, message, lazy):
     path = _broken(tmp_path, make_model, what)
     with pytest.raises(ValueError, match=message) as info:
-        DiffusionModel.from_pretrained(path)
+        DiffusionModel.from_pretrained(path, lazy=lazy)   # lazy: named when opened, not at the first model call
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("name, cond", [("demo-mnist", "3"), ("demo-mnist-text", "a digit"), ("demo-toy", None)])
+def test_a_lazy_model_is_the_same_model_built_on_first_use(name, cond):
+    """What the app's first page reads (shape, conditions, fingerprint: the keys of the shipped
+    artifacts) comes from the files; the UNet is built at the first model call, and then agrees."""
+    import sys
+
+    from memviz.cache import model_fingerprint
+
+    lazy, eager = DiffusionModel.from_pretrained(name, lazy=True), DiffusionModel.from_pretrained(name)
+    for what in ("sample_shape", "dim", "is_text_conditional", "is_class_conditional", "class_names", "guidance_scale"):
+        assert getattr(lazy, what) == getattr(eager, what), what
+    assert model_fingerprint(lazy) == model_fingerprint(eager) and hasattr(lazy._unet, "load")   # not built yet
+    x = torch.randn(3, *lazy.sample_shape)
+    torch.testing.assert_close(lazy.eps(x, 0.4, cond=cond), eager.eps(x, 0.4, cond=cond), rtol=0, atol=0)
+    assert not hasattr(lazy._unet, "load") and "diffusers.models.unets" in sys.modules
 
 
 def test_missing_and_non_folder_paths(tmp_path):

@@ -45,8 +45,8 @@ def load_model(path: str) -> DiffusionModel:
     ValueError in one sentence."""
     allowed(path, "model")
     log.info("memviz: loading model %s", path)
-    with heavy():
-        return DiffusionModel.from_pretrained(path)
+    with heavy():  # lazy: the UNet is built on the first model call, so stored artifacts show seconds sooner
+        return DiffusionModel.from_pretrained(path, lazy=True)
 
 
 @st.cache_resource(show_spinner="Loading the training data…")
