@@ -93,7 +93,7 @@ async def _shown(page, row: int) -> str:
     parts = [await page.get_by_role("heading", name=f"Row {row}:").first.inner_text()]
     parts += await page.locator('[data-testid="stMetric"]').all_inner_texts()
     parts += await page.get_by_text("eigenvalues below").all_inner_texts()
-    parts += await page.get_by_text("nearest other training images").all_inner_texts()
+    parts += await page.get_by_text("nearest training images").all_inner_texts()
     return "\n".join(parts)
 
 
