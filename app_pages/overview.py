@@ -12,7 +12,7 @@ from memviz.detect.evaluate import report
 from memviz.figures import VERDICT_COLOURS, image_grid
 from memviz.lid import DEFAULT_T0
 from memviz.lid.verdict import VERDICTS
-from memviz.ui.loaders import prepared, workspace_picker
+from memviz.ui.loaders import prepared, warm, workspace_picker
 from memviz.ui.widgets import query_t0
 
 st.title("memviz")
@@ -93,3 +93,4 @@ if evaluation is not None and evaluation.exists():
     st.caption("Each registered detector scored on the planted ground truth, from `memviz eval-detection` (see the "
                "model card): AUROC (0.5 is chance, 1 is perfect) and the true-positive rate at 1% false positives; "
                "the Detection page draws the ROC curves and the cost of each.")
+warm(model)  # the UNet, built in the background once the page is complete: the first pick need not wait

@@ -10,9 +10,12 @@ WebGL) is served by Streamlit and measured as a person meets it:
 - drag: the lasso's 21 mouse moves, button down to just before its release (plotly selects as it goes);
 - lasso: from releasing a lasso over the middle of the plot to the app printing how many points it
   selected (the selection's round trip through Streamlit, which opens the image grid on the page).
-A size is usable when ready <= 3 s after the data, hover <= 0.2 s and lasso <= 3 s.
+A size is usable when ready <= 3 s after the data, hover <= 0.2 s and lasso <= 3 s. The server runs
+with the repository's .streamlit/config.toml, as the app does: a selection event must fit Streamlit's
+server.maxWidgetStateSize (25 MB, about 120k selected points), the figure server.maxMessageSize (200 MB).
 
-    python bench/map_scale.py [--sizes 5000 100000 1000000] [--json out.json]
+    python bench/map_scale.py [--sizes 5000 100000 1000000] [--timeout 180] [--json out.json]
+                              [--max-message-mb MB] [--max-widget-state-mb MB] [--log server.log]
 """
 
 from __future__ import annotations

@@ -78,7 +78,22 @@ class DiffusionModel(Conditioning):
         if hasattr(self._unet, "load"):
             with self._unet_lock:
                 if hasattr(self._unet, "load"):
-                    self.unet = self._unet.load()
+                    # built in a thread of its own: the caller may be inside a torch.func transform (its
+                    # state is per thread), where moving parameters to a device or dtype is refused
+                    built: dict = {}
+
+                    def build() -> None:
+                        try:
+                            built["unet"] = self._unet.load().to(self.device).float().eval().requires_grad_(False)
+                        except Exception as exc:  # noqa: BLE001 - raised again in the caller's thread
+                            built["error"] = exc
+
+                    worker = threading.Thread(target=build, name="memviz-unet")
+                    worker.start()
+                    worker.join()
+                    if "error" in built:
+                        raise built["error"]
+                    self._unet = built["unet"]
         return self._unet
 
     @unet.setter

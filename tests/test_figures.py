@@ -45,8 +45,9 @@ def test_map_figure_draws_one_trace_per_label_with_the_verdicts_own_colours():
 def test_selection_reads_customdata_not_per_trace_point_indices():
     event = {"points": [{"curve_number": 0, "point_index": 1, "customdata": [1]},
                         {"curve_number": 1, "point_index": 1, "customdata": 6},
-                        {"curve_number": 1, "point_index": 0, "customdata": [5]}]}
-    assert selected_indices(event).tolist() == [1, 5, 6]
+                        {"curve_number": 1, "point_index": 0, "customdata": [5]},
+                        {"curve_number": 2, "point_index": 3, "customdata": {"0": 9, "1": 4321, "2": 0.5}}]}
+    assert selected_indices(event).tolist() == [1, 5, 6, 9]   # the last: a typed-array row, as a lasso returns it
     assert selected_indices({}).tolist() == [] and selected_indices(None).tolist() == []
 
 

@@ -83,6 +83,13 @@ def heavy(waiting: str = "Another session is computing; waiting for it…") -> I
         lock.release()
 
 
+def warm(model: DiffusionModel) -> None:
+    """Build a lazily loaded UNet in the background (once), so that the first pick after the Overview
+    does not wait for it; the Overview itself reads only stored artifacts."""
+    if hasattr(model._unet, "load"):
+        threading.Thread(target=lambda: model.unet, name="memviz-warm", daemon=True).start()
+
+
 def prepared(study: Study) -> Study:
     """``study`` with its dataset-wide artifacts computed (once per server; a progress bar in the page
     that asks first, a spinner in the others); the artifacts are stored on disk too."""
