@@ -2,21 +2,23 @@
 
 import json
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
-from memviz import glossary
-from memviz.data import to_unit
-from memviz.detect.evaluate import report
-from memviz.figures import VERDICT_COLOURS, image_grid
-from memviz.lid import DEFAULT_T0
-from memviz.lid.verdict import VERDICTS
-from memviz.ui.loaders import prepared, warm, workspace_picker
-from memviz.ui.widgets import query_t0
-
+# the first paint comes before torch and diffusers are imported (seconds, on a server's first visit)
 st.title("memviz")
 st.caption("Has this diffusion model memorized its training data, where, and why?")
+with st.spinner("Starting: importing torch and diffusers (once per server)…"):
+    import numpy as np
+    import pandas as pd
+
+    from memviz import glossary
+    from memviz.data import to_unit
+    from memviz.detect.evaluate import report
+    from memviz.figures import VERDICT_COLOURS, image_grid
+    from memviz.lid import DEFAULT_T0
+    from memviz.lid.verdict import VERDICTS
+    from memviz.ui.loaders import prepared, warm, workspace_picker
+    from memviz.ui.widgets import query_t0
 ws = workspace_picker()
 if ws is None:
     st.stop()

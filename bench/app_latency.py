@@ -106,6 +106,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--picks", type=int, default=20)
     ap.add_argument("--skip-cold", action="store_true", help="only the warm picks and the export")
+    ap.add_argument("--cold-only", action="store_true", help="only the cold starts")
+    ap.add_argument("--repeats", type=int, default=1, help="cold starts, each on a fresh empty cache (median)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if CHROMIUM is None:
@@ -116,14 +118,22 @@ def main() -> None:
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         cold = warm_disk = float("nan")
+        colds = []
         if not args.skip_cold:
-            cold = cold_start(browser, "cold")
-            print(f"cold start: {cold:.1f} s", flush=True)
+            for _ in range(args.repeats):
+                os.environ["MEMVIZ_CACHE"] = tempfile.mkdtemp(prefix="memviz-bench-")
+                colds.append(cold_start(browser, "cold"))
+                print(f"cold start: {colds[-1]:.1f} s", flush=True)
+            cold = statistics.median(colds)
             warm_disk = cold_start(browser, "warm-disk")
             print(f"start with a warm disk cache: {warm_disk:.1f} s", flush=True)
+        if args.cold_only:
+            browser.close()
+            print(json.dumps({"cold_start_s": colds, "start_with_disk_cache_s": warm_disk}))
+            return
         picks, exports = picks_and_export(browser, args.picks)
         browser.close()
-    out = {"cold_start_s": cold, "start_with_disk_cache_s": warm_disk}
+    out = {"cold_start_s": cold, "cold_starts_s": colds, "start_with_disk_cache_s": warm_disk}
     for name, times in picks.items():
         out[f"pick_to_panels_p50_s[{name}]"] = statistics.median(times)
         out[f"pick_to_panels_p95_s[{name}]"] = float(np.quantile(times, 0.95))

@@ -68,6 +68,24 @@ def load_components(path: Path, lazy: bool = False) -> dict[str, Any]:
     return parts
 
 
+def _scheduler_from_config(cls, config: dict):
+    """``cls.from_config(config)`` as diffusers builds it (the same ``config``, so the same fingerprint),
+    without its look-up of compatible schedulers, which imports every scheduler and scipy.stats (2 s)."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    defaults = set(config.get("_use_default_values", []))
+    init = {k: v for k, v in config.items() if k in params and k not in defaults and not k.startswith("_")}
+    hidden = {k: v for k, v in config.items() if k not in init} | ({"_class_name": cls.__name__}
+                                                                  if "_class_name" in config else {})
+    try:
+        scheduler = cls(**init)
+    except Exception as exc:  # noqa: BLE001 - one sentence
+        raise ValueError(f"The scheduler config does not build a {cls.__name__}: {_first_line(exc)}.") from None
+    scheduler.register_to_config(**hidden)
+    return scheduler
+
+
 def _read_json(file: Path) -> dict:
     from memviz.guard import check_file
 
@@ -164,7 +182,7 @@ def _load_scheduler(folder: Path):
     cls = getattr(diffusers, name, None)
     if cls is None or not hasattr(cls, "from_pretrained"):
         raise ValueError(f"{config_file} names an unknown scheduler {name!r}.")
-    scheduler = cls.from_pretrained(folder, local_files_only=True)
+    scheduler = _scheduler_from_config(cls, _read_json(config_file))
     if not hasattr(scheduler, "alphas_cumprod"):
         raise ValueError(f"The {name} in {folder} has no alphas_cumprod (not a variance-preserving scheduler).")
     return scheduler

@@ -252,3 +252,18 @@ def test_a_guidance_schedule_is_a_callable_of_t(make_model):
                         callback=lambda s: ws.append((s.t, s.guidance_scale)))
     assert [w for t, w in ws] == [0.0 if t > 0.5 else 3.0 for t, _ in ws] and {0.0, 3.0} == {w for _, w in ws}
     assert not torch.allclose(late.images, constant.images)
+
+
+def test_schedulers_are_built_as_diffusers_builds_them_without_importing_every_scheduler(tmp_path):
+    """The same config (so the same fingerprint, the key of every stored artifact) as from_config."""
+    from diffusers import DDIMScheduler
+
+    from memviz.loading import _scheduler_from_config
+
+    DDIMScheduler(beta_schedule="scaled_linear", prediction_type="v_prediction").save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "scheduler_config.json").read_text()) | {"a_compatible_class_key": 3}
+    ours = _scheduler_from_config(DDIMScheduler, config)
+    theirs = DDIMScheduler.from_config(config)
+    assert dict(ours.config) == dict(theirs.config) and torch.equal(ours.alphas_cumprod, theirs.alphas_cumprod)
+    with pytest.raises(ValueError, match="does not build a DDIMScheduler"):
+        _scheduler_from_config(DDIMScheduler, config | {"beta_schedule": "no-such-schedule"})

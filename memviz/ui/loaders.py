@@ -86,8 +86,10 @@ def heavy(waiting: str = "Another session is computing; waiting for it…") -> I
 def warm(model: DiffusionModel) -> None:
     """Build a lazily loaded UNet in the background (once), so that the first pick after the Overview
     does not wait for it; the Overview itself reads only stored artifacts."""
-    if hasattr(model._unet, "load"):
-        threading.Thread(target=lambda: model.unet, name="memviz-warm", daemon=True).start()
+    if hasattr(model._unet, "load"):  # after a pause, so that the page's last messages go out first
+        timer = threading.Timer(2.0, lambda: model.unet)
+        timer.daemon = True
+        timer.start()
 
 
 def prepared(study: Study) -> Study:

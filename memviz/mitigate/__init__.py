@@ -1,0 +1,8 @@
+"""Mitigations: remedies that stop a model from generating copies of its training images, each one
+module registered in ``MITIGATIONS`` (``memviz.mitigate.registry``), run and judged together by
+``memviz.mitigate.lab`` (copy rate against utility, with the cost of each)."""
+
+from memviz.mitigate import guidance, noise, plain, tokens  # noqa: F401 - each registers itself
+from memviz.mitigate.registry import MITIGATIONS, Knob, Mitigated, Mitigation, mitigations, register
+
+__all__ = ["MITIGATIONS", "Knob", "Mitigated", "Mitigation", "mitigations", "register"]
