@@ -114,6 +114,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the rows here")
     _engine_arguments(p)
     p.add_argument("--scores", type=Path, help="write every query's score here (.parquet or .csv), for ROC curves")
+    p = sub.add_parser("mitigate", help="run remedies against memorized generations; copy rate, utility and cost")
+    p.add_argument("--list", action="store_true", help="print the registered mitigations and stop")
+    p.add_argument("--model", help="a bundled demo's name or a model folder")
+    p.add_argument("--prompts", nargs="+", help="class names or prompts")
+    p.add_argument("--methods", nargs="+", default=["all"], help="registered mitigations, or all (default)")
+    p.add_argument("--n", type=count, default=16, help="generations per prompt and method")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--steps", type=count, default=50, help="sampling steps")
+    p.add_argument("--guidance-scale", type=non_negative_float, help="w (default: the model's)")
+    p.add_argument("--gate", default="wen", help="a prompt-level detector that decides where a method is applied, "
+                                                  "or none to apply it always (default wen)")
+    p.add_argument("--gate-threshold", type=float, help="flag above this score (default: calibrated on ordinary "
+                                                        "training conditions, their 95th percentile)")
+    p.add_argument("--knob", nargs="+", default=[], metavar="METHOD=VALUE", help="a method's setting")
+    p.add_argument("--out", type=Path, help="write generations.npz and report.json here")
     args = parser.parse_args(argv)
     runner_log = logging.getLogger("memviz.runner")
     if not runner_log.handlers:  # "reused N of M rows stored by an earlier run", on stderr
@@ -121,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         runner_log.setLevel(logging.INFO)
     try:
         return {"train": _train, "sample": _sample, "info": _info, "compute": _compute, "detectors": _detectors,
-                "eval-detection": _eval_detection}[args.command](args)
+                "eval-detection": _eval_detection, "mitigate": _mitigate}[args.command](args)
     except ValueError as exc:  # bad input: one clear sentence, no traceback
         print(f"memviz: {exc}", file=sys.stderr)
         return 2
@@ -310,6 +325,51 @@ def _eval_detection(args) -> int:
         with atomic_path(args.scores) as tmp:
             tmp.write_bytes(table_bytes(pd.DataFrame(scores), "parquet" if args.scores.suffix == ".parquet" else "csv"))
         print(f"saved {args.scores}")
+    return 0
+
+
+
+
+def _mitigate(args) -> int:
+    import numpy as np
+
+    from memviz._io import save_npz, write_json
+    from memviz.mitigate import MITIGATIONS
+    from memviz.mitigate.lab import run_lab
+
+    if args.list:
+        for m in MITIGATIONS.values():
+            d = m.describe()
+            knob = "" if d["knob"] is None else f"{d['knob']['name']} in {d['knob']['range']} (default {d['knob']['default']:g})"
+            print(f"{d['name']:18} changes the {d['changes']:20} {knob:34} {d['cost']}")
+        return 0
+    missing = [name for name, v in (("--model", args.model), ("--prompts", args.prompts), ("--out", args.out)) if not v]
+    if missing:
+        raise ValueError(f"memviz mitigate needs {', '.join(missing)} (or --list).")
+    knobs = {}
+    for item in args.knob:
+        name, _, value = item.partition("=")
+        try:
+            knobs[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--knob takes METHOD=VALUE, such as initial-noise=16; got {item!r}.") from None
+    from memviz.study import open_study
+
+    study = open_study(args.model, n=1)
+    result = run_lab(study, args.prompts, args.methods, n=args.n, seed=args.seed, steps=args.steps,
+                     guidance_scale=args.guidance_scale, gate=args.gate, threshold=args.gate_threshold, knobs=knobs)
+    for note in result.notes:
+        print(f"skipped: {note}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_npz(args.out / "generations.npz", images=result.images, prompt=result.prompt.astype(str),
+             method=result.method.astype(str))
+    rows = result.rows.replace({np.nan: None}).to_dict("records")
+    write_json(args.out / "report.json", {"model": args.model, "n": args.n, "seed": args.seed, "steps": args.steps,
+                                          "gate": result.gate, "skipped": result.notes, "rows": rows})
+    shown = result.rows[["prompt", "method", "applied", "copy_rate", "median_nn_distance", "utility", "seconds",
+                         "model_calls"]]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"wrote {args.out / 'generations.npz'} and {args.out / 'report.json'}")
     return 0
 
 

@@ -10,10 +10,11 @@ from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
 
 
 def random_words(tokenizer, k: int, seed: int) -> list[str]:
-    """k readable vocabulary entries (letters only, no special tokens), drawn with ``seed``."""
-    vocab = [w for w in tokenizer.get_vocab() if w.replace("</w>", "").replace("##", "").isalpha()]
+    """k readable vocabulary words (ASCII letters only: no special tokens or pieces), drawn with ``seed``."""
+    words = (w.replace("</w>", "").replace("##", "") for w in sorted(tokenizer.get_vocab()))  # sorted: a fast
+    vocab = sorted({w for w in words if w.isascii() and w.isalpha()})  # tokenizer's dict has no fixed order
     rng = np.random.default_rng(seed)
-    return [vocab[i].replace("</w>", "").replace("##", "") for i in rng.choice(len(vocab), k, replace=False)]
+    return [vocab[i] for i in rng.choice(len(vocab), k, replace=False)]
 
 
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:

@@ -1,0 +1,143 @@
+"""The mitigation lab: run remedies on prompts and judge each by what it buys (the copy rate it
+removes) and what it costs (utility, seconds, model calls), against the plain generation.
+
+Steps, for a ``Study`` (its model, training images and their one copy rule):
+1. the gate: each prompt scored by a registered prompt-level detector (default ``wen``) and
+   flagged when its score passes a threshold calibrated on the conditions of ordinary training
+   rows (their 95th percentile), or given; ``gate="none"`` flags every prompt;
+2. for each prompt and method: n generations (seeded: generation i of a prompt is (prompt, seed,
+   i) whatever the method changes), the method applied only to flagged prompts (the others get the
+   plain generations), under a ``Meter`` (seconds, UNet calls);
+3. each generation judged by the Prompts page's rule (calibrated l2 below 0.5 to its nearest
+   training image: a copy; ``memviz.memorization.evidence_of``) and by the utility rule
+   (``memviz.mitigate.utility``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from memviz.mitigate.registry import mitigations
+from memviz.mitigate.utility import expected_labels, label_accuracy
+
+GATE_QUANTILE = 0.95  # the gate flags a prompt scoring above 95% of ordinary training conditions
+CALIBRATION_ROWS = 16  # ordinary training rows whose conditions calibrate the gate
+
+
+@dataclass
+class LabResult:
+    """What ``run_lab`` measured.
+
+    Attributes:
+        rows (pandas.DataFrame): one per prompt and method: prompt, method, knob, flagged, applied,
+            gate_score, copy_rate, median_nn_distance, utility, seconds, model_calls, n, seed.
+        images (np.ndarray): (K, C, H, W) float32 in [0, 1], pixel space; prompt, method: (K,) str.
+        gate (dict): detector, threshold, calibration (the conditions it was fitted on, their scores).
+        notes (list[str]): methods left out and why.
+    """
+
+    rows: object
+    images: np.ndarray
+    prompt: np.ndarray
+    method: np.ndarray
+    gate: dict
+    notes: list = field(default_factory=list)
+
+
+def check_prompts(model, prompts) -> list:
+    """The prompts as conditions, or ValueError in one sentence (a class the model lacks, an empty list)."""
+    if not prompts:
+        raise ValueError("Give at least one prompt.")
+    if model.is_class_conditional:
+        unknown = [p for p in prompts if str(p) not in model.class_names]
+        if unknown:
+            raise ValueError(f"The model has no class {unknown[0]!r}; its classes are {', '.join(model.class_names)}.")
+        return [str(p) for p in prompts]
+    if model.is_text_conditional:
+        return [str(p) for p in prompts]
+    raise ValueError("This model is unconditional: there is no prompt to mitigate.")
+
+
+def gate_scores(study, prompts: list, detector: str, n: int, seed: int, steps: int) -> np.ndarray:
+    """(P,) sign-corrected prompt-level scores of ``detector`` (higher = more memorized), each the
+    mean over the prompt's n generations at the first step (``memviz.detect.prompts.score_generations``)."""
+    from memviz.detect import DETECTORS
+    from memviz.detect.prompts import score_generations
+    from memviz.detect.registry import serving
+
+    d = serving(study.model, "prompt", [detector])[0]
+    out = []
+    for p in prompts:
+        values, _, _ = score_generations(study.model, p, study.reference, n, 1, steps, seed=seed, dets=[d])
+        out.append(DETECTORS[detector].sign * float(np.mean(values[detector])))
+    return np.asarray(out)
+
+
+def calibration_prompts(study, k: int = CALIBRATION_ROWS, seed: int = 0) -> list:
+    """The distinct conditions of k random training rows: ordinary prompts, as often as the data hold them."""
+    conds = study.model.conditions_of(study.train)
+    if conds is None:
+        raise ValueError("The training data have no conditions (labels or captions) to calibrate the gate on.")
+    rows = np.random.default_rng(seed).choice(len(conds), min(k, len(conds)), replace=False)
+    names = study.model.class_names
+    return list(dict.fromkeys(names[conds[r]] if names else conds[r] for r in rows))
+
+
+def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: int = 50, guidance_scale=None,
+            gate: str = "wen", threshold: float | None = None, knobs: dict | None = None) -> LabResult:
+    """Steps 1-3 of the module docstring. ``knobs``: method name -> its knob's value (default: its default)."""
+    import pandas as pd
+
+    from memviz.detect.cost import Meter
+    from memviz.memorization import evidence_of
+
+    if n < 1 or steps < 1:
+        raise ValueError(f"n and steps must be positive; got n={n}, steps={steps}.")
+    model, notes = study.model, []
+    prompts = check_prompts(model, list(prompts))
+    chosen = mitigations(list(methods), model, notes)
+    chosen = mitigations(["none"]) + [m for m in chosen if m.name != "none"]  # first: the reference of every row
+    knobs = dict(knobs or {})
+    for name, value in knobs.items():
+        method = mitigations([name])[0]
+        if method.knob is None:
+            raise ValueError(f"{name} has no knob to set.")
+        method.knob.check(value)
+    gate_info: dict = {"detector": gate}
+    if gate == "none":
+        flagged, scores = np.ones(len(prompts), bool), np.full(len(prompts), np.nan)
+    else:
+        scores = gate_scores(study, prompts, gate, n, seed, steps)
+        if threshold is None:
+            calib = calibration_prompts(study, seed=seed)
+            calib_scores = gate_scores(study, calib, gate, n, seed, steps)
+            threshold = float(np.quantile(calib_scores, GATE_QUANTILE))
+            gate_info |= {"calibration_prompts": calib, "calibration_scores": calib_scores.tolist()}
+        flagged = scores > threshold
+        gate_info["threshold"] = float(threshold)
+    labels = expected_labels(study, prompts)
+    rows, images, prompt_of, method_of = [], [], [], []
+    for p, prompt in enumerate(prompts):
+        plain = None
+        for method in chosen:
+            applied = method.name == "none" or bool(flagged[p])
+            with Meter(model) as meter:
+                result = method(model, prompt, n, seed, steps, guidance_scale, knobs.get(method.name)) if applied \
+                    else plain
+            if method.name == "none":
+                plain = result
+            ev = evidence_of(result.out, study.reference)
+            images.append(result.out.images.float().numpy())
+            prompt_of += [str(prompt)] * n
+            method_of += [method.name] * n
+            rows.append({"prompt": str(prompt), "method": method.name,
+                         "knob": None if method.knob is None else knobs.get(method.name, method.knob.default),
+                         "flagged": bool(flagged[p]), "applied": applied, "gate_score": float(scores[p]),
+                         "copy_rate": float(np.mean(ev.is_copy)), "median_nn_distance": float(np.median(ev.distance[:, 0])),
+                         "utility": label_accuracy(study, result.out.images, labels[p]),
+                         "seconds": meter.seconds if applied else 0.0, "model_calls": meter.calls if applied else 0,
+                         "n": n, "seed": seed, "info": result.info if applied else {}})
+    return LabResult(pd.DataFrame(rows), np.concatenate(images).astype(np.float32), np.asarray(prompt_of),
+                     np.asarray(method_of), gate_info, notes)

@@ -1,0 +1,137 @@
+"""Mitigations: known answers on a closed-form model with one planted point, the registry's
+sentences, and the lab and CLI end to end on the bundled demos."""
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from memviz.mitigate import MITIGATIONS, mitigations
+from memviz.models import DiffusionModel
+from memviz.testing import GaussianDenoiser, GaussianMixtureDenoiser
+from tests.conftest import DEMO_MNIST
+
+POINT = torch.full((4,), 0.6)  # the planted training image (D = 4)
+
+
+class PlantedPoint(torch.nn.Module):
+    """Exact eps of a class model whose class "c" is half a planted point (variance 1e-4) and half
+    N(0, 0.05 I), and whose null class is N(0, 0.05 I): plain sampling copies the point about half
+    the time, from the x_T in its basin."""
+
+    def __init__(self):
+        super().__init__()
+        cov = 0.05 * torch.eye(4)
+        self.c = GaussianMixtureDenoiser(torch.stack([POINT, torch.zeros(4)]), torch.stack([1e-4 * torch.eye(4), cov]),
+                                         (1, 2, 2), weights=torch.tensor([0.5, 0.5]))
+        self.u = GaussianDenoiser(torch.zeros(4), cov, (1, 2, 2))
+        self.config = SimpleNamespace(sample_size=(2, 2), in_channels=1, num_class_embeds=2)
+
+    def forward(self, x, timestep, class_labels=None, **_):
+        tau = torch.as_tensor(timestep, dtype=torch.float64).expand(len(x))
+        labels = torch.ones(len(x), dtype=torch.long) if class_labels is None else class_labels
+        c = (labels == 0).view(-1, 1, 1, 1).to(x)
+        return SimpleNamespace(sample=c * self.c(x, tau).sample + (1 - c) * self.u(x, tau).sample)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return DiffusionModel(PlantedPoint(), DDPMScheduler(), meta={"class_names": ["c"]}, device="cpu")
+
+
+def _copies(out) -> float:
+    return float(((out.x0.flatten(1) - POINT).norm(dim=1) < 0.3).float().mean())
+
+
+def test_initial_noise_moves_x_T_out_of_the_planted_points_basin(planted):
+    plain = MITIGATIONS["none"](planted, "c", 200, seed=0, steps=20, guidance_scale=1.0)
+    chosen = MITIGATIONS["initial-noise"](planted, "c", 200, seed=0, steps=20, guidance_scale=1.0, knob=16)
+    assert 0.35 < _copies(plain.out) < 0.75 and _copies(chosen.out) < 0.02
+    moved = np.asarray(chosen.info["chosen_candidate"]) != 0
+    assert moved.mean() > 0.3 and torch.equal(chosen.out.noise[~moved], plain.out.noise[~moved])  # kept where safe
+    one = MITIGATIONS["initial-noise"](planted, "c", 8, seed=0, steps=20, guidance_scale=1.0, knob=1)
+    torch.testing.assert_close(one.out.x0, plain.out.x0[:8])                # 1 candidate: the plain generation
+
+
+def test_guidance_schedule_starts_unguided_and_switches_on_its_own_cfg_norm(planted):
+    never = MITIGATIONS["guidance-schedule"](planted, "c", 20, seed=0, steps=20, guidance_scale=1.0, knob=0.0)
+    assert never.info["switch_step"] == [20] * 20 and _copies(never.out) == 0   # w = 0 throughout: the null class
+    uncond = planted.sample(20, cond=None, steps=20, seed=0)
+    torch.testing.assert_close(never.out.x0, uncond.x0, atol=1e-5, rtol=0)
+    soon = MITIGATIONS["guidance-schedule"](planted, "c", 20, seed=0, steps=20, guidance_scale=1.0, knob=0.9)
+    steps = soon.info["switch_step"]
+    assert all(1 < s <= 20 for s in steps) and len(set(steps)) > 1             # each generation its own step
+    plain = MITIGATIONS["none"](planted, "c", 20, seed=0, steps=20, guidance_scale=1.0)
+    assert _copies(soon.out) < _copies(plain.out)
+
+
+def test_unknown_methods_knobs_out_of_range_and_prompts_the_model_lacks_are_one_sentence(planted):
+    from memviz.mitigate.lab import check_prompts
+
+    with pytest.raises(ValueError, match="Unknown mitigation 'sail'; the registered ones are none"):
+        mitigations(["sail"])
+    with pytest.raises(ValueError, match=r"candidates must be a whole number in \[1, 256\]; got 0.5"):
+        MITIGATIONS["initial-noise"](planted, "c", 2, knob=0.5)
+    with pytest.raises(ValueError, match=r"fraction must be a number in \[0, 1\]; got 2"):
+        MITIGATIONS["guidance-schedule"](planted, "c", 2, knob=2)
+    with pytest.raises(ValueError, match="random-tokens edits the prompt's words, and this model is conditioned by "
+                                         "class labels"):
+        mitigations(["random-tokens"], planted)
+    notes = []
+    assert "random-tokens" not in [m.name for m in mitigations(["all"], planted, notes)] and len(notes) == 1
+    with pytest.raises(ValueError, match="The model has no class 'dog'; its classes are c."):
+        check_prompts(planted, ["c", "dog"])
+
+
+def test_seeds_reproduce():
+    m = MITIGATIONS["initial-noise"]
+    model = DiffusionModel(PlantedPoint(), DDPMScheduler(), meta={"class_names": ["c"]}, device="cpu")
+    a, b = (m(model, "c", 6, seed=3, steps=10, guidance_scale=1.0, knob=4) for _ in range(2))
+    c = m(model, "c", 6, seed=4, steps=10, guidance_scale=1.0, knob=4)
+    assert torch.equal(a.out.x0, b.out.x0) and not torch.equal(a.out.x0, c.out.x0)
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+def test_the_cli_writes_every_prompt_and_method_with_the_gates_decision(tmp_path, capsys):
+    from memviz.cli import main
+
+    out = tmp_path / "lab"
+    args = ["mitigate", "--model", "demo-mnist", "--prompts", "3", "memorized-00", "--methods", "all", "--n", "3",
+            "--steps", "8", "--knob", "initial-noise=2", "--out", str(out)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "skipped: random-tokens edits the prompt's words" in err
+    report = json.loads((out / "report.json").read_text())
+    rows = {(r["prompt"], r["method"]): r for r in report["rows"]}
+    assert set(rows) == {(p, m) for p in ("3", "memorized-00") for m in ("none", "guidance-schedule", "initial-noise")}
+    assert rows["memorized-00", "none"]["copy_rate"] == 1.0 and rows["memorized-00", "none"]["flagged"]
+    assert not rows["3", "none"]["flagged"] and not rows["3", "initial-noise"]["applied"]   # the gate left it alone
+    assert rows["3", "initial-noise"]["copy_rate"] == rows["3", "none"]["copy_rate"]
+    assert rows["memorized-00", "initial-noise"]["model_calls"] > rows["memorized-00", "none"]["model_calls"]
+    assert rows["3", "none"]["utility"] >= 2 / 3 and rows["memorized-00", "none"]["utility"] is None   # no label to keep
+    assert report["gate"]["detector"] == "wen" and report["gate"]["threshold"] > 0
+    with np.load(out / "generations.npz", allow_pickle=False) as z:
+        assert z["images"].shape == (18, 1, 16, 16) and z["images"].dtype == np.float32
+        assert 0 <= z["images"].min() and z["images"].max() <= 1 and list(z["method"][:3]) == ["none"] * 3
+        assert list(z["prompt"][:3]) == ["3"] * 3
+    again = tmp_path / "again"
+    assert main(args[:-1] + [str(again)]) == 0                                   # seeds reproduce, end to end
+    with np.load(out / "generations.npz") as a, np.load(again / "generations.npz") as b:
+        assert np.array_equal(a["images"], b["images"])
+    assert main(["mitigate", "--model", "demo-mnist", "--prompts", "3", "--methods", "random-tokens",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert main(["mitigate", "--list"]) == 0 and "initial-noise" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+def test_random_tokens_edit_a_text_prompt_reproducibly():
+    model = DiffusionModel.from_pretrained("demo-mnist-text")
+    a = MITIGATIONS["random-tokens"](model, "a handwritten digit three", 2, seed=1, steps=4, knob=3)
+    b = MITIGATIONS["random-tokens"](model, "a handwritten digit three", 2, seed=1, steps=4, knob=3)
+    words = a.info["prompt"].split()
+    assert a.info["prompt"] == b.info["prompt"] and len(words) == 4 + 3 and words[:4] == ["a", "handwritten", "digit",
+                                                                                          "three"]
+    assert torch.equal(a.out.images, b.out.images)
