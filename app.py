@@ -13,5 +13,6 @@ pages = [
     st.Page("app_pages/prompts.py", title="Prompts", icon=":material/chat:"),
     st.Page("app_pages/manifold.py", title="Manifold", icon=":material/scatter_plot:"),
     st.Page("app_pages/detection.py", title="Detection", icon=":material/monitoring:"),
+    st.Page("app_pages/mitigation.py", title="Mitigation", icon=":material/healing:"),
 ]
 st.navigation(pages).run()

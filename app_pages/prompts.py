@@ -76,6 +76,10 @@ st.caption("Generation i of a prompt is (prompt, seed, i); each score is the mea
            "Stepwise and noise-level scores are taken at the first step of the papers' 50-step schedule, whatever "
            "the sampling steps above, so they compare with the Detection page.")
 table_downloads(scores, "prompt-scores", key="prompt-scores")
+copied = [str(r.prompt) for r in results if r.prompt is not None and r.evidence.is_copy.any()]
+if copied:
+    st.page_link("app_pages/mitigation.py", label="Mitigate the prompts that copy: " + ", ".join(copied)[:80],
+                 icon=":material/healing:", query_params={"prompts": "|".join(copied), "seed": str(seed)})
 with_spectra = [r for r in results if len(r.eigenvalues)]
 figures = {}
 if with_spectra:

@@ -12,12 +12,12 @@ from memviz._io import atomic_path
 LOG_TICKS = {"dtick": "D2"}  # every log axis: ticks at 1, 2 and 5 of each decade, never every digit
 
 
-def image_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
-    """Tile images (B, C, H, W) in [0, 1] into one uint8 array (H', W', 3).
+def image_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """Tile images (B, C, H, W) in [0, 1] (a tensor or an array) into one uint8 array (H', W', 3).
 
     Written by hand because torchvision (which has ``make_grid``) has no CPU build here.
     """
-    images = images.detach().cpu().float().clamp(0, 1)
+    images = torch.as_tensor(images).detach().cpu().float().clamp(0, 1)
     b, c, h, w = images.shape
     if c not in (1, 3):
         raise ValueError(f"Only grey (1) or RGB (3) images tile into a grid; these have {c} channels "
@@ -254,4 +254,36 @@ def cost_figure(rows, title: str | None = None):
                   annotation_position="bottom right")
     fig.update_layout(title=title, template="plotly_white", xaxis_title="seconds per query (log)",
                       yaxis_title="AUROC (95% interval)", xaxis=dict(type="log", **LOG_TICKS), yaxis_range=[-0.02, 1.05])
+    return fig
+
+
+def pareto_figure(rows, title: str | None = None):
+    """Copy rate against utility, one point per mitigation (its mean over the prompts; utility over
+    those with a label to keep), the Pareto front (no other method copies less and keeps more)
+    joined: the best remedies sit bottom right.
+
+    Args:
+        rows: a pandas.DataFrame of ``memviz.mitigate.lab`` rows (method, copy_rate, utility, seconds,
+            model_calls).
+    """
+    import plotly.graph_objects as go
+
+    per = rows.groupby("method", sort=False).agg(copy_rate=("copy_rate", "mean"), utility=("utility", "mean"),
+                                                 seconds=("seconds", "sum"), calls=("model_calls", "sum"))
+    fig = go.Figure()
+    for i, (name, r) in enumerate(per.iterrows()):
+        fig.add_trace(go.Scatter(x=[r.utility], y=[r.copy_rate], mode="markers+text", name=name, text=[name],
+                                 textposition="top center", marker={"size": 12, "color": _PALETTE[i % len(_PALETTE)]},
+                                 hovertemplate=f"{name}<br>copy rate %{{y:.0%}}<br>utility %{{x:.0%}}<br>"
+                                               f"{r.seconds:.3g} s, {int(r.calls)} model calls<extra></extra>"))
+    ok = per.dropna(subset=["utility"])
+    front = [m for m, r in ok.iterrows() if not ((ok.copy_rate <= r.copy_rate) & (ok.utility >= r.utility) &
+                                                  ((ok.copy_rate < r.copy_rate) | (ok.utility > r.utility))).any()]
+    edge = ok.loc[front].sort_values("utility")
+    if len(edge) > 1:
+        fig.add_trace(go.Scatter(x=edge.utility, y=edge.copy_rate, mode="lines", name="Pareto front",
+                                 line={"dash": "dot", "color": "grey"}, hoverinfo="skip"))
+    fig.update_layout(title=title, template="plotly_white", xaxis_title="utility (share showing the prompt's label)",
+                      yaxis_title="copy rate", xaxis_range=[-0.05, 1.05], yaxis_range=[-0.05, 1.1],
+                      xaxis_tickformat=".0%", yaxis_tickformat=".0%", showlegend=False)
     return fig

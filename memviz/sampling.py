@@ -5,7 +5,8 @@ than copy the loop:
 - ``noise``: start from a given x_T (the same noise and seed give the same images);
 - ``callback``: called at every step with a ``Step`` (the step index, t, x_t and the conditional
   and unconditional outputs, eps-parametrized), e.g. to score the first steps;
-- ``guidance_scale``: a number, or a schedule w(t) (a callable of the diffusion time t).
+- ``guidance_scale``: a number, or a schedule w(t) (a callable of the diffusion time t, returning a
+  number or one per row of the batch: (b,)).
 
 Steps (per batch of rows): 1. x = x_T; 2. for each scheduler step k: the model's output (both
 branches in one batched call when guided or asked for), classifier-free guidance
@@ -62,7 +63,7 @@ class Step:
             (None for cond=None).
         eps_uncond (torch.Tensor | None): the unconditional output (None unless guided, asked
             for with ``uncond=True``, or cond=None).
-        guidance_scale (float): w(t) at this step.
+        guidance_scale (float | torch.Tensor): w(t) at this step (or (b, 1, 1, 1), one per row).
         rows (slice): which of the n generations this batch holds.
     """
 
@@ -131,10 +132,11 @@ def _denoise(model, x_T, cond, schedule, uncond, sched, gen, progress, hooks, ro
     x = x_T.to(model.device) * sched.init_noise_sigma                                          # 1.
     for i, k in enumerate(tqdm(sched.timesteps, disable=not progress, desc="sample")):          # 2.
         t = float(k) / model.T
-        w = float(schedule(t))
+        w = schedule(t)  # a number, or (b,) one per row (a schedule that decides per generation)
+        w = w.to(model.device, torch.float32).view(-1, 1, 1, 1) if torch.is_tensor(w) else float(w)
         x_in = sched.scale_model_input(x, k)
         tau = torch.full((len(x),), float(k), device=model.device)
-        both = cond is not None and (w != 1.0 or uncond)
+        both = cond is not None and (uncond or bool(torch.any(torch.as_tensor(w) != 1.0)))
         if both:
             out_c, out_u = model.output(torch.cat([x_in, x_in]), torch.cat([tau, tau]), cond, double=True).chunk(2)
             out = out_u + w * (out_c - out_u)

@@ -195,3 +195,15 @@ def test_text_demo_prompts_page_takes_free_text_from_the_url():
     planted, free = scores.index
     assert scores.loc[planted, "copies"] > scores.loc[free, "copies"]           # the planted caption copies
     assert scores.loc[planted, "jeon"] > scores.loc[free, "jeon"]               # and is sharper
+
+
+def test_mitigation_page_shows_plain_and_mitigated_generations_and_the_pareto_plot():
+    at = _page("app_pages/mitigation.py", prompts="memorized-00|3")
+    assert at.multiselect[0].value == ["memorized-00", "3"]
+    rows = at.dataframe[0].value
+    assert {"none", "guidance-schedule", "initial-noise"} <= set(rows.method)             # the registry
+    assert "random-tokens" not in set(rows.method) and any("random-tokens" in c.value for c in at.caption)
+    plain = rows[(rows.prompt == "memorized-00") & (rows.method == "none")].iloc[0]
+    assert plain.copy_rate == 1.0 and plain.flagged and not rows[rows.prompt == "3"].flagged.any()
+    assert len(at.get("plotly_chart")) == 1 and len([m for m in at.metric if m.label == "Copies"]) == 2 * len(
+        set(rows.method))

@@ -5,8 +5,8 @@ al.'s norm). Sample without guidance (w = 0, the unconditional model) until that
 the sampler's own two outputs at each step, falls below ``knob`` times its value at the first step
 (the trajectory has left the basin's reach), then with the normal guidance: zero extra model calls.
 
-Each generation has its own switch step (the rows are sampled one by one, so that each follows its
-own CFG-norm curve); a generation whose norm never falls stays unconditional to the end.
+Each generation has its own switch step (the schedule returns one w per row of the batch, each
+following its own CFG-norm curve); a generation whose norm never falls stays unconditional.
 """
 
 from __future__ import annotations
@@ -14,42 +14,38 @@ from __future__ import annotations
 import torch
 
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
-from memviz.sampling import SampleOutput, initial_noise
 
 
 class _Switch:
-    """The guidance schedule w(t) of one generation: ``early`` until the callback sees the CFG norm fall
-    below ``fraction`` of its first value, then ``late``."""
+    """The guidance schedule of n generations sampled as one batch: w(t) per row, ``early`` until the
+    callback sees that row's CFG norm fall below ``fraction`` of its first value, then ``late``."""
 
-    def __init__(self, early: float, late: float, fraction: float):
+    def __init__(self, n: int, early: float, late: float, fraction: float):
         self.early, self.late, self.fraction = early, late, fraction
-        self.first, self.at = None, None
+        self.first: torch.Tensor | None = None
+        self.at = torch.full((n,), -1)  # the step from which each row is guided (-1: not yet)
 
-    def __call__(self, t: float) -> float:
-        return self.late if self.at is not None else self.early
+    def __call__(self, t: float):
+        if bool((self.at < 0).all()):
+            return self.early
+        return torch.where(self.at >= 0, self.late, self.early).float()
 
     def step(self, s) -> None:
-        if self.at is not None or s.eps_cond is None or s.eps_uncond is None:
+        if s.eps_cond is None or s.eps_uncond is None:
             return
-        norm = float((s.eps_cond - s.eps_uncond).flatten(1).norm(dim=1).mean())
+        norm = (s.eps_cond - s.eps_uncond).flatten(1).double().norm(dim=1).cpu()
         if self.first is None:
             self.first = norm
-        elif norm < self.fraction * self.first:
-            self.at = s.index + 1  # from the next step on
+            return
+        self.at[(self.at < 0) & (norm < self.fraction * self.first)] = s.index + 1
 
 
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     late = model.guidance_scale if guidance_scale is None else float(guidance_scale)
-    x_T = initial_noise(model, n, torch.Generator("cpu").manual_seed(seed))  # as the plain generation draws it
-    outs, switches = [], []
-    for i in range(n):
-        switch = _Switch(0.0, late, knob)
-        outs.append(model.sample(1, cond=cond, steps=steps, guidance_scale=switch, seed=seed, noise=x_T[i:i + 1],
-                                 callback=switch.step))  # w = 0 early: both outputs, no extra call
-        switches.append(steps if switch.at is None else switch.at)
-    out = SampleOutput(torch.cat([o.images for o in outs]), torch.cat([o.x0 for o in outs]), x_T, seed, steps,
-                       "switched", cond)
-    return Mitigated(out, cond, {"switch_step": switches, "steps": steps})
+    switch = _Switch(n, 0.0, late, knob)
+    # one batch (its rows are the schedule's rows); w = 0 early: both outputs, no extra call
+    out = model.sample(n, cond=cond, steps=steps, guidance_scale=switch, seed=seed, callback=switch.step, batch_size=n)
+    return Mitigated(out, cond, {"switch_step": [steps if int(a) < 0 else int(a) for a in switch.at], "steps": steps})
 
 
 register(Mitigation(

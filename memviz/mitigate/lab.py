@@ -33,13 +33,15 @@ class LabResult:
     Attributes:
         rows (pandas.DataFrame): one per prompt and method: prompt, method, knob, flagged, applied,
             gate_score, copy_rate, median_nn_distance, utility, seconds, model_calls, n, seed.
-        images (np.ndarray): (K, C, H, W) float32 in [0, 1], pixel space; prompt, method: (K,) str.
+        images (np.ndarray): (K, C, H, W) float32 in [0, 1], pixel space; nearest (np.ndarray): the
+            nearest training image of each, the same shape; prompt, method: (K,) str.
         gate (dict): detector, threshold, calibration (the conditions it was fitted on, their scores).
         notes (list[str]): methods left out and why.
     """
 
     rows: object
     images: np.ndarray
+    nearest: np.ndarray
     prompt: np.ndarray
     method: np.ndarray
     gate: dict
@@ -118,7 +120,7 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
         flagged = scores > threshold
         gate_info["threshold"] = float(threshold)
     labels = expected_labels(study, prompts)
-    rows, images, prompt_of, method_of = [], [], [], []
+    rows, images, nearest, prompt_of, method_of = [], [], [], [], []
     for p, prompt in enumerate(prompts):
         plain = None
         for method in chosen:
@@ -130,6 +132,7 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
                 plain = result
             ev = evidence_of(result.out, study.reference)
             images.append(result.out.images.float().numpy())
+            nearest.append(ev.nearest_images.float().numpy())
             prompt_of += [str(prompt)] * n
             method_of += [method.name] * n
             rows.append({"prompt": str(prompt), "method": method.name,
@@ -139,5 +142,6 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
                          "utility": label_accuracy(study, result.out.images, labels[p]),
                          "seconds": meter.seconds if applied else 0.0, "model_calls": meter.calls if applied else 0,
                          "n": n, "seed": seed, "info": result.info if applied else {}})
-    return LabResult(pd.DataFrame(rows), np.concatenate(images).astype(np.float32), np.asarray(prompt_of),
+    return LabResult(pd.DataFrame(rows), np.concatenate(images).astype(np.float32),
+                     np.concatenate(nearest).astype(np.float32), np.asarray(prompt_of),
                      np.asarray(method_of), gate_info, notes)

@@ -163,3 +163,14 @@ def compare_prompts(path: str, prompts: tuple, n: int, steps: int, guidance: flo
     study = load_study(path, data_path)
     with heavy():
         return compare(study, list(prompts), n=n, steps=steps, guidance_scale=guidance, seed=seed)
+
+
+@st.cache_data(show_spinner="Generating with each remedy and judging the copies…", max_entries=16)
+def mitigate(path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str,
+             data_path: str | None = None):
+    """``memviz.mitigate.lab.run_lab``, cached per settings so that a rerun is instant."""
+    from memviz.mitigate.lab import run_lab
+
+    study = load_study(path, data_path)
+    with heavy():
+        return run_lab(study, list(prompts), list(methods), n=n, seed=seed, steps=steps, gate=gate)

@@ -1,0 +1,95 @@
+"""Mitigation: the plain and mitigated generations of a prompt side by side, with their nearest
+training images, each remedy's copy rate against utility (a Pareto plot) and its cost."""
+
+import streamlit as st
+
+from memviz.data.captions import example_prompts
+from memviz.detect import detectors
+from memviz.figures import image_grid, pareto_figure
+from memviz.mitigate import MITIGATIONS, mitigations
+from memviz.ui.loaders import mitigate, workspace_picker
+from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
+
+st.title("Mitigation")
+st.caption("What to do about a memorized prompt: each remedy generates the same n samples (same seeds) changing "
+           "one thing, and is judged by the copies it prevents against the utility it keeps, at its cost.")
+ws = workspace_picker()
+if ws is None:
+    st.stop()
+model = ws.model
+if not (model.is_class_conditional or model.is_text_conditional):
+    st.info("This model is unconditional: there is no prompt to mitigate.")
+    st.stop()
+if ws.train is None or model.sample_shape[-1] == 1:
+    st.info("Judging copies needs the model's training images.")
+    st.stop()
+notes: list = []
+offered = [m.name for m in mitigations(["all"], model, notes)]
+listed = [p for p in query_value("prompts", "", str).split("|") if p]
+with st.form("lab"):
+    if model.is_class_conditional:
+        planted = [c for c in model.class_names if c.startswith("memorized")]
+        default = [p for p in listed if p in model.class_names] or planted[:1] + [c for c in ("3",) if c in
+                                                                                   model.class_names]
+        prompts = st.multiselect("Prompts", model.class_names, default=default, max_selections=4,
+                                 help="A planted (memorized) prompt by default, and an ordinary one to measure utility.")
+    else:
+        text = st.text_area("Prompts, one per line (1 to 4)", "\n".join(listed) if listed else
+                            "\n".join(example_prompts(model.meta)))
+        prompts = [p.strip() for p in text.splitlines() if p.strip()][:4]
+    methods = st.multiselect("Methods", offered, default=offered, help="; ".join(
+        f"{m.name}: changes the {m.changes} ({m.paper})" for m in MITIGATIONS.values() if m.name in offered))
+    c1, c2, c3, c4 = st.columns(4)
+    n = c1.slider("Generations per prompt", 2, 32, 8)
+    steps = c2.slider("Sampling steps", 10, 100, 25)
+    seed = int(c3.number_input("Seed", 0, 2**31 - 1, query_value("seed", 0, int, 0, 2**31 - 1)))
+    gates = ["none"] + [d.name for d in detectors("prompt") if d.unavailable(model) is None]
+    gate = c4.selectbox("Gate", gates, index=gates.index("wen") if "wen" in gates else 0,
+                        help="Apply a method only where this detector flags the prompt (threshold: 95% of ordinary "
+                             "training conditions score below it); none: apply it always.")
+    st.form_submit_button("Run", icon=":material/play_arrow:")
+for note in notes:
+    st.caption(f"Not offered here: {note}")
+if not prompts:
+    st.stop()
+set_query(prompts="|".join(prompts), seed=seed)
+try:
+    lab = mitigate(ws.path, tuple(prompts), tuple(["none"] + [m for m in methods if m != "none"]), n, steps, seed, gate,
+                   ws.data_path)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+rows = lab.rows.drop(columns=["info"])
+if gate != "none":
+    st.caption(f"Gate {gate}: threshold {lab.gate['threshold']:.3g}; flagged: "
+               + ", ".join(f"{p} ({'yes' if f else 'no'})" for p, f in rows.groupby("prompt", sort=False).flagged.first()
+                           .items()) + ". Unflagged prompts get the plain generations.")
+grids = {}
+for prompt in prompts:
+    st.subheader(f"`{str(prompt).replace('`', chr(39))}`")
+    cols = st.columns(len(rows.method.unique()))
+    for col, method in zip(cols, rows.method.unique()):
+        keep = (lab.prompt == str(prompt)) & (lab.method == method)
+        r = rows[(rows.prompt == str(prompt)) & (rows.method == method)].iloc[0]
+        with col:
+            st.markdown(f"**{method}**" + ("" if r.applied else " (not applied: plain)"))
+            st.metric("Copies", f"{r.copy_rate:.0%}", help="Generations within calibrated l2 0.5 of a training image.")
+            grids[f"{prompt}-{method}"] = image_grid(lab.images[keep], nrow=4, scale=3)
+            grids[f"{prompt}-{method}-nearest"] = image_grid(lab.nearest[keep], nrow=4, scale=3)
+            st.image(grids[f"{prompt}-{method}"], caption="generations")
+            st.image(grids[f"{prompt}-{method}-nearest"], caption="nearest training image of each")
+fig = pareto_figure(rows, title="Copy rate against utility, per method")
+st.plotly_chart(fig, key="pareto")
+st.caption("Each point is one method, averaged over the prompts above (utility over those with a label to keep: the "
+           "share of generations a classifier trained on the training data assigns to the prompt's label). Bottom "
+           "right is best; the dotted line joins the methods no other beats on both.")
+export_menu(fig, "mitigation-pareto", key="exp-pareto")
+st.dataframe(rows, hide_index=True, column_config={
+    "copy_rate": st.column_config.NumberColumn(format="percent", help="share of generations that copy"),
+    "utility": st.column_config.NumberColumn(format="percent", help="share showing the prompt's label"),
+    "seconds": st.column_config.NumberColumn(format="%.3g", help="wall seconds of this method's generations"),
+    "model_calls": st.column_config.NumberColumn(help="UNet calls (a batched conditional + unconditional pair once)")})
+table_downloads(rows, "mitigation", key="mitigation-table")
+figure_pack_button({"pareto": fig}, {"mitigation": rows}, {"model": ws.path, "prompts": prompts, "methods": methods,
+                                                           "n": n, "steps": steps, "seed": seed, "gate": gate},
+                   "memviz-mitigation", key="pack", images=grids)

@@ -1,0 +1,95 @@
+"""What each mitigation buys and costs on the bundled demos (``memviz.mitigate.lab.run_lab``).
+
+For each demo: every planted prompt and as many ordinary ones (class models: the digits; text
+models: one templated caption per digit), n generations each, for each seed; every registered
+method that applies, behind the default gate (``wen``, calibrated on ordinary training conditions)
+or ``--gate none``. Per method, over seeds (median):
+- planted copy rate, plain against mitigated (target: some method at 10% or less);
+- ordinary utility as a share of the plain generation's (target: 90% or more), and the ordinary
+  generations' median nearest-training distance against plain (on the data manifold, not noise);
+- cost: seconds and model calls per prompt, as ratios to the plain generation, where applied;
+- how often the gate flagged ordinary prompts and planted ones.
+
+    python bench/mitigation.py [--demos demo-mnist demo-mnist-text] [--n 16] [--seeds 0 1 2] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def prompt_sets(model) -> tuple[list, list]:
+    """(planted, ordinary) prompts of a bundled demo."""
+    if model.is_text_conditional:
+        from memviz.data.captions import ordinary_captions, planted_prompts
+
+        table = model.meta["captions"]
+        planted = planted_prompts(table)
+        return planted, [ordinary_captions(table, d)[0] for d in range(10)][:len(planted)]
+    n_ordinary = model.meta["planted"]["n_ordinary"]
+    return model.class_names[n_ordinary:], model.class_names[:n_ordinary]
+
+
+def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list) -> pd.DataFrame:
+    from memviz.mitigate.lab import run_lab
+    from memviz.study import open_study
+
+    study = open_study(demo, n=1)
+    planted, ordinary = prompt_sets(study.model)
+    frames = []
+    for seed in seeds:
+        r = run_lab(study, planted + ordinary, methods, n=n, seed=seed, steps=steps, gate=gate)
+        frames.append(r.rows.assign(demo=demo, planted=r.rows.prompt.isin(planted), threshold=r.gate.get("threshold")))
+        print(f"{demo} seed {seed}: done", flush=True)
+    return pd.concat(frames, ignore_index=True)
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for (demo, method), g in rows.groupby(["demo", "method"], sort=False):
+        plain = rows[(rows.demo == demo) & (rows.method == "none")]
+        per_seed = []
+        for seed, s in g.groupby("seed"):
+            p = plain[plain.seed == seed]
+            planted, ordinary = s[s.planted], s[~s.planted]
+            applied = s[s.applied]
+            pa = p[p.prompt.isin(applied.prompt)]
+            per_seed.append({
+                "planted_copy_rate_plain": p[p.planted].copy_rate.mean(),
+                "planted_copy_rate": planted.copy_rate.mean(),
+                "ordinary_utility_ratio": ordinary.utility.mean() / p[~p.planted].utility.mean(),
+                "ordinary_nn_distance": ordinary.median_nn_distance.median(),
+                "ordinary_nn_distance_plain": p[~p.planted].median_nn_distance.median(),
+                "seconds_ratio": applied.seconds.sum() / max(pa.seconds.sum(), 1e-9) if len(applied) else np.nan,
+                "calls_ratio": applied.model_calls.sum() / max(pa.model_calls.sum(), 1) if len(applied) else np.nan,
+                "ordinary_flagged": ordinary.flagged.mean(), "planted_flagged": planted.flagged.mean()})
+        out.append({"demo": demo, "method": method, **pd.DataFrame(per_seed).median().to_dict()})
+    return pd.DataFrame(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--demos", nargs="+", default=["demo-mnist", "demo-mnist-text"])
+    ap.add_argument("--n", type=int, default=16)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--gate", default="wen")
+    ap.add_argument("--methods", nargs="+", default=["all"])
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    rows = pd.concat([run(d, args.n, args.seeds, args.steps, args.gate, args.methods) for d in args.demos])
+    table = summary(rows)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": table.to_dict("records"),
+                                         "rows": rows.drop(columns=["info"]).to_dict("records")}, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
