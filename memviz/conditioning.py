@@ -91,6 +91,11 @@ class Conditioning:
             self._prompt_cache[prompt] = encode_text(self.text_encoder, self.tokenizer, [prompt], self.device)
         return self._prompt_cache[prompt]
 
+    def class_embedding_of(self, cond: Cond) -> torch.Tensor:
+        """(1, E) the class embedding a class condition feeds the UNet (a starting point to optimize)."""
+        with torch.no_grad():
+            return self.unet.class_embedding(self.class_labels(cond, 1)).float()
+
     def unet_inputs(self, cond: Cond, n: int, double: bool = False) -> dict:
         """The UNet's keyword arguments for ``cond`` over n rows; ``double``: the n conditional rows,
         then n unconditional ones (one batched call for classifier-free guidance)."""
@@ -98,6 +103,10 @@ class Conditioning:
             emb = self.encode_cond(cond, n)
             return {"encoder_hidden_states": torch.cat([emb, self.encode_cond(None, n)]) if double else emb}
         if self.is_class_conditional:
+            if torch.is_tensor(cond) and cond.is_floating_point():  # a class embedding (1 or n, E): it replaces
+                null = self.class_labels(None, n)  # the embedding layer's output for the n conditional rows
+                return {"class_labels": torch.cat([null, null]) if double else null,
+                        "class_embedding": cond.to(self.device).expand(n, -1)}
             labels = self.class_labels(cond, n)
             return {"class_labels": torch.cat([labels, self.class_labels(None, n)]) if double else labels}
         if cond is not None:

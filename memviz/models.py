@@ -218,8 +218,15 @@ class DiffusionModel(Conditioning):
             unet, x = self.unets()[-1], x.half()
         kwargs = self.unet_inputs(cond, len(x) // 2 if double else len(x), double)
         kwargs = {k: v.to(x.dtype) if v.is_floating_point() else v for k, v in kwargs.items()}
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=unet is self._unet_half):
-            return unet(x, tau, **kwargs).sample.float()
+        emb = kwargs.pop("class_embedding", None)  # a given class embedding: the conditional rows' layer output
+        hook = None if emb is None else unet.class_embedding.register_forward_hook(
+            lambda module, args, out: torch.cat([emb.to(out.dtype), out[len(emb):]]))
+        try:
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=unet is self._unet_half):
+                return unet(x, tau, **kwargs).sample.float()
+        finally:
+            if hook is not None:
+                hook.remove()
 
     def unets(self) -> list:
         """The UNet, and its float16 copy (made here, once) when the model runs in half precision."""

@@ -135,3 +135,18 @@ def test_random_tokens_edit_a_text_prompt_reproducibly():
     assert a.info["prompt"] == b.info["prompt"] and len(words) == 4 + 3 and words[:4] == ["a", "handwritten", "digit",
                                                                                           "three"]
     assert torch.equal(a.out.images, b.out.images)
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+@pytest.mark.parametrize("name, prompt", [("demo-mnist-text", "a handwritten digit three"), ("demo-mnist", "3")])
+def test_embedding_opt_lowers_the_first_steps_cfg_norm_to_its_target(name, prompt):
+    """Text models: the encoder states; class models: the class embedding (the adapter's seam)."""
+    model = DiffusionModel.from_pretrained(name)
+    a = MITIGATIONS["embedding-opt"](model, prompt, 2, seed=0, steps=10, knob=0.8)
+    assert a.info["norm_end"] < 0.8 * a.info["norm_start"] and 0 < a.info["steps"] < 50
+    b = MITIGATIONS["embedding-opt"](model, prompt, 2, seed=0, steps=10, knob=0.8)
+    assert torch.equal(a.out.images, b.out.images)                             # seeds reproduce
+    if model.is_class_conditional:                                             # the embedding seam is exact
+        x = torch.randn(2, *model.sample_shape)
+        torch.testing.assert_close(model.eps(x, 0.5, cond=model.class_embedding_of(prompt), guidance_scale=2.0),
+                                   model.eps(x, 0.5, cond=prompt, guidance_scale=2.0))
