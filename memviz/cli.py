@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                                                         "training conditions, their 95th percentile)")
     p.add_argument("--knob", nargs="+", default=[], metavar="METHOD=VALUE", help="a method's setting")
     p.add_argument("--out", type=Path, help="write generations.npz and report.json here")
+    p.add_argument("--sweep", action="store_true", help="also trace each method's knob over 5 settings and write "
+                                                         "pareto.json (copy rate against utility, the front marked)")
     args = parser.parse_args(argv)
     runner_log = logging.getLogger("memviz.runner")
     if not runner_log.handlers:  # "reused N of M rows stored by an earlier run", on stderr
@@ -370,6 +372,14 @@ def _mitigate(args) -> int:
                          "model_calls"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"wrote {args.out / 'generations.npz'} and {args.out / 'report.json'}")
+    if args.sweep:
+        from memviz.mitigate.lab import sweep
+
+        front = sweep(study, args.prompts, args.methods, n=args.n, seed=args.seed, steps=args.steps,
+                      guidance_scale=args.guidance_scale, gate=args.gate, threshold=result.gate.get("threshold"))
+        write_json(args.out / "pareto.json", front.replace({np.nan: None}).to_dict("records"))
+        print(front.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(f"wrote {args.out / 'pareto.json'}")
     return 0
 
 

@@ -150,3 +150,16 @@ def test_embedding_opt_lowers_the_first_steps_cfg_norm_to_its_target(name, promp
         x = torch.randn(2, *model.sample_shape)
         torch.testing.assert_close(model.eps(x, 0.5, cond=model.class_embedding_of(prompt), guidance_scale=2.0),
                                    model.eps(x, 0.5, cond=prompt, guidance_scale=2.0))
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+def test_the_sweep_traces_a_knob_and_marks_the_pareto_front(tmp_path):
+    from memviz.cli import main
+
+    assert main(["mitigate", "--model", "demo-mnist", "--prompts", "memorized-00", "3", "--methods",
+                 "guidance-schedule", "--n", "2", "--steps", "6", "--gate", "none", "--sweep", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "pareto.json").read_text())
+    assert [r["method"] for r in rows] == ["none"] + ["guidance-schedule"] * 5
+    assert [r["knob"] for r in rows[1:]] == sorted(r["knob"] for r in rows[1:]) and any(r["front"] for r in rows)
+    best = min(rows, key=lambda r: (r["copy_rate"], -r["utility"]))
+    assert best["front"]                                                    # the least copying row is on the front

@@ -145,3 +145,33 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
     return LabResult(pd.DataFrame(rows), np.concatenate(images).astype(np.float32),
                      np.concatenate(nearest).astype(np.float32), np.asarray(prompt_of),
                      np.asarray(method_of), gate_info, notes)
+
+
+def sweep(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: int = 50, guidance_scale=None,
+          gate: str = "wen", threshold: float | None = None, k: int = 5):
+    """Each method's knob traced over ``Knob.sweep(k)`` settings: one row per (method, setting) with the
+    copy rate and utility averaged over ``prompts`` (utility over those with a label), seconds and model
+    calls, and ``front``: no other row copies less and keeps more (the Pareto front). The plain
+    generation is one row (its setting None)."""
+    import pandas as pd
+
+    chosen = [m for m in mitigations(list(methods), study.model) if m.name != "none"]
+    out = []
+    plain_done = False
+    for m in chosen:
+        for value in m.knob.sweep(k) if m.knob is not None else [None]:
+            lab = run_lab(study, prompts, [m.name], n=n, seed=seed, steps=steps, guidance_scale=guidance_scale,
+                          gate=gate, threshold=threshold, knobs={} if value is None else {m.name: value})
+            threshold = lab.gate.get("threshold", threshold)  # calibrated once, then reused
+            for name, g in lab.rows.groupby("method", sort=False):
+                if name == "none" and plain_done:
+                    continue
+                plain_done = plain_done or name == "none"
+                out.append({"method": name, "knob": None if name == "none" else value,
+                            "copy_rate": float(g.copy_rate.mean()), "utility": float(g.utility.mean()),
+                            "seconds": float(g.seconds.sum()), "model_calls": int(g.model_calls.sum())})
+    table = pd.DataFrame(out)
+    ok = table.utility.notna()
+    table["front"] = [bool(ok[i]) and not ((table.copy_rate[ok] <= r.copy_rate) & (table.utility[ok] >= r.utility) & (
+        (table.copy_rate[ok] < r.copy_rate) | (table.utility[ok] > r.utility))).any() for i, r in table.iterrows()]
+    return table

@@ -36,6 +36,13 @@ class Knob:
             raise ValueError(f"{self.name} must be {kind} in [{self.low:g}, {self.high:g}]; got {value:g}.")
         return int(value) if self.integer else value
 
+    def sweep(self, k: int = 5) -> list[float]:
+        """k settings across the range, for a Pareto sweep: powers of 2 for whole numbers (at most ``high``),
+        evenly spaced strictly inside the range otherwise."""
+        if self.integer:
+            return [2**i for i in range(k) if 2**i <= self.high and 2**i >= self.low] or [self.default]
+        return [round(self.low + (self.high - self.low) * (i + 1) / (k + 1), 4) for i in range(k)]
+
 
 @dataclass(frozen=True)
 class Mitigated:
