@@ -104,7 +104,11 @@ class Conditioning:
             return {"encoder_hidden_states": torch.cat([emb, self.encode_cond(None, n)]) if double else emb}
         if self.is_class_conditional:
             if torch.is_tensor(cond) and cond.is_floating_point():  # a class embedding (1 or n, E): it replaces
-                null = self.class_labels(None, n)  # the embedding layer's output for the n conditional rows
+                width = self.unet.class_embedding.embedding_dim  # the layer's output for the n conditional rows
+                if cond.ndim != 2 or cond.shape[1] != width or len(cond) not in (1, n):
+                    raise ValueError(f"A class embedding must have shape (1, {width}) or ({n}, {width}); "
+                                     f"got {tuple(cond.shape)}.")
+                null = self.class_labels(None, n)
                 return {"class_labels": torch.cat([null, null]) if double else null,
                         "class_embedding": cond.to(self.device).expand(n, -1)}
             labels = self.class_labels(cond, n)
@@ -120,7 +124,8 @@ def rows_of(cond: Cond, start: int, size: int) -> Cond:
 
 
 def is_per_row(cond: Cond) -> bool:
-    """A condition with one entry per row (labels, prompts, or embeddings (B > 1, L, E)), sliced with the batch."""
+    """A condition with one entry per row (labels, prompts, or embeddings (B > 1, L, E) or class embeddings
+    (B > 1, E)), sliced with the batch."""
     if isinstance(cond, (list, tuple)):
         return True
-    return torch.is_tensor(cond) and (cond.ndim == 1 or (cond.ndim == 3 and len(cond) > 1))
+    return torch.is_tensor(cond) and (cond.ndim == 1 or (cond.ndim in (2, 3) and len(cond) > 1))

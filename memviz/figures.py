@@ -276,10 +276,9 @@ def pareto_figure(rows, title: str | None = None):
                                  textposition="top center", marker={"size": 12, "color": _PALETTE[i % len(_PALETTE)]},
                                  hovertemplate=f"{name}<br>copy rate %{{y:.0%}}<br>utility %{{x:.0%}}<br>"
                                                f"{r.seconds:.3g} s, {int(r.calls)} model calls<extra></extra>"))
-    ok = per.dropna(subset=["utility"])
-    front = [m for m, r in ok.iterrows() if not ((ok.copy_rate <= r.copy_rate) & (ok.utility >= r.utility) &
-                                                  ((ok.copy_rate < r.copy_rate) | (ok.utility > r.utility))).any()]
-    edge = ok.loc[front].sort_values("utility")
+    from memviz.mitigate.lab import pareto_front
+
+    edge = per[pareto_front(per.copy_rate, per.utility)].sort_values("utility")
     if len(edge) > 1:
         fig.add_trace(go.Scatter(x=edge.utility, y=edge.copy_rate, mode="lines", name="Pareto front",
                                  line={"dash": "dot", "color": "grey"}, hoverinfo="skip"))

@@ -76,8 +76,9 @@ def _scheduler_from_config(cls, config: dict):
     params = inspect.signature(cls.__init__).parameters
     defaults = set(config.get("_use_default_values", []))
     init = {k: v for k, v in config.items() if k in params and k not in defaults and not k.startswith("_")}
-    hidden = {k: v for k, v in config.items() if k not in init} | ({"_class_name": cls.__name__}
-                                                                  if "_class_name" in config else {})
+    kept = {k: v for k, v in config.items() if k not in defaults and k != "_use_default_values"}
+    hidden = {k: v for k, v in kept.items() if k not in init} | ({"_class_name": cls.__name__}
+                                                                if "_class_name" in config else {})
     try:
         scheduler = cls(**init)
     except Exception as exc:  # noqa: BLE001 - one sentence

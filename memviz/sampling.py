@@ -133,6 +133,9 @@ def _denoise(model, x_T, cond, schedule, uncond, sched, gen, progress, hooks, ro
     for i, k in enumerate(tqdm(sched.timesteps, disable=not progress, desc="sample")):          # 2.
         t = float(k) / model.T
         w = schedule(t)  # a number, or (b,) one per row (a schedule that decides per generation)
+        if torch.is_tensor(w) and w.numel() not in (1, len(x)):
+            raise ValueError(f"A guidance schedule returned {w.numel()} values for a batch of {len(x)} rows; return "
+                             "one, or one per row (sample with batch_size=n).")
         w = w.to(model.device, torch.float32).view(-1, 1, 1, 1) if torch.is_tensor(w) else float(w)
         x_in = sched.scale_model_input(x, k)
         tau = torch.full((len(x),), float(k), device=model.device)

@@ -81,7 +81,8 @@ def test_unknown_methods_knobs_out_of_range_and_prompts_the_model_lacks_are_one_
                                          "class labels"):
         mitigations(["random-tokens"], planted)
     notes = []
-    assert "random-tokens" not in [m.name for m in mitigations(["all"], planted, notes)] and len(notes) == 1
+    assert [m.name for m in mitigations(["all"], planted, notes)] == ["none", "guidance-schedule", "initial-noise"]
+    assert len(notes) == 2 and "has no class_embedding layer" in notes[0]   # a closed-form model: no embedding layer
     with pytest.raises(ValueError, match="The model has no class 'dog'; its classes are c."):
         check_prompts(planted, ["c", "dog"])
 
@@ -106,7 +107,8 @@ def test_the_cli_writes_every_prompt_and_method_with_the_gates_decision(tmp_path
     assert "skipped: random-tokens edits the prompt's words" in err
     report = json.loads((out / "report.json").read_text())
     rows = {(r["prompt"], r["method"]): r for r in report["rows"]}
-    assert set(rows) == {(p, m) for p in ("3", "memorized-00") for m in ("none", "guidance-schedule", "initial-noise")}
+    methods = ("none", "embedding-opt", "guidance-schedule", "initial-noise")
+    assert set(rows) == {(p, m) for p in ("3", "memorized-00") for m in methods}
     assert rows["memorized-00", "none"]["copy_rate"] == 1.0 and rows["memorized-00", "none"]["flagged"]
     assert not rows["3", "none"]["flagged"] and not rows["3", "initial-noise"]["applied"]   # the gate left it alone
     assert rows["3", "initial-noise"]["copy_rate"] == rows["3", "none"]["copy_rate"]
@@ -114,7 +116,7 @@ def test_the_cli_writes_every_prompt_and_method_with_the_gates_decision(tmp_path
     assert rows["3", "none"]["utility"] >= 2 / 3 and rows["memorized-00", "none"]["utility"] is None   # no label to keep
     assert report["gate"]["detector"] == "wen" and report["gate"]["threshold"] > 0
     with np.load(out / "generations.npz", allow_pickle=False) as z:
-        assert z["images"].shape == (18, 1, 16, 16) and z["images"].dtype == np.float32
+        assert z["images"].shape == (2 * len(methods) * 3, 1, 16, 16) and z["images"].dtype == np.float32
         assert 0 <= z["images"].min() and z["images"].max() <= 1 and list(z["method"][:3]) == ["none"] * 3
         assert list(z["prompt"][:3]) == ["3"] * 3
     again = tmp_path / "again"
@@ -150,6 +152,8 @@ def test_embedding_opt_lowers_the_first_steps_cfg_norm_to_its_target(name, promp
         x = torch.randn(2, *model.sample_shape)
         torch.testing.assert_close(model.eps(x, 0.5, cond=model.class_embedding_of(prompt), guidance_scale=2.0),
                                    model.eps(x, 0.5, cond=prompt, guidance_scale=2.0))
+        with pytest.raises(ValueError, match=r"A class embedding must have shape \(1, 128\) or \(2, 128\)"):
+            model.eps(x, 0.5, cond=torch.zeros(1, 7))
 
 
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
@@ -163,3 +167,31 @@ def test_the_sweep_traces_a_knob_and_marks_the_pareto_front(tmp_path):
     assert [r["knob"] for r in rows[1:]] == sorted(r["knob"] for r in rows[1:]) and any(r["front"] for r in rows)
     best = min(rows, key=lambda r: (r["copy_rate"], -r["utility"]))
     assert best["front"]                                                    # the least copying row is on the front
+
+
+def test_the_pareto_front_keeps_only_the_undominated():
+    from memviz.mitigate.lab import pareto_front
+
+    copy = [1.0, 0.1, 0.1, 0.5, 0.0, 0.2]
+    util = [1.0, 0.9, 0.8, 0.5, float("nan"), 0.95]
+    assert pareto_front(copy, util).tolist() == [True, True, False, False, False, True]
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+def test_utility_labels_and_the_gates_calibration_leave_planted_prompts_out():
+    """A planted prompt has no label to keep (its one image: showing it is a copy), on class and text
+    models alike; the gate calibrates on ordinary training conditions only."""
+    from memviz.data.captions import ordinary_captions, planted_prompts
+    from memviz.mitigate.lab import calibration_prompts
+    from memviz.mitigate.utility import expected_labels
+    from memviz.study import open_study
+
+    study = open_study("demo-mnist", n=1)
+    assert expected_labels(study, ["3", "memorized-00"]) == [3, None]
+    text = open_study("demo-mnist-text", n=1)
+    table = text.model.meta["captions"]
+    planted = planted_prompts(table)
+    assert expected_labels(text, [ordinary_captions(table, 7)[0], planted[0], planted[-1], "a scanned three"]) == [
+        7, None, None, 3]
+    calib = calibration_prompts(text, k=200)
+    assert not set(calib) & set(planted) and len(calib) == 10                  # one caption per digit in its data

@@ -201,6 +201,13 @@ def test_a_lazy_model_is_the_same_model_built_on_first_use(name, cond):
     for what in ("sample_shape", "dim", "is_text_conditional", "is_class_conditional", "class_names", "guidance_scale"):
         assert getattr(lazy, what) == getattr(eager, what), what
     assert model_fingerprint(lazy) == model_fingerprint(eager) and hasattr(lazy._unet, "load")   # not built yet
+    import subprocess
+
+    code = (f"import sys; from memviz.models import DiffusionModel; from memviz.cache import model_fingerprint; "
+            f"m = DiffusionModel.from_pretrained({name!r}, lazy=True); model_fingerprint(m); m.class_names; "
+            "print('diffusers.models.unets' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
+        == "False"                                                            # the UNet package is not even imported
     from memviz.hessian.spectrum import spectrum
     from memviz.lid.flipd import flipd_curve
 
@@ -262,8 +269,8 @@ def test_schedulers_are_built_as_diffusers_builds_them_without_importing_every_s
 
     DDIMScheduler(beta_schedule="scaled_linear", prediction_type="v_prediction").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "scheduler_config.json").read_text()) | {"a_compatible_class_key": 3}
-    ours = _scheduler_from_config(DDIMScheduler, config)
-    theirs = DDIMScheduler.from_config(config)
-    assert dict(ours.config) == dict(theirs.config) and torch.equal(ours.alphas_cumprod, theirs.alphas_cumprod)
+    for c in (config, config | {"_use_default_values": ["beta_end"], "beta_end": 0.5}):   # defaults the file names
+        ours, theirs = _scheduler_from_config(DDIMScheduler, c), DDIMScheduler.from_config(c)
+        assert dict(ours.config) == dict(theirs.config) and torch.equal(ours.alphas_cumprod, theirs.alphas_cumprod)
     with pytest.raises(ValueError, match="does not build a DDIMScheduler"):
         _scheduler_from_config(DDIMScheduler, config | {"beta_schedule": "no-such-schedule"})

@@ -52,5 +52,6 @@ register(Mitigation(
     "guidance-schedule", "guidance schedule",
     Knob("fraction", 0.5, 0.0, 1.0, help="switch to normal guidance once ||eps_c - eps_u|| falls below this "
          "fraction of its first value (0: never, the unconditional model; 1: after the first steps)"),
-    "0 extra calls (the sampler's own two outputs)", "Jain et al., CVPR 2025 (attraction basin)",
+    "0 extra calls: the unguided steps read the sampler's own conditional and unconditional outputs (one "
+    "batched pair per step, twice the compute of an unguided w = 1 step)", "Jain et al., CVPR 2025 (attraction basin)",
     needs=("condition",), run=_run))

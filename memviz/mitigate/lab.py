@@ -78,11 +78,14 @@ def gate_scores(study, prompts: list, detector: str, n: int, seed: int, steps: i
 
 
 def calibration_prompts(study, k: int = CALIBRATION_ROWS, seed: int = 0) -> list:
-    """The distinct conditions of k random training rows: ordinary prompts, as often as the data hold them."""
+    """The distinct conditions of k random ordinary training rows (held once, nothing planted): ordinary
+    prompts, as often as the data hold them."""
     conds = study.model.conditions_of(study.train)
     if conds is None:
         raise ValueError("The training data have no conditions (labels or captions) to calibrate the gate on.")
-    rows = np.random.default_rng(seed).choice(len(conds), min(k, len(conds)), replace=False)
+    every = np.arange(len(conds))
+    ordinary = every[(study.train.copies() == 1) & (study.kind(every) == "none")]  # no duplicate, nothing planted
+    rows = np.random.default_rng(seed).choice(ordinary, min(k, len(ordinary)), replace=False)
     names = study.model.class_names
     return list(dict.fromkeys(names[conds[r]] if names else conds[r] for r in rows))
 
@@ -156,6 +159,8 @@ def sweep(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: i
     import pandas as pd
 
     chosen = [m for m in mitigations(list(methods), study.model) if m.name != "none"]
+    if not chosen:
+        raise ValueError("A sweep traces a method's knob; name a method besides none.")
     out = []
     plain_done = False
     for m in chosen:
@@ -171,7 +176,14 @@ def sweep(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: i
                             "copy_rate": float(g.copy_rate.mean()), "utility": float(g.utility.mean()),
                             "seconds": float(g.seconds.sum()), "model_calls": int(g.model_calls.sum())})
     table = pd.DataFrame(out)
-    ok = table.utility.notna()
-    table["front"] = [bool(ok[i]) and not ((table.copy_rate[ok] <= r.copy_rate) & (table.utility[ok] >= r.utility) & (
-        (table.copy_rate[ok] < r.copy_rate) | (table.utility[ok] > r.utility))).any() for i, r in table.iterrows()]
+    table["front"] = pareto_front(table.copy_rate.to_numpy(), table.utility.to_numpy())
     return table
+
+
+def pareto_front(copy_rate, utility) -> np.ndarray:
+    """(M,) True where no other point copies less and keeps at least as much utility, or keeps more and
+    copies at most as much (the Pareto front of copy rate against utility); NaN utility: never."""
+    c, u = np.asarray(copy_rate, dtype=float), np.asarray(utility, dtype=float)
+    ok = ~np.isnan(u)
+    dominated = [bool(((c[ok] <= c[i]) & (u[ok] >= u[i]) & ((c[ok] < c[i]) | (u[ok] > u[i]))).any()) for i in range(len(c))]
+    return ok & ~np.asarray(dominated, dtype=bool)

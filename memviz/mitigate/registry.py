@@ -68,7 +68,8 @@ class Mitigation:
             schedule", "prompt", "condition embedding" or "nothing").
         knob (Knob | None): its one setting (None: none).
         cost (str): extra model calls, as a formula; paper (str).
-        needs (tuple[str, ...]): "condition", "text" (a text-conditional model).
+        needs (tuple[str, ...]): "condition", "text" (a text-conditional model), "embedding" (a text
+            encoder's states, or a class embedding layer).
         run (Callable): run(model, cond, n, seed, steps, guidance_scale, knob) -> ``Mitigated``.
     """
 
@@ -87,6 +88,8 @@ class Mitigation:
                     f"{'by class labels' if model.is_class_conditional else 'on nothing'}; it needs a text model.")
         if "condition" in self.needs and not (model.is_class_conditional or model.is_text_conditional):
             return f"{self.name} acts on the condition, and this model is unconditional."
+        if "embedding" in self.needs and model.is_class_conditional and not hasattr(model.unet, "class_embedding"):
+            return f"{self.name} optimizes a class embedding, and this model's UNet has no class_embedding layer."
         return None
 
     def describe(self) -> dict:

@@ -54,19 +54,26 @@ def expected_labels(study, prompts: list) -> list:
     for p in prompts:
         label = None
         if model.is_class_conditional:
-            label = model.class_names.index(str(p))
-            if train is not None and train.labels is not None and len(set(
-                    train.duplicate_of()[train.labels == label].tolist())) < MIN_IMAGES:
-                label = None  # a class of one planted image: showing it is a copy, not utility
+            rows = np.flatnonzero(train.labels == model.class_names.index(str(p))) if train is not None and \
+                train.labels is not None else np.zeros(0, int)
+            label = _label_of(train, rows)
         elif train is not None and train.captions is not None and train.labels is not None:
-            rows = [i for i, c in enumerate(train.captions) if c == p]
-            if rows:
-                label = int(np.bincount(train.labels[rows]).argmax())
+            rows = np.asarray([i for i, c in enumerate(train.captions) if c == p], dtype=int)
+            if len(rows):
+                label = _label_of(train, rows)
             else:
                 named = [d for d, word in enumerate(DIGITS) if re.search(rf"\b({word}|{d})\b", str(p).lower())]
                 label = named[0] if len(named) == 1 else None
         out.append(label)
     return out
+
+
+def _label_of(train, rows: np.ndarray):
+    """The majority label of training ``rows`` (a prompt's images), or None when they hold fewer than
+    ``MIN_IMAGES`` distinct images: a planted prompt's one image, where showing it is a copy, not utility."""
+    if len(rows) == 0 or len(set(train.duplicate_of()[rows].tolist())) < MIN_IMAGES:
+        return None
+    return int(np.bincount(train.labels[rows]).argmax())
 
 
 def label_accuracy(study, images, label) -> float:
