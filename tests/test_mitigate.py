@@ -139,6 +139,7 @@ def test_random_tokens_edit_a_text_prompt_reproducibly():
     assert torch.equal(a.out.images, b.out.images)
 
 
+@pytest.mark.slow  # about a minute: Adam steps through the UNet's backward pass
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
 @pytest.mark.parametrize("name, prompt", [("demo-mnist-text", "a handwritten digit three"), ("demo-mnist", "3")])
 def test_embedding_opt_lowers_the_first_steps_cfg_norm_to_its_target(name, prompt):
@@ -156,6 +157,7 @@ def test_embedding_opt_lowers_the_first_steps_cfg_norm_to_its_target(name, promp
             model.eps(x, 0.5, cond=torch.zeros(1, 7))
 
 
+@pytest.mark.slow  # six lab runs
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
 def test_the_sweep_traces_a_knob_and_marks_the_pareto_front(tmp_path):
     from memviz.cli import main
