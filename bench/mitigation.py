@@ -35,7 +35,7 @@ def prompt_sets(model) -> tuple[list, list]:
     return model.class_names[n_ordinary:], model.class_names[:n_ordinary]
 
 
-def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list) -> pd.DataFrame:
+def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, keep: Path | None = None) -> pd.DataFrame:
     from memviz.mitigate.lab import run_lab
     from memviz.study import open_study
 
@@ -46,6 +46,8 @@ def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list) ->
         r = run_lab(study, planted + ordinary, methods, n=n, seed=seed, steps=steps, gate=gate)
         frames.append(r.rows.assign(demo=demo, planted=r.rows.prompt.isin(planted), threshold=r.gate.get("threshold")))
         print(f"{demo} seed {seed}: done", flush=True)
+        if keep is not None:  # every finished seed is kept, so a run cut short still reports what it measured
+            pd.concat(frames).drop(columns=["info"]).to_json(keep.with_suffix(f".{demo}.partial.json"), orient="records")
     return pd.concat(frames, ignore_index=True)
 
 
@@ -82,7 +84,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["all"])
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    rows = pd.concat([run(d, args.n, args.seeds, args.steps, args.gate, args.methods) for d in args.demos])
+    rows = pd.concat([run(d, args.n, args.seeds, args.steps, args.gate, args.methods, args.json) for d in args.demos])
     table = summary(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
