@@ -36,11 +36,14 @@ def prompt_sets(model) -> tuple[list, list]:
 
 
 def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, keep: Path | None = None) -> pd.DataFrame:
+    from memviz.mitigate import MITIGATIONS
     from memviz.mitigate.lab import run_lab
     from memviz.study import open_study
 
     study = open_study(demo, n=1)
     planted, ordinary = prompt_sets(study.model)
+    if methods != ["all"]:  # the named methods this demo can take
+        methods = [m for m in methods if MITIGATIONS[m].unavailable(study.model) is None]
     frames = []
     for seed in seeds:
         r = run_lab(study, planted + ordinary, methods, n=n, seed=seed, steps=steps, gate=gate)
