@@ -5,9 +5,10 @@ import streamlit as st
 
 from memviz.data.captions import example_prompts
 from memviz.detect import detectors
-from memviz.figures import image_grid, pareto_figure
+from memviz.figures import attribution_figure, image_grid, pareto_figure
 from memviz.mitigate import MITIGATIONS, mitigations
-from memviz.ui.loaders import mitigate, workspace_picker
+from memviz.mitigate.lab import GATE_QUANTILE, prompt_sets
+from memviz.ui.loaders import mitigate, mitigation_sweep, workspace_picker
 from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
 
 st.title("Mitigation")
@@ -28,9 +29,8 @@ offered = [m.name for m in mitigations(["all"], model, notes)]
 listed = [p for p in query_value("prompts", "", str).split("|") if p]
 with st.form("lab"):
     if model.is_class_conditional:
-        planted = [c for c in model.class_names if c.startswith("memorized")]
-        default = [p for p in listed if p in model.class_names] or planted[:1] + [c for c in ("3",) if c in
-                                                                                   model.class_names]
+        planted, ordinary = prompt_sets(model)
+        default = [p for p in listed if p in model.class_names] or planted[:1] + ordinary[3:4]
         prompts = st.multiselect("Prompts", model.class_names, default=default, max_selections=4,
                                  help="A planted (memorized) prompt by default, and an ordinary one to measure utility.")
     else:
@@ -45,8 +45,8 @@ with st.form("lab"):
     seed = int(c3.number_input("Seed", 0, 2**31 - 1, query_value("seed", 0, int, 0, 2**31 - 1)))
     gates = ["none"] + [d.name for d in detectors("prompt") if d.unavailable(model) is None]
     gate = c4.selectbox("Gate", gates, index=gates.index("wen") if "wen" in gates else 0,
-                        help="Apply a method only where this detector flags the prompt (threshold: 95% of ordinary "
-                             "training conditions score below it); none: apply it always.")
+                        help=f"Apply a method only where this detector flags the prompt (threshold: {GATE_QUANTILE:.0%} of "
+                             "ordinary training conditions score below it); none: apply it always.")
     st.form_submit_button("Run", icon=":material/play_arrow:")
 for note in notes:
     st.caption(f"Not offered here: {note}")
@@ -64,32 +64,57 @@ if gate != "none":
     st.caption(f"Gate {gate}: threshold {lab.gate['threshold']:.3g}; flagged: "
                + ", ".join(f"{p} ({'yes' if f else 'no'})" for p, f in rows.groupby("prompt", sort=False).flagged.first()
                            .items()) + ". Unflagged prompts get the plain generations.")
-grids = {}
+grids, figures = {}, {}
 for prompt in prompts:
     st.subheader(f"`{str(prompt).replace('`', chr(39))}`")
     cols = st.columns(len(rows.method.unique()))
     for col, method in zip(cols, rows.method.unique()):
         keep = (lab.prompt == str(prompt)) & (lab.method == method)
         r = rows[(rows.prompt == str(prompt)) & (rows.method == method)].iloc[0]
+        info = lab.rows["info"][r.name]
         with col:
             st.markdown(f"**{method}**" + ("" if r.applied else " (not applied: plain)"))
+            if info.get("prompt"):
+                st.caption(f"sampled: {info['prompt']}")
             st.metric("Copies", f"{r.copy_rate:.0%}", help="Generations within calibrated l2 0.5 of a training image.")
             grids[f"{prompt}-{method}"] = image_grid(lab.images[keep], nrow=4, scale=3)
             grids[f"{prompt}-{method}-nearest"] = image_grid(lab.nearest[keep], nrow=4, scale=3)
             st.image(grids[f"{prompt}-{method}"], caption="generations")
             st.image(grids[f"{prompt}-{method}-nearest"], caption="nearest training image of each")
+    edit = rows[(rows.prompt == str(prompt)) & (rows.method == "prompt-edit") & rows.applied]
+    if len(edit):
+        info = lab.rows["info"][edit.index[0]]
+        fig = attribution_figure(info["attribution"], info["dropped_at"], title="Which words the copy hangs on")
+        st.plotly_chart(fig, key=f"attribution-{prompt}")
+        st.caption("Each word's share of the gradient of the first step's CFG norm with respect to its token "
+                   "embeddings (the MMH paper's attribution); prompt-edit dropped the red ones.")
+        export_menu(fig, "mitigation-attribution", key=f"exp-attribution-{prompt}")
+        figures[f"attribution-{prompt}"] = fig
 fig = pareto_figure(rows, title="Copy rate against utility, per method")
 st.plotly_chart(fig, key="pareto")
 st.caption("Each point is one method, averaged over the prompts above (utility over those with a label to keep: the "
            "share of generations a classifier trained on the training data assigns to the prompt's label). Bottom "
            "right is best; the dotted line joins the methods no other beats on both.")
 export_menu(fig, "mitigation-pareto", key="exp-pareto")
+figures["pareto"] = fig
+tables = {"mitigation": rows}
 st.dataframe(rows, hide_index=True, column_config={
     "copy_rate": st.column_config.NumberColumn(format="percent", help="share of generations that copy"),
     "utility": st.column_config.NumberColumn(format="percent", help="share showing the prompt's label"),
     "seconds": st.column_config.NumberColumn(format="%.3g", help="wall seconds of this method's generations"),
     "model_calls": st.column_config.NumberColumn(help="UNet calls (a batched conditional + unconditional pair once)")})
 table_downloads(rows, "mitigation", key="mitigation-table")
-figure_pack_button({"pareto": fig}, {"mitigation": rows}, {"model": ws.path, "prompts": prompts, "methods": methods,
-                                                           "n": n, "steps": steps, "seed": seed, "gate": gate},
-                   "memviz-mitigation", key="pack", images=grids)
+swept = [m for m in methods if m != "none" and MITIGATIONS[m].knob is not None]
+with st.expander("Trace each method's knob (a Pareto sweep)"):
+    st.caption("Runs each method at 5 settings of its knob on the prompts above, with the settings of the form: "
+               "one generation per setting and prompt, so expect minutes. Each line is one method, its settings "
+               "labelled; the dotted line is the front no setting beats on both.")
+    if swept and st.toggle("Run the sweep", key="sweep"):
+        table = mitigation_sweep(ws.path, tuple(prompts), tuple(swept), n, steps, seed, gate, ws.data_path)
+        sweep_fig = pareto_figure(table, title="Copy rate against utility, over each method's knob")
+        st.plotly_chart(sweep_fig, key="pareto-sweep")
+        export_menu(sweep_fig, "mitigation-sweep", key="exp-sweep")
+        st.dataframe(table, hide_index=True)
+        figures["sweep"], tables["sweep"] = sweep_fig, table
+figure_pack_button(figures, tables, {"model": ws.path, "prompts": prompts, "methods": methods, "n": n, "steps": steps,
+                                     "seed": seed, "gate": gate}, "memviz-mitigation", key="pack", images=grids)

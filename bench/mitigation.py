@@ -23,21 +23,9 @@ import numpy as np
 import pandas as pd
 
 
-def prompt_sets(model) -> tuple[list, list]:
-    """(planted, ordinary) prompts of a bundled demo."""
-    if model.is_text_conditional:
-        from memviz.data.captions import ordinary_captions, planted_prompts
-
-        table = model.meta["captions"]
-        planted = planted_prompts(table)
-        return planted, [ordinary_captions(table, d)[0] for d in range(10)][:len(planted)]
-    n_ordinary = model.meta["planted"]["n_ordinary"]
-    return model.class_names[n_ordinary:], model.class_names[:n_ordinary]
-
-
 def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, keep: Path | None = None) -> pd.DataFrame:
     from memviz.mitigate import MITIGATIONS
-    from memviz.mitigate.lab import run_lab
+    from memviz.mitigate.lab import prompt_sets, run_lab
     from memviz.study import open_study
 
     study = open_study(demo, n=1)

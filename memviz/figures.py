@@ -258,26 +258,33 @@ def cost_figure(rows, title: str | None = None):
 
 
 def pareto_figure(rows, title: str | None = None):
-    """Copy rate against utility, one point per mitigation (its mean over the prompts; utility over
-    those with a label to keep), the Pareto front (no other method copies less and keeps more)
-    joined: the best remedies sit bottom right.
+    """Copy rate against utility, one point per mitigation and knob setting (its mean over the prompts;
+    utility over those with a label to keep), a method's settings joined in knob order (a sweep), and
+    the Pareto front (no other point copies less and keeps more) dotted: the best sit bottom right.
 
     Args:
-        rows: a pandas.DataFrame of ``memviz.mitigate.lab`` rows (method, copy_rate, utility, seconds,
-            model_calls).
+        rows: a pandas.DataFrame of ``memviz.mitigate.lab`` rows (method, knob, copy_rate, utility,
+            seconds, model_calls), or a ``sweep`` table (the same columns, one row per setting).
     """
     import plotly.graph_objects as go
 
-    per = rows.groupby("method", sort=False).agg(copy_rate=("copy_rate", "mean"), utility=("utility", "mean"),
-                                                 seconds=("seconds", "sum"), calls=("model_calls", "sum"))
-    fig = go.Figure()
-    for i, (name, r) in enumerate(per.iterrows()):
-        fig.add_trace(go.Scatter(x=[r.utility], y=[r.copy_rate], mode="markers+text", name=name, text=[name],
-                                 textposition="top center", marker={"size": 12, "color": _PALETTE[i % len(_PALETTE)]},
-                                 hovertemplate=f"{name}<br>copy rate %{{y:.0%}}<br>utility %{{x:.0%}}<br>"
-                                               f"{r.seconds:.3g} s, {int(r.calls)} model calls<extra></extra>"))
     from memviz.mitigate.lab import pareto_front
 
+    rows = rows.assign(knob=rows["knob"] if "knob" in rows else None)
+    per = (rows.assign(setting=rows.knob.astype(float)).groupby(["method", "setting"], sort=False, dropna=False)
+           .agg(copy_rate=("copy_rate", "mean"), utility=("utility", "mean"), seconds=("seconds", "sum"),
+                calls=("model_calls", "sum")).reset_index())
+    fig = go.Figure()
+    for i, (name, g) in enumerate(per.groupby("method", sort=False)):
+        g = g.sort_values("setting")
+        swept = len(g) > 1
+        text = [f"{name} {v:g}" if swept and v == v else name for v in g.setting]
+        fig.add_trace(go.Scatter(
+            x=g.utility, y=g.copy_rate, mode="lines+markers+text" if swept else "markers+text", name=name, text=text,
+            textposition="top center", marker={"size": 10 if swept else 12, "color": _PALETTE[i % len(_PALETTE)]},
+            customdata=np.stack([g.seconds, g.calls], axis=1),
+            hovertemplate="%{text}<br>copy rate %{y:.0%}<br>utility %{x:.0%}<br>%{customdata[0]:.3g} s, "
+                          "%{customdata[1]:.0f} model calls<extra></extra>"))
     edge = per[pareto_front(per.copy_rate, per.utility)].sort_values("utility")
     if len(edge) > 1:
         fig.add_trace(go.Scatter(x=edge.utility, y=edge.copy_rate, mode="lines", name="Pareto front",
@@ -285,4 +292,25 @@ def pareto_figure(rows, title: str | None = None):
     fig.update_layout(title=title, template="plotly_white", xaxis_title="utility (share showing the prompt's label)",
                       yaxis_title="copy rate", xaxis_range=[-0.05, 1.05], yaxis_range=[-0.05, 1.1],
                       xaxis_tickformat=".0%", yaxis_tickformat=".0%", showlegend=False)
+    return fig
+
+
+def attribution_figure(attribution: list, dropped_at: list | None = None, title: str | None = None):
+    """Each word's share of the memorization score's gradient (``memviz.mitigate.prompt_edit``), in
+    prompt order, the dropped words in red: which words a copy hangs on.
+
+    Args:
+        attribution: [(word, attribution)] in prompt order; dropped_at: the dropped words' positions.
+    """
+    import plotly.graph_objects as go
+
+    words = [w for w, _ in attribution]
+    a = np.asarray([v for _, v in attribution], dtype=float)
+    share = a / a.sum() if a.sum() > 0 else a
+    gone = set(dropped_at or [])
+    fig = go.Figure(go.Bar(x=[f"{i + 1}. {w}" for i, w in enumerate(words)], y=share,
+                           marker_color=[_PALETTE[1] if i in gone else "#9aa5b1" for i in range(len(words))],
+                           hovertemplate="%{x}<br>%{y:.1%} of the attribution<extra></extra>"))
+    fig.update_layout(title=title, template="plotly_white", xaxis_title="word (red: dropped)",
+                      yaxis_title="share of attribution", yaxis_tickformat=".0%", showlegend=False)
     return fig

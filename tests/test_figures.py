@@ -68,3 +68,29 @@ def test_cost_figure_puts_each_detector_at_its_cost_on_a_readable_log_axis():
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.dtick == "D2"
     xs = sorted(x for tr in fig.data for x in tr.x)
     assert xs == [0.003, 0.6]
+
+
+def test_pareto_figure_joins_a_sweeps_settings_and_marks_the_front():
+    import pandas as pd
+
+    from memviz.figures import pareto_figure
+
+    sweep = pd.DataFrame({"method": ["none", "a", "a", "a", "b"], "knob": [None, 0.5, 0.1, 0.9, 2.0],
+                          "copy_rate": [1.0, 0.5, 0.9, 0.1, 0.6], "utility": [1.0, 0.8, 0.95, 0.4, 0.7],
+                          "seconds": [1.0] * 5, "model_calls": [10] * 5})
+    fig = pareto_figure(sweep)
+    traces = {t.name: t for t in fig.data}
+    assert list(traces["a"].text) == ["a 0.1", "a 0.5", "a 0.9"] and "lines" in traces["a"].mode  # in knob order
+    assert traces["none"].mode == "markers+text" and list(traces["none"].text) == ["none"]
+    front = traces["Pareto front"]
+    assert list(zip(front.x, front.y)) == [(0.4, 0.1), (0.8, 0.5), (0.95, 0.9), (1.0, 1.0)]   # b is dominated by a 0.5
+
+
+def test_attribution_figure_shows_shares_in_prompt_order_with_the_dropped_words_red():
+    from memviz.figures import attribution_figure
+
+    fig = attribution_figure([("the", 1.0), ("mayor", 6.0), ("the", 1.0), ("festival", 2.0)], dropped_at=[1, 2])
+    bar = fig.data[0]
+    assert list(bar.x) == ["1. the", "2. mayor", "3. the", "4. festival"]
+    assert np.allclose(bar.y, [0.1, 0.6, 0.1, 0.2])
+    assert bar.marker.color[1] == bar.marker.color[2] != bar.marker.color[0] == bar.marker.color[3]

@@ -82,7 +82,8 @@ def test_unknown_methods_knobs_out_of_range_and_prompts_the_model_lacks_are_one_
         mitigations(["random-tokens"], planted)
     notes = []
     assert [m.name for m in mitigations(["all"], planted, notes)] == ["none", "guidance-schedule", "initial-noise"]
-    assert len(notes) == 2 and "has no class_embedding layer" in notes[0]   # a closed-form model: no embedding layer
+    assert len(notes) == 3 and "has no class_embedding layer" in notes[0]
+    assert "prompt-edit edits the prompt's words" in notes[1]   # a closed-form model: no embedding layer
     with pytest.raises(ValueError, match="The model has no class 'dog'; its classes are c."):
         check_prompts(planted, ["c", "dog"])
 
@@ -197,3 +198,59 @@ def test_utility_labels_and_the_gates_calibration_leave_planted_prompts_out():
         7, None, None, 3]
     calib = calibration_prompts(text, k=200)
     assert not set(calib) & set(planted) and len(calib) == 10                  # one caption per digit in its data
+
+
+class OneWordEncoder(torch.nn.Module):
+    """A text encoder that passes only the tokens of one word on (every other state is 0): the CFG norm
+    depends on that word alone, so its attribution is the only one that is not exactly 0."""
+
+    def __init__(self, vocab: int, keep: list[int]):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(vocab, 8)
+        self.register_buffer("keep", torch.tensor(keep))
+
+    def forward(self, ids):
+        v = self.emb(ids)
+        return (v * torch.isin(ids, self.keep)[..., None],)
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+def test_prompt_edit_attributes_the_cfg_norm_to_the_one_word_it_depends_on():
+    """Known answer: the encoder hides every word but "memorization" (two WordPiece tokens), so only
+    that word's attribution is non-zero, both its pieces count, and it is the word dropped."""
+    from diffusers import UNet2DConditionModel
+
+    from memviz.mitigate.prompt_edit import drop_words, token_attribution
+    from memviz.text import minilm
+
+    _, tok = minilm(16)
+    pieces = tok("memorization", add_special_tokens=False).input_ids
+    assert len(pieces) == 2
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
+                                layers_per_block=1, norm_num_groups=4, cross_attention_dim=8, attention_head_dim=2,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    model = DiffusionModel(unet, DDPMScheduler(), text_encoder=OneWordEncoder(len(tok), pieces), tokenizer=tok,
+                           device="cpu")
+    prompt = "a photo of memorization in a quiet zyxwv orchard"
+    scores = token_attribution(model, prompt, torch.randn(3, 1, 8, 8), 0.9)
+    assert [w for w, _ in scores] == prompt.split()
+    assert [a > 0 for _, a in scores] == [w == "memorization" for w in prompt.split()]
+    assert drop_words(scores, 1) == ("a photo of in a quiet zyxwv orchard", [3])
+    assert len(drop_words(scores, 16)[0].split()) == 1                         # at least one word is kept
+    out = MITIGATIONS["prompt-edit"](model, prompt, 2, seed=0, steps=3, knob=1)
+    assert out.info["dropped"] == ["memorization"] and out.info["dropped_at"] == [3] and out.cond == "a photo of in a quiet zyxwv orchard"
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+def test_prompt_edit_drops_content_words_of_a_planted_caption_reproducibly():
+    from memviz.data.captions import planted_prompts
+
+    model = DiffusionModel.from_pretrained("demo-mnist-text")
+    prompt = planted_prompts(model.meta["captions"])[0]
+    a, b = (MITIGATIONS["prompt-edit"](model, prompt, 2, seed=1, steps=4, knob=2) for _ in range(2))
+    assert a.info == b.info and torch.equal(a.out.images, b.out.images)
+    assert len(a.info["dropped"]) == 2 and len(a.cond.split()) == len(prompt.split()) - 2
+    assert not set(a.info["dropped"]) & {"of", "the", "a", "at", "for"}       # function words carry little

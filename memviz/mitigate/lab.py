@@ -62,6 +62,24 @@ def check_prompts(model, prompts) -> list:
     raise ValueError("This model is unconditional: there is no prompt to mitigate.")
 
 
+def prompt_sets(model) -> tuple[list, list]:
+    """(planted, ordinary) prompts of a bundled demo (its ``memviz.json``): class models, the classes
+    after the ``n_ordinary`` digits and the digits; text models, the planted captions and one templated
+    caption per digit. Empty lists for a model that plants nothing."""
+    if model.is_text_conditional:
+        from memviz.data.captions import ordinary_captions, planted_prompts
+
+        table = model.meta.get("captions")
+        if not table:
+            return [], []
+        planted = planted_prompts(table)
+        return planted, [ordinary_captions(table, d)[0] for d in range(10)][:max(len(planted), 1)]
+    n_ordinary = model.meta.get("planted", {}).get("n_ordinary")
+    if n_ordinary is None:
+        return [], model.class_names
+    return model.class_names[n_ordinary:], model.class_names[:n_ordinary]
+
+
 def gate_scores(study, prompts: list, detector: str, n: int, seed: int, steps: int) -> np.ndarray:
     """(P,) sign-corrected prompt-level scores of ``detector`` (higher = more memorized), each the
     mean over the prompt's n generations at the first step (``memviz.detect.prompts.score_generations``)."""
@@ -91,8 +109,11 @@ def calibration_prompts(study, k: int = CALIBRATION_ROWS, seed: int = 0) -> list
 
 
 def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: int = 50, guidance_scale=None,
-            gate: str = "wen", threshold: float | None = None, knobs: dict | None = None) -> LabResult:
-    """Steps 1-3 of the module docstring. ``knobs``: method name -> its knob's value (default: its default)."""
+            gate: str = "wen", threshold: float | None = None, knobs: dict | None = None,
+            memo: dict | None = None) -> LabResult:
+    """Steps 1-3 of the module docstring. ``knobs``: method name -> its knob's value (default: its default).
+    ``memo``: a dict shared by calls with the same study, n, seed, steps, guidance scale and gate (a
+    sweep): each prompt's gate score and judged plain generation are then computed once."""
     import pandas as pd
 
     from memviz.detect.cost import Meter
@@ -114,7 +135,10 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
     if gate == "none":
         flagged, scores = np.ones(len(prompts), bool), np.full(len(prompts), np.nan)
     else:
-        scores = gate_scores(study, prompts, gate, n, seed, steps)
+        memo = {} if memo is None else memo
+        new = [p for p in prompts if ("gate", p) not in memo]
+        memo |= {("gate", p): v for p, v in zip(new, gate_scores(study, new, gate, n, seed, steps) if new else [])}
+        scores = np.asarray([memo["gate", p] for p in prompts])
         if threshold is None:
             calib = calibration_prompts(study, seed=seed)
             calib_scores = gate_scores(study, calib, gate, n, seed, steps)
@@ -123,28 +147,34 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
         flagged = scores > threshold
         gate_info["threshold"] = float(threshold)
     labels = expected_labels(study, prompts)
+    memo = {} if memo is None else memo
     rows, images, nearest, prompt_of, method_of = [], [], [], [], []
     for p, prompt in enumerate(prompts):
-        plain = None
         for method in chosen:
             applied = method.name == "none" or bool(flagged[p])
-            with Meter(model) as meter:
-                result = method(model, prompt, n, seed, steps, guidance_scale, knobs.get(method.name)) if applied \
-                    else plain
-            if method.name == "none":
-                plain = result
-            ev = evidence_of(result.out, study.reference)
-            images.append(result.out.images.float().numpy())
-            nearest.append(ev.nearest_images.float().numpy())
+            if method.name == "none" and ("none", prompt) in memo or not applied:
+                judged = memo["none", prompt]  # the plain generation, judged once: unflagged prompts get it
+            else:
+                with Meter(model) as meter:
+                    result = method(model, prompt, n, seed, steps, guidance_scale, knobs.get(method.name))
+                ev = evidence_of(result.out, study.reference)
+                judged = {"images": result.out.images.float().numpy(), "nearest": ev.nearest_images.float().numpy(),
+                          "copy_rate": float(np.mean(ev.is_copy)), "median_nn_distance": float(np.median(ev.distance[:, 0])),
+                          "utility": label_accuracy(study, result.out.images, labels[p]), "seconds": meter.seconds,
+                          "model_calls": meter.calls, "info": result.info}
+                if method.name == "none":
+                    memo["none", prompt] = judged
+            images.append(judged["images"])
+            nearest.append(judged["nearest"])
             prompt_of += [str(prompt)] * n
             method_of += [method.name] * n
             rows.append({"prompt": str(prompt), "method": method.name,
                          "knob": None if method.knob is None else knobs.get(method.name, method.knob.default),
                          "flagged": bool(flagged[p]), "applied": applied, "gate_score": float(scores[p]),
-                         "copy_rate": float(np.mean(ev.is_copy)), "median_nn_distance": float(np.median(ev.distance[:, 0])),
-                         "utility": label_accuracy(study, result.out.images, labels[p]),
-                         "seconds": meter.seconds if applied else 0.0, "model_calls": meter.calls if applied else 0,
-                         "n": n, "seed": seed, "info": result.info if applied else {}})
+                         **{k: judged[k] for k in ("copy_rate", "median_nn_distance", "utility")},
+                         "seconds": judged["seconds"] if applied else 0.0,
+                         "model_calls": judged["model_calls"] if applied else 0,
+                         "n": n, "seed": seed, "info": judged["info"] if applied else {}})
     return LabResult(pd.DataFrame(rows), np.concatenate(images).astype(np.float32),
                      np.concatenate(nearest).astype(np.float32), np.asarray(prompt_of),
                      np.asarray(method_of), gate_info, notes)
@@ -161,12 +191,12 @@ def sweep(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: i
     chosen = [m for m in mitigations(list(methods), study.model) if m.name != "none"]
     if not chosen:
         raise ValueError("A sweep traces a method's knob; name a method besides none.")
-    out = []
+    out, memo = [], {}
     plain_done = False
     for m in chosen:
         for value in m.knob.sweep(k) if m.knob is not None else [None]:
             lab = run_lab(study, prompts, [m.name], n=n, seed=seed, steps=steps, guidance_scale=guidance_scale,
-                          gate=gate, threshold=threshold, knobs={} if value is None else {m.name: value})
+                          gate=gate, threshold=threshold, knobs={} if value is None else {m.name: value}, memo=memo)
             threshold = lab.gate.get("threshold", threshold)  # calibrated once, then reused
             for name, g in lab.rows.groupby("method", sort=False):
                 if name == "none" and plain_done:

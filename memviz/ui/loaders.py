@@ -175,3 +175,14 @@ def mitigate(path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed
     study = load_study(path, data_path)
     with heavy():
         return run_lab(study, list(prompts), list(methods), n=n, seed=seed, steps=steps, gate=gate)
+
+
+@st.cache_data(show_spinner="Tracing each remedy's knob (a few minutes)…", max_entries=8)
+def mitigation_sweep(path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str,
+                     data_path: str | None = None):
+    """``memviz.mitigate.lab.sweep``, cached per settings."""
+    from memviz.mitigate.lab import sweep
+
+    study = load_study(path, data_path)
+    with heavy():
+        return sweep(study, list(prompts), list(methods), n=n, seed=seed, steps=steps, gate=gate)
