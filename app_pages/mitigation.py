@@ -3,6 +3,7 @@ training images, each remedy's copy rate against utility (a Pareto plot) and its
 
 import streamlit as st
 
+from memviz import glossary
 from memviz.data.captions import example_prompts
 from memviz.detect import detectors
 from memviz.figures import attribution_figure, image_grid, pareto_figure
@@ -76,7 +77,7 @@ for prompt in prompts:
             st.markdown(f"**{method}**" + ("" if r.applied else " (not applied: plain)"))
             if info.get("prompt"):
                 st.caption(f"sampled: {info['prompt']}")
-            st.metric("Copies", f"{r.copy_rate:.0%}", help="Generations within calibrated l2 0.5 of a training image.")
+            st.metric("Copies", f"{r.copy_rate:.0%}", help=glossary.CALIBRATED_L2)
             grids[f"{prompt}-{method}"] = image_grid(lab.images[keep], nrow=4, scale=3)
             grids[f"{prompt}-{method}-nearest"] = image_grid(lab.nearest[keep], nrow=4, scale=3)
             st.image(grids[f"{prompt}-{method}"], caption="generations")

@@ -53,7 +53,7 @@ for col, r in zip(st.columns(len(results) or 1), results):
     with col:
         shown_prompt = str(r.prompt).replace("`", "'")
         st.subheader(f"`{shown_prompt}`" if r.prompt is not None else "unconditional")
-        st.metric("Copies (calibrated l2 < 0.5)", f"{int(r.evidence.is_copy.sum())} / {n}",
+        st.metric(f"Copies ({glossary.COPY_RULE})", f"{int(r.evidence.is_copy.sum())} / {n}",
                   help=glossary.CALIBRATED_L2)
         st.image(image_grid(r.evidence.images, nrow=n, scale=3), caption="generations")
         if r.mask is not None:
@@ -65,8 +65,8 @@ if results and results[0].mask is None:
     st.caption(f"Where in the image: {DETECTORS['bright-ending'].unavailable(model)}")
 st.subheader("Detectors")
 st.dataframe(scores, hide_index=True, column_config={
-    "copies": st.column_config.NumberColumn(help="Generations of the prompt that copy a training image (calibrated "
-                                            "l2 below 0.5)."),
+    "copies": st.column_config.NumberColumn(help="Generations of the prompt that copy a training image "
+                                            f"({glossary.COPY_RULE})."),
     "seed": st.column_config.NumberColumn(help="Generation i of the prompt is (prompt, seed, i)."), **{
     d.name: st.column_config.NumberColumn(help=f"{d.paper}; {'higher' if d.sign > 0 else 'lower'} = more memorized; "
                                           f"cost: {d.cost}" + ("; at the first sampling step" if d.stepwise else "")

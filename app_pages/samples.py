@@ -170,7 +170,7 @@ def sample_panel(default: int) -> None:
                              caption="generations; red = the end token's cross-attention at the last step")
                     st.image(image_grid(r.evidence.nearest_images, nrow=4, scale=4),
                              caption="nearest training image of each: " + ", ".join(
-                                 f"{c:.2f}" for c in r.evidence.calibrated) + " (calibrated l2; below 0.5 = a copy)")
+                                 f"{c:.2f}" for c in r.evidence.calibrated) + f" (copy: {glossary.COPY_RULE})")
     with right:
         fig = map_figure(table[["x", "y"]].to_numpy(), color=table.flipd.to_numpy(), color_name="FLIPD",
                          highlight=np.flatnonzero(table["row"].to_numpy() == i),

@@ -357,9 +357,10 @@ def _mitigate(args) -> int:
             raise ValueError(f"--knob takes METHOD=VALUE, such as initial-noise=16; got {item!r}.") from None
     from memviz.study import open_study
 
-    study = open_study(args.model, n=1)
+    study, memo = open_study(args.model, n=1), {}  # memo: the sweep reuses the plain generations and gate scores
     result = run_lab(study, args.prompts, args.methods, n=args.n, seed=args.seed, steps=args.steps,
-                     guidance_scale=args.guidance_scale, gate=args.gate, threshold=args.gate_threshold, knobs=knobs)
+                     guidance_scale=args.guidance_scale, gate=args.gate, threshold=args.gate_threshold, knobs=knobs,
+                     memo=memo)
     for note in result.notes:
         print(f"skipped: {note}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -376,7 +377,8 @@ def _mitigate(args) -> int:
         from memviz.mitigate.lab import sweep
 
         front = sweep(study, args.prompts, args.methods, n=args.n, seed=args.seed, steps=args.steps,
-                      guidance_scale=args.guidance_scale, gate=args.gate, threshold=result.gate.get("threshold"))
+                      guidance_scale=args.guidance_scale, gate=args.gate, threshold=result.gate.get("threshold"),
+                      memo=memo)
         write_json(args.out / "pareto.json", front.replace({np.nan: None}).to_dict("records"))
         print(front.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(f"wrote {args.out / 'pareto.json'}")

@@ -12,7 +12,7 @@ Cond = Union[None, int, str, Sequence[int], Sequence[str], torch.Tensor]
 
 
 class Conditioning:
-    """Mixin over ``self.unet`` (``self._unet``, ``self.unet_config``), ``self.meta``, ``self.device``, ``self.text_encoder``, ``self.tokenizer``."""
+    """Mixin over ``self.unet`` (``self._unet``, ``self.is_built``, ``self.unet_config``), ``self.meta``, ``self.device``, ``self.text_encoder``, ``self.tokenizer``."""
 
     @property
     def is_class_conditional(self) -> bool:
@@ -21,7 +21,7 @@ class Conditioning:
     @property
     def is_text_conditional(self) -> bool:
         unet = self._unet
-        if hasattr(unet, "load"):  # not built yet (memviz.loading.LazyUNet): its class by name
+        if not self.is_built:  # a lazy UNet (memviz.loading.LazyUNet): its class by name
             return unet.class_name == "UNet2DConditionModel"
         from diffusers import UNet2DConditionModel
 

@@ -5,6 +5,7 @@ from here, so that a quantity is explained the same way everywhere."""
 from __future__ import annotations
 
 from memviz.lid.verdict import DATA_THRESHOLD, FALSE_POSITIVE_RATE
+from memviz.neighbors import COPY_ALPHA, COPY_NEIGHBORS, COPY_THRESHOLD
 
 FLIPD = ("The model's local intrinsic dimension LID_theta (FLIPD, Kamkari et al. 2024): D + sigma_t^2 "
          "(tr grad s + ||s||^2) at t0, in dimensions. Low: the model has collapsed the neighbourhood (memorized). "
@@ -31,8 +32,10 @@ N_SHARP = ("Sharpness count (Jeon, Kim and No, ICML 2025): eigenvalues of the He
 SPECTRUM = ("Eigenvalues of the Hessian of the learned log density at t0, smallest first (Jeon, Kim and No, ICML "
             "2025). A memorized point sits in a sharp peak: many large negative eigenvalues, below -tau (the dotted "
             "lines are -tau and +tau); an ordinary one has few.")
-CALIBRATED_L2 = ("Carlini et al. 2023: the l2 distance to the nearest training image divided by the mean distance to "
-                 "its 50 nearest; below 0.5 the generation is a copy of that image.")
+CALIBRATED_L2 = (f"Carlini et al. 2023: the l2 distance to the nearest training image divided by {COPY_ALPHA:g} times "
+                 f"the mean distance to its {COPY_NEIGHBORS} nearest; below {COPY_THRESHOLD:g} the generation is a copy "
+                 "of that image.")
+COPY_RULE = f"calibrated l2 < {COPY_THRESHOLD:g}"
 
 COLUMNS = {"row": "The training row (its index in the training set; ?row= opens it on the Samples page).",
            "label": "The class label (the prompt of a class model), -1 when the data have none.",

@@ -14,7 +14,7 @@ import torch
 
 from memviz.data.base import from_unit, to_unit
 from memviz.models import Cond, DiffusionModel
-from memviz.neighbors import NeighborIndex, calibrated_l2
+from memviz.neighbors import COPY_NEIGHBORS, COPY_THRESHOLD, NeighborIndex, calibrated_l2
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ class CopyEvidence:
 
 
 def copy_evidence(model: DiffusionModel, reference: NeighborIndex, cond: Cond = None, n: int = 16,
-                  steps: int = 50, guidance_scale: float | None = None, seed: int = 0, k: int = 50,
-                  threshold: float = 0.5) -> CopyEvidence:
+                  steps: int = 50, guidance_scale: float | None = None, seed: int = 0,
+                  k: int = COPY_NEIGHBORS, threshold: float = COPY_THRESHOLD) -> CopyEvidence:
     """Generate ``n`` samples for ``cond`` and measure how close each is to a training image.
 
     Args:
@@ -59,7 +59,7 @@ def copy_evidence(model: DiffusionModel, reference: NeighborIndex, cond: Cond = 
                        reference, k, threshold)
 
 
-def evidence_of(out, reference: NeighborIndex, k: int = 50, threshold: float = 0.5) -> CopyEvidence:
+def evidence_of(out, reference: NeighborIndex, k: int = COPY_NEIGHBORS, threshold: float = COPY_THRESHOLD) -> CopyEvidence:
     """``CopyEvidence`` of generations already made (a ``SampleOutput``)."""
     nb = reference.nearest(from_unit(out.images), k=k)
     cal = calibrated_l2(nb.distance, n=k)

@@ -55,7 +55,7 @@ class DiffusionModel(Conditioning):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._unet = unet  # built on first use when lazy (memviz.loading.LazyUNet)
         self._unet_lock = threading.Lock()
-        if not hasattr(unet, "load"):
+        if self.is_built:
             self.unet = unet
         self.scheduler = scheduler
         self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)
@@ -72,12 +72,17 @@ class DiffusionModel(Conditioning):
 
     # ---- what the model is ------------------------------------------------------------
     @property
+    def is_built(self) -> bool:
+        """False while a lazy UNet (``memviz.loading.LazyUNet``, which has ``load``) waits for its first use."""
+        return not hasattr(self._unet, "load")
+
+    @property
     def unet(self):
         """The denoiser, float32, in eval mode, without gradients (autograd paths need float32); a lazy
         one (``from_pretrained(lazy=True)``) is built here on first use."""
-        if hasattr(self._unet, "load"):
+        if not self.is_built:
             with self._unet_lock:
-                if hasattr(self._unet, "load"):
+                if not self.is_built:
                     # built in a thread of its own: the caller may be inside a torch.func transform (its
                     # state is per thread), where moving parameters to a device or dtype is refused
                     built: dict = {}

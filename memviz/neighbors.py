@@ -19,6 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+COPY_NEIGHBORS = 50  # Carlini et al.'s n: the calibrated l2 divides by the mean l2 to this many nearest
+COPY_ALPHA = 0.5  # and by alpha
+COPY_THRESHOLD = 0.5  # the one copy rule: calibrated l2 below this, a copy of the nearest training image
+
 GRAPH_K = 100  # neighbours kept per point in the shared graph (LID*'s lPCA default)
 
 
@@ -177,7 +181,8 @@ class CopyScores:
     threshold: float
 
 
-def copy_scores(distance: np.ndarray, threshold: float = 0.5, n: int = 50, alpha: float = 0.5) -> CopyScores:
+def copy_scores(distance: np.ndarray, threshold: float = COPY_THRESHOLD, n: int = COPY_NEIGHBORS,
+                alpha: float = COPY_ALPHA) -> CopyScores:
     """``CopyScores`` from neighbour distances (Q, k >= 2), nearest first."""
     cal = calibrated_l2(distance, n, alpha)
     d = np.asarray(distance, dtype=np.float64)
@@ -185,7 +190,7 @@ def copy_scores(distance: np.ndarray, threshold: float = 0.5, n: int = 50, alpha
     return CopyScores(d[:, 0], cal, ratio, cal < threshold, float(threshold))
 
 
-def calibrated_l2(distance: np.ndarray, n: int = 50, alpha: float = 0.5) -> np.ndarray:
+def calibrated_l2(distance: np.ndarray, n: int = COPY_NEIGHBORS, alpha: float = COPY_ALPHA) -> np.ndarray:
     """Carlini et al.'s calibrated l2 from sorted neighbour distances (Q, k >= n): (Q,).
 
     l2 to the nearest divided by alpha times the mean l2 to the ``n`` nearest.

@@ -254,3 +254,19 @@ def test_prompt_edit_drops_content_words_of_a_planted_caption_reproducibly():
     assert a.info == b.info and torch.equal(a.out.images, b.out.images)
     assert len(a.info["dropped"]) == 2 and len(a.cond.split()) == len(prompt.split()) - 2
     assert not set(a.info["dropped"]) & {"of", "the", "a", "at", "for"}       # function words carry little
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+def test_a_shared_memo_judges_the_plain_generation_and_the_gate_once():
+    from memviz.mitigate.lab import run_lab
+    from memviz.study import open_study
+
+    study = open_study("demo-mnist", n=1)
+    memo = {}
+    first = run_lab(study, ["3"], ["guidance-schedule"], n=2, steps=3, memo=memo)
+    calls = study.model.unet_calls
+    again = run_lab(study, ["3"], ["guidance-schedule"], n=2, steps=3, memo=memo, knobs={"guidance-schedule": 0.2})
+    assert not first.rows.flagged.any() and study.model.unet_calls == calls     # nothing flagged: no call at all
+    cols = ["copy_rate", "median_nn_distance", "utility", "gate_score"]
+    assert first.rows[cols].equals(again.rows[cols]) and np.array_equal(first.images, again.images)
+    assert again.gate["threshold"] == first.gate["threshold"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -81,19 +82,20 @@ class ImageDataset:
 
     def first_rows(self) -> np.ndarray:
         """(U,) sorted row of the first occurrence of each distinct source image (or image)."""
-        return np.sort(self._distinct()[0])
+        return np.sort(self._distinct[0])
 
     def copies(self) -> np.ndarray:
         """(N,) how many rows hold each row's source image (or the identical image); 1: it is unique."""
-        _, inverse, counts = self._distinct()
+        _, inverse, counts = self._distinct
         return counts[inverse]
 
     def duplicate_of(self) -> np.ndarray:
         """(N,) the first row holding each row's source image (or identical image): one id per distinct image."""
-        first, inverse, _ = self._distinct()
+        first, inverse, _ = self._distinct
         return first[inverse]
 
-    def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    @cached_property  # read by copies() and duplicate_of(): np.unique over every image once; a frozen
+    def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # dataset's rows never change
         """(first row of each distinct image, each row's distinct image, its number of rows): one rule
         of what a duplicate is, the source image when known, else identical pixels."""
         keys = self.source_index if self.source_index is not None else self.images.flatten(1).numpy()

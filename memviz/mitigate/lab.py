@@ -132,22 +132,25 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
             raise ValueError(f"{name} has no knob to set.")
         method.knob.check(value)
     gate_info: dict = {"detector": gate}
+    memo = {} if memo is None else memo
+
+    def scored(ps: list) -> np.ndarray:  # gate scores, each prompt's computed once per memo
+        new = list(dict.fromkeys(p for p in ps if ("gate", p) not in memo))
+        memo.update({("gate", p): v for p, v in zip(new, gate_scores(study, new, gate, n, seed, steps) if new else [])})
+        return np.asarray([memo["gate", p] for p in ps])
+
     if gate == "none":
         flagged, scores = np.ones(len(prompts), bool), np.full(len(prompts), np.nan)
     else:
-        memo = {} if memo is None else memo
-        new = [p for p in prompts if ("gate", p) not in memo]
-        memo |= {("gate", p): v for p, v in zip(new, gate_scores(study, new, gate, n, seed, steps) if new else [])}
-        scores = np.asarray([memo["gate", p] for p in prompts])
+        scores = scored(prompts)
         if threshold is None:
             calib = calibration_prompts(study, seed=seed)
-            calib_scores = gate_scores(study, calib, gate, n, seed, steps)
+            calib_scores = scored(calib)
             threshold = float(np.quantile(calib_scores, GATE_QUANTILE))
             gate_info |= {"calibration_prompts": calib, "calibration_scores": calib_scores.tolist()}
         flagged = scores > threshold
         gate_info["threshold"] = float(threshold)
     labels = expected_labels(study, prompts)
-    memo = {} if memo is None else memo
     rows, images, nearest, prompt_of, method_of = [], [], [], [], []
     for p, prompt in enumerate(prompts):
         for method in chosen:
@@ -181,17 +184,18 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
 
 
 def sweep(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: int = 50, guidance_scale=None,
-          gate: str = "wen", threshold: float | None = None, k: int = 5):
+          gate: str = "wen", threshold: float | None = None, k: int = 5, memo: dict | None = None):
     """Each method's knob traced over ``Knob.sweep(k)`` settings: one row per (method, setting) with the
     copy rate and utility averaged over ``prompts`` (utility over those with a label), seconds and model
     calls, and ``front``: no other row copies less and keeps more (the Pareto front). The plain
-    generation is one row (its setting None)."""
+    generation is one row (its setting None). ``memo``: as ``run_lab``'s (shared with a lab run of the
+    same settings, the plain generations and gate scores are reused)."""
     import pandas as pd
 
     chosen = [m for m in mitigations(list(methods), study.model) if m.name != "none"]
     if not chosen:
         raise ValueError("A sweep traces a method's knob; name a method besides none.")
-    out, memo = [], {}
+    out, memo = [], {} if memo is None else memo
     plain_done = False
     for m in chosen:
         for value in m.knob.sweep(k) if m.knob is not None else [None]:

@@ -87,7 +87,7 @@ def warm(model: DiffusionModel) -> None:
     """Build a lazily loaded UNet in the background, so that the first pick after the Overview does not
     wait for it; the Overview itself reads only stored artifacts. Reruns before it is built start
     another timer, which finds it built (the model's lock) and does nothing."""
-    if hasattr(model._unet, "load"):  # after a pause, so that the page's last messages go out first
+    if not model.is_built:  # after a pause, so that the page's last messages go out first
         timer = threading.Timer(2.0, lambda: model.unet)
         timer.daemon = True
         timer.start()
