@@ -11,6 +11,7 @@ or ``--gate none``. Per method, over seeds (median):
 - how often the gate flagged ordinary prompts and planted ones.
 
     python bench/mitigation.py [--demos demo-mnist demo-mnist-text] [--n 16] [--seeds 0 1 2] [--json out.json]
+        [--gate wen|none] [--only planted|ordinary] [--methods all]
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ import numpy as np
 import pandas as pd
 
 
-def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, keep: Path | None = None) -> pd.DataFrame:
+def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, keep: Path | None = None,
+        only: str | None = None) -> pd.DataFrame:
     from memviz.mitigate import MITIGATIONS
     from memviz.mitigate.lab import prompt_sets, run_lab
     from memviz.study import open_study
 
     study = open_study(demo, n=1)
     planted, ordinary = prompt_sets(study.model)
+    planted, ordinary = ([] if only == "ordinary" else planted), ([] if only == "planted" else ordinary)
     if methods != ["all"]:  # the named methods this demo can take
         methods = [m for m in methods if MITIGATIONS[m].unavailable(study.model) is None]
     frames = []
@@ -73,9 +76,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--gate", default="wen")
     ap.add_argument("--methods", nargs="+", default=["all"])
+    ap.add_argument("--only", choices=["planted", "ordinary"], help="one prompt set (with --gate none on ordinary "
+                    "prompts: what a method costs where it is applied to every prompt)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    rows = pd.concat([run(d, args.n, args.seeds, args.steps, args.gate, args.methods, args.json) for d in args.demos])
+    rows = pd.concat([run(d, args.n, args.seeds, args.steps, args.gate, args.methods, args.json, args.only)
+                      for d in args.demos])
     table = summary(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))

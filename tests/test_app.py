@@ -207,3 +207,18 @@ def test_mitigation_page_shows_plain_and_mitigated_generations_and_the_pareto_pl
     assert plain.copy_rate == 1.0 and plain.flagged and not rows[rows.prompt == "3"].flagged.any()
     assert len(at.get("plotly_chart")) == 1 and len([m for m in at.metric if m.label == "Copies"]) == 2 * len(
         set(rows.method))
+
+
+def test_mitigation_page_sweeps_a_knob_on_request():
+    at = _page("app_pages/mitigation.py", prompts="memorized-00|3")
+    at.multiselect[1].set_value(["guidance-schedule"])
+    at.slider[0].set_value(2)
+    at.slider[1].set_value(10)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 1                                  # the sweep waits to be asked
+    at.toggle(key="sweep").set_value(True).run()
+    assert not at.exception, at.exception
+    table = at.dataframe[1].value
+    assert list(table.method) == ["none"] + ["guidance-schedule"] * 5 and table.front.any()
+    assert len(at.get("plotly_chart")) == 2

@@ -119,7 +119,8 @@ def _check(page, shot: str) -> None:
 PAGES = {"overview": ("", "What the model memorized"), "samples": ("samples?n=300&row=42", "Row 42:"),
          "prompts": ("prompts?prompts=3|memorized-05", "calibrated l2:"), "manifold": ("manifold?n=300&sel={sel}",
                                                                                        "2 selected"),
-         "detection": ("detection", "ROC curves")}
+         "detection": ("detection", "ROC curves"),
+         "mitigation": ("mitigation?prompts=memorized-00|3", "Each point is one method")}
 
 
 def test_every_page_at_a_laptop_and_a_desktop_width(server, browser):
@@ -154,6 +155,8 @@ def test_every_page_at_a_laptop_and_a_desktop_width(server, browser):
             assert page.locator('[data-testid="stException"]').count() == 0       # the selection opens the grid
             page.wait_for_function(f"!location.href.includes('sel={before}')", timeout=60_000)  # a new selection
             assert page.get_by_text(" selected").count() >= 1
+        if name == "mitigation":                                              # plain, then each remedy, per prompt
+            assert page.get_by_text("nearest training image of each").count() >= 2 * 4
         page.close()
     assert "Traceback" not in log.read_text()
 
