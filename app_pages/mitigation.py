@@ -78,6 +78,7 @@ for prompt in prompts:
             if info.get("prompt"):
                 st.caption(f"sampled: {info['prompt']}")
             st.metric("Copies", f"{r.copy_rate:.0%}", help=glossary.CALIBRATED_L2)
+            st.caption(f"of this prompt's own training images: {r.own_copy_rate:.0%}")
             grids[f"{prompt}-{method}"] = image_grid(lab.images[keep], nrow=4, scale=3)
             grids[f"{prompt}-{method}-nearest"] = image_grid(lab.nearest[keep], nrow=4, scale=3)
             st.image(grids[f"{prompt}-{method}"], caption="generations")
@@ -101,6 +102,8 @@ figures["pareto"] = fig
 tables = {"mitigation": rows}
 st.dataframe(rows, hide_index=True, column_config={
     "copy_rate": st.column_config.NumberColumn(format="percent", help="share of generations that copy"),
+    "own_copy_rate": st.column_config.NumberColumn(format="percent", help="share that copy a training image of this "
+                                                   "very prompt (other copies: images the data duplicate)"),
     "utility": st.column_config.NumberColumn(format="percent", help="share showing the prompt's label"),
     "seconds": st.column_config.NumberColumn(format="%.3g", help="wall seconds of this method's generations"),
     "model_calls": st.column_config.NumberColumn(help="UNet calls (a batched conditional + unconditional pair once)")})

@@ -4,7 +4,9 @@ For each demo: every planted prompt and as many ordinary ones (class models: the
 models: one templated caption per digit), n generations each, for each seed; every registered
 method that applies, behind the default gate (``wen``, calibrated on ordinary training conditions)
 or ``--gate none``. Per method, over seeds (median):
-- planted copy rate, plain against mitigated (target: some method at 10% or less);
+- planted copy rate, plain against mitigated (target: some method at 10% or less), and the share
+  of copies of the prompt's own training image (what the remedy is for; other copies are of images
+  the data duplicate, which ordinary prompts copy too);
 - ordinary utility as a share of the plain generation's (target: 90% or more), and the ordinary
   generations' median nearest-training distance against plain (on the data manifold, not noise);
 - cost: seconds and model calls per prompt, as ratios to the plain generation, where applied;
@@ -58,6 +60,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
             per_seed.append({
                 "planted_copy_rate_plain": p[p.planted].copy_rate.mean(),
                 "planted_copy_rate": planted.copy_rate.mean(),
+                "planted_own_copy_rate": planted.own_copy_rate.mean() if "own_copy_rate" in s else np.nan,
                 "ordinary_utility_ratio": ordinary.utility.mean() / p[~p.planted].utility.mean(),
                 "ordinary_nn_distance": ordinary.median_nn_distance.median(),
                 "ordinary_nn_distance_plain": p[~p.planted].median_nn_distance.median(),

@@ -270,3 +270,18 @@ def test_a_shared_memo_judges_the_plain_generation_and_the_gate_once():
     cols = ["copy_rate", "median_nn_distance", "utility", "gate_score"]
     assert first.rows[cols].equals(again.rows[cols]) and np.array_equal(first.images, again.images)
     assert again.gate["threshold"] == first.gate["threshold"]
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+def test_own_copies_are_copies_of_the_prompts_own_training_images():
+    """A planted prompt copies its own image every time; switched guidance stops that, and whatever
+    copies remain are of other training images (own_copy_rate 0, whatever copy_rate says)."""
+    from memviz.mitigate.lab import reference_conditions, run_lab
+    from memviz.study import open_study
+
+    study = open_study("demo-mnist", n=1)
+    conds = reference_conditions(study)
+    assert len(conds) == len(study.reference.reference) and (conds == "memorized-00").sum() == 1
+    rows = run_lab(study, ["memorized-00"], ["guidance-schedule"], n=4, steps=20, gate="none").rows.set_index("method")
+    assert rows.loc["none", "own_copy_rate"] == rows.loc["none", "copy_rate"] == 1.0
+    assert rows.loc["guidance-schedule", "own_copy_rate"] == 0.0

@@ -32,7 +32,9 @@ class LabResult:
 
     Attributes:
         rows (pandas.DataFrame): one per prompt and method: prompt, method, knob, flagged, applied,
-            gate_score, copy_rate, median_nn_distance, utility, seconds, model_calls, n, seed.
+            gate_score, copy_rate, own_copy_rate (copies of a training image whose condition is this
+            prompt: the memorization the prompt itself carries), median_nn_distance, utility, seconds,
+            model_calls, n, seed.
         images (np.ndarray): (K, C, H, W) float32 in [0, 1], pixel space; nearest (np.ndarray): the
             nearest training image of each, the same shape; prompt, method: (K,) str.
         gate (dict): detector, threshold, calibration (the conditions it was fitted on, their scores).
@@ -78,6 +80,17 @@ def prompt_sets(model) -> tuple[list, list]:
     if n_ordinary is None:
         return [], model.class_names
     return model.class_names[n_ordinary:], model.class_names[:n_ordinary]
+
+
+def reference_conditions(study) -> np.ndarray:
+    """(U,) the condition (class name or caption) of each image of ``study.reference`` (the first
+    training row holding it), as str; "" where the data carry none."""
+    model, train = study.model, study.train
+    conds = model.conditions_of(train)
+    if conds is None:
+        return np.full(len(train.first_rows()), "", dtype=object)
+    names = model.class_names if model.is_class_conditional else None
+    return np.asarray([str(names[conds[r]]) if names else str(conds[r]) for r in train.first_rows()], dtype=object)
 
 
 def gate_scores(study, prompts: list, detector: str, n: int, seed: int, steps: int) -> np.ndarray:
@@ -161,8 +174,11 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
                 with Meter(model) as meter:
                     result = method(model, prompt, n, seed, steps, guidance_scale, knobs.get(method.name))
                 ev = evidence_of(result.out, study.reference)
+                if "conditions" not in memo:
+                    memo["conditions"] = reference_conditions(study)
+                own = ev.is_copy & (memo["conditions"][ev.neighbors[:, 0]] == str(prompt))
                 judged = {"images": result.out.images.float().numpy(), "nearest": ev.nearest_images.float().numpy(),
-                          "copy_rate": float(np.mean(ev.is_copy)), "median_nn_distance": float(np.median(ev.distance[:, 0])),
+                          "copy_rate": float(np.mean(ev.is_copy)), "own_copy_rate": float(np.mean(own)), "median_nn_distance": float(np.median(ev.distance[:, 0])),
                           "utility": label_accuracy(study, result.out.images, labels[p]), "seconds": meter.seconds,
                           "model_calls": meter.calls, "info": result.info}
                 if method.name == "none":
@@ -174,7 +190,7 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
             rows.append({"prompt": str(prompt), "method": method.name,
                          "knob": None if method.knob is None else knobs.get(method.name, method.knob.default),
                          "flagged": bool(flagged[p]), "applied": applied, "gate_score": float(scores[p]),
-                         **{k: judged[k] for k in ("copy_rate", "median_nn_distance", "utility")},
+                         **{k: judged[k] for k in ("copy_rate", "own_copy_rate", "median_nn_distance", "utility")},
                          "seconds": judged["seconds"] if applied else 0.0,
                          "model_calls": judged["model_calls"] if applied else 0,
                          "n": n, "seed": seed, "info": judged["info"] if applied else {}})
