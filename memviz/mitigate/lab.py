@@ -130,7 +130,6 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
     import pandas as pd
 
     from memviz.detect.cost import Meter
-    from memviz.memorization import evidence_of
 
     if n < 1 or steps < 1:
         raise ValueError(f"n and steps must be positive; got n={n}, steps={steps}.")
@@ -173,14 +172,8 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
             else:
                 with Meter(model) as meter:
                     result = method(model, prompt, n, seed, steps, guidance_scale, knobs.get(method.name))
-                ev = evidence_of(result.out, study.reference)
-                if "conditions" not in memo:
-                    memo["conditions"] = reference_conditions(study)
-                own = ev.is_copy & (memo["conditions"][ev.neighbors[:, 0]] == str(prompt))
-                judged = {"images": result.out.images.float().numpy(), "nearest": ev.nearest_images.float().numpy(),
-                          "copy_rate": float(np.mean(ev.is_copy)), "own_copy_rate": float(np.mean(own)), "median_nn_distance": float(np.median(ev.distance[:, 0])),
-                          "utility": label_accuracy(study, result.out.images, labels[p]), "seconds": meter.seconds,
-                          "model_calls": meter.calls, "info": result.info}
+                judged = _judge(study, result, prompt, labels[p], memo) | {
+                    "seconds": meter.seconds, "model_calls": meter.calls, "info": result.info}
                 if method.name == "none":
                     memo["none", prompt] = judged
             images.append(judged["images"])
@@ -197,6 +190,21 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
     return LabResult(pd.DataFrame(rows), np.concatenate(images).astype(np.float32),
                      np.concatenate(nearest).astype(np.float32), np.asarray(prompt_of),
                      np.asarray(method_of), gate_info, notes)
+
+
+def _judge(study, result, prompt, label, memo: dict) -> dict:
+    """One method's n generations judged: images, nearest training images, copy_rate, own_copy_rate,
+    median_nn_distance and utility (step 3 of the module docstring)."""
+    from memviz.memorization import evidence_of
+
+    ev = evidence_of(result.out, study.reference)
+    if "conditions" not in memo:
+        memo["conditions"] = reference_conditions(study)
+    own = ev.is_copy & (memo["conditions"][ev.neighbors[:, 0]] == str(prompt))
+    return {"images": result.out.images.float().numpy(), "nearest": ev.nearest_images.float().numpy(),
+            "copy_rate": float(np.mean(ev.is_copy)), "own_copy_rate": float(np.mean(own)),
+            "median_nn_distance": float(np.median(ev.distance[:, 0])),
+            "utility": label_accuracy(study, result.out.images, label)}
 
 
 def sweep(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: int = 50, guidance_scale=None,
