@@ -10,7 +10,8 @@ or ``--gate none``. Per method, over seeds (median):
 - ordinary utility as a share of the plain generation's (target: 90% or more), and the ordinary
   generations' median nearest-training distance against plain (on the data manifold, not noise);
 - cost: seconds and model calls per prompt, as ratios to the plain generation, where applied;
-- how often the gate flagged ordinary prompts and planted ones.
+- how often the gate flagged ordinary prompts and planted ones; for guidance-schedule, the share of
+  generations whose CFG norm fell far enough to switch guidance on (the others were unconditional).
 
     python bench/mitigation.py [--demos demo-mnist demo-mnist-text] [--n 16] [--seeds 0 1 2] [--json out.json]
         [--gate wen|none] [--only planted|ordinary] [--methods all]
@@ -40,7 +41,10 @@ def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, ke
     frames = []
     for seed in seeds:
         r = run_lab(study, planted + ordinary, methods, n=n, seed=seed, steps=steps, gate=gate)
-        frames.append(r.rows.assign(demo=demo, planted=r.rows.prompt.isin(planted), threshold=r.gate.get("threshold")))
+        switched = [np.mean(np.asarray(i["switch_step"]) < i["steps"]) if "switch_step" in i else np.nan
+                    for i in r.rows["info"]]  # guidance-schedule: the share of generations guided at all
+        frames.append(r.rows.assign(demo=demo, planted=r.rows.prompt.isin(planted), threshold=r.gate.get("threshold"),
+                                    switched=switched))
         print(f"{demo} seed {seed}: done", flush=True)
         if keep is not None:  # every finished seed is kept, so a run cut short still reports what it measured
             pd.concat(frames).drop(columns=["info"]).to_json(keep.with_suffix(f".{demo}.partial.json"), orient="records")
@@ -66,7 +70,8 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                 "ordinary_nn_distance_plain": p[~p.planted].median_nn_distance.median(),
                 "seconds_ratio": applied.seconds.sum() / max(pa.seconds.sum(), 1e-9) if len(applied) else np.nan,
                 "calls_ratio": applied.model_calls.sum() / max(pa.model_calls.sum(), 1) if len(applied) else np.nan,
-                "ordinary_flagged": ordinary.flagged.mean(), "planted_flagged": planted.flagged.mean()})
+                "ordinary_flagged": ordinary.flagged.mean(), "planted_flagged": planted.flagged.mean(),
+                "switched": applied.switched.mean() if "switched" in s else np.nan})
         out.append({"demo": demo, "method": method, **pd.DataFrame(per_seed).median().to_dict()})
     return pd.DataFrame(out)
 
