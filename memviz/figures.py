@@ -274,16 +274,23 @@ def pareto_figure(rows, title: str | None = None):
     per = (rows.assign(setting=rows.knob.astype(float)).groupby(["method", "setting"], sort=False, dropna=False)
            .agg(copy_rate=("copy_rate", "mean"), utility=("utility", "mean"), seconds=("seconds", "sum"),
                 calls=("model_calls", "sum")).reset_index())
+    swept = per.method.duplicated(keep=False)
+    per["name"] = [f"{m} {v:g}" if w and v == v else m for m, v, w in zip(per.method, per.setting, swept)]
+    # points that coincide share one label (the first one's, naming them all), placed inside the axes
+    spot = list(zip(per.utility.round(3), per.copy_rate.round(3)))
+    names: dict = {}
+    for at, name in zip(spot, per.name):
+        names.setdefault(at, []).append(name)
+    per["label"] = [", ".join(names[at]) if names[at][0] == name else "" for at, name in zip(spot, per.name)]
     fig = go.Figure()
     for i, (name, g) in enumerate(per.groupby("method", sort=False)):
         g = g.sort_values("setting")
-        swept = len(g) > 1
-        text = [f"{name} {v:g}" if swept and v == v else name for v in g.setting]
         fig.add_trace(go.Scatter(
-            x=g.utility, y=g.copy_rate, mode="lines+markers+text" if swept else "markers+text", name=name, text=text,
-            textposition="top center", marker={"size": 10 if swept else 12, "color": _PALETTE[i % len(_PALETTE)]},
-            customdata=np.stack([g.seconds, g.calls], axis=1),
-            hovertemplate="%{text}<br>copy rate %{y:.0%}<br>utility %{x:.0%}<br>%{customdata[0]:.3g} s, "
+            x=g.utility, y=g.copy_rate, mode="lines+markers+text" if len(g) > 1 else "markers+text", name=name,
+            text=g.label, textposition=["top left" if u > 0.7 else "top right" for u in g.utility],
+            marker={"size": 10 if len(g) > 1 else 12, "color": _PALETTE[i % len(_PALETTE)]},
+            customdata=np.stack([g.seconds, g.calls], axis=1), hovertext=g.name,
+            hovertemplate="%{hovertext}<br>copy rate %{y:.0%}<br>utility %{x:.0%}<br>%{customdata[0]:.3g} s, "
                           "%{customdata[1]:.0f} model calls<extra></extra>"))
     edge = per[pareto_front(per.copy_rate, per.utility)].sort_values("utility")
     if len(edge) > 1:

@@ -82,6 +82,9 @@ def test_pareto_figure_joins_a_sweeps_settings_and_marks_the_front():
     traces = {t.name: t for t in fig.data}
     assert list(traces["a"].text) == ["a 0.1", "a 0.5", "a 0.9"] and "lines" in traces["a"].mode  # in knob order
     assert traces["none"].mode == "markers+text" and list(traces["none"].text) == ["none"]
+    both = pareto_figure(sweep.assign(copy_rate=[1.0, 0.5, 0.9, 0.1, 0.5], utility=[1.0, 0.8, 0.95, 0.4, 0.8]))
+    labels = {t.name: list(t.text) for t in both.data if t.name != "Pareto front"}
+    assert labels["a"][1] == "a 0.5, b" and labels["b"] == [""]                 # one label for coinciding points
     front = traces["Pareto front"]
     assert list(zip(front.x, front.y)) == [(0.4, 0.1), (0.8, 0.5), (0.95, 0.9), (1.0, 1.0)]   # b is dominated by a 0.5
 
