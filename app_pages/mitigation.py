@@ -78,10 +78,10 @@ for prompt in prompts:
             if info.get("prompt"):
                 st.caption(f"sampled: {info['prompt']}")
             if "switch_step" in info:
-                on = [k for k in info["switch_step"] if k < info["steps"]]
-                st.caption(f"guided from step {sorted(on)[len(on) // 2]} of {info['steps']} (median) in {len(on)} of "
-                           f"{len(info['switch_step'])}; the others stayed unconditional" if on else
-                           "never guided: every generation stayed unconditional (its CFG norm never fell)")
+                on = sorted(k for k in info["switch_step"] if k < info["steps"])
+                st.caption(f"guided from step {on[len(on) // 2]} of {info['steps']} (median), in {len(on)} of "
+                           f"{len(info['switch_step'])} generations" if on else
+                           "never guided: no generation's CFG norm had a local minimum")
             st.metric("Copies", f"{r.copy_rate:.0%}", help=glossary.CALIBRATED_L2)
             st.caption(f"of this prompt's own training images: {r.own_copy_rate:.0%}")
             grids[f"{prompt}-{method}"] = image_grid(lab.images[keep], nrow=4, scale=3)

@@ -11,7 +11,7 @@ or ``--gate none``. Per method, over seeds (median):
   generations' median nearest-training distance against plain (on the data manifold, not noise);
 - cost: seconds and model calls per prompt, as ratios to the plain generation, where applied;
 - how often the gate flagged ordinary prompts and planted ones; for guidance-schedule, the share of
-  generations whose CFG norm fell far enough to switch guidance on (the others were unconditional).
+  generations switched to normal guidance before the last step.
 
     python bench/mitigation.py [--demos demo-mnist demo-mnist-text] [--n 16] [--seeds 0 1 2] [--json out.json]
         [--gate wen|none] [--only planted|ordinary] [--methods all]

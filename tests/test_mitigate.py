@@ -56,16 +56,41 @@ def test_initial_noise_moves_x_T_out_of_the_planted_points_basin(planted):
     torch.testing.assert_close(one.out.x0, plain.out.x0[:8])                # 1 candidate: the plain generation
 
 
-def test_guidance_schedule_starts_unguided_and_switches_on_its_own_cfg_norm(planted):
-    never = MITIGATIONS["guidance-schedule"](planted, "c", 20, seed=0, steps=20, guidance_scale=1.0, knob=0.0)
-    assert never.info["switch_step"] == [20] * 20 and _copies(never.out) == 0   # w = 0 throughout: the null class
-    uncond = planted.sample(20, cond=None, steps=20, seed=0)
-    torch.testing.assert_close(never.out.x0, uncond.x0, atol=1e-5, rtol=0)
-    soon = MITIGATIONS["guidance-schedule"](planted, "c", 20, seed=0, steps=20, guidance_scale=1.0, knob=0.9)
-    steps = soon.info["switch_step"]
-    assert all(1 < s <= 20 for s in steps) and len(set(steps)) > 1             # each generation its own step
-    plain = MITIGATIONS["none"](planted, "c", 20, seed=0, steps=20, guidance_scale=1.0)
-    assert _copies(soon.out) < _copies(plain.out)
+def test_the_guidance_switch_turns_on_after_each_rows_first_local_minimum():
+    from memviz.mitigate.guidance import _Switch
+
+    curves = torch.tensor([[5.0, 4, 3, 4, 2, 5], [5, 6, 7, 8, 9, 9.5], [5, 4, 3, 2, 1, 2]])   # (rows, steps)
+    switch = _Switch(3, early=0.0, late=7.5)
+    ws = []
+    for k in range(curves.shape[1]):
+        ws.append(switch(1 - k / 6))
+        switch.step(SimpleNamespace(index=k, eps_cond=curves[:, k, None], eps_uncond=torch.zeros(3, 1)))
+    assert switch.at.tolist() == [4, -1, 6]                  # minima at steps 2 and 4, seen at steps 3 and 5
+    assert ws[:4] == [0.0] * 4 and ws[4].tolist() == [7.5, 0.0, 0.0] and ws[5].tolist() == [7.5, 0.0, 0.0]
+
+
+@pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
+def test_guidance_schedule_switches_each_generation_on_its_own_cfg_norm_curve():
+    """Until its switch a generation follows the early scale, so sampling at that scale throughout
+    gives each row's curve, whose first local minimum k - 1 puts the switch at k + 1."""
+    model = DiffusionModel.from_pretrained("demo-mnist")
+    norms = []
+    early = model.sample(8, cond="memorized-07", steps=20, seed=0, guidance_scale=lambda t: 0.0, batch_size=8,
+                         uncond=True, callback=lambda s: norms.append((s.eps_cond - s.eps_uncond).flatten(1).norm(dim=1)))
+    c = torch.stack(norms)                                                      # (steps, n)
+    expect = [next((k + 1 for k in range(2, 20) if c[k - 1, i] < c[k - 2, i] and c[k - 1, i] < c[k, i]), 20)
+              for i in range(8)]
+    out = MITIGATIONS["guidance-schedule"](model, "memorized-07", 8, seed=0, steps=20, knob=0.0)
+    assert out.info["switch_step"] == expect and any(k < 20 for k in expect)
+    assert not torch.equal(out.out.x0, early.x0)                                # guided after the switch
+    flat = MITIGATIONS["guidance-schedule"](model, "3", 2, seed=0, steps=6, guidance_scale=1.0, knob=1.0)
+    torch.testing.assert_close(flat.out.x0, model.sample(2, cond="3", steps=6, seed=0, guidance_scale=1.0).x0)
+
+
+def test_the_refusal_baseline_is_the_unconditional_model(planted):
+    out = MITIGATIONS["unconditional"](planted, "c", 50, seed=0, steps=20)
+    torch.testing.assert_close(out.out.x0, planted.sample(50, cond=None, steps=20, seed=0).x0)
+    assert _copies(out.out) == 0 < _copies(MITIGATIONS["none"](planted, "c", 50, seed=0, steps=20).out)
 
 
 def test_unknown_methods_knobs_out_of_range_and_prompts_the_model_lacks_are_one_sentence(planted):
@@ -75,13 +100,14 @@ def test_unknown_methods_knobs_out_of_range_and_prompts_the_model_lacks_are_one_
         mitigations(["sail"])
     with pytest.raises(ValueError, match=r"candidates must be a whole number in \[1, 256\]; got 0.5"):
         MITIGATIONS["initial-noise"](planted, "c", 2, knob=0.5)
-    with pytest.raises(ValueError, match=r"fraction must be a number in \[0, 1\]; got 2"):
+    with pytest.raises(ValueError, match=r"early must be a number in \[-4, 1\]; got 2"):
         MITIGATIONS["guidance-schedule"](planted, "c", 2, knob=2)
     with pytest.raises(ValueError, match="random-tokens edits the prompt's words, and this model is conditioned by "
                                          "class labels"):
         mitigations(["random-tokens"], planted)
     notes = []
-    assert [m.name for m in mitigations(["all"], planted, notes)] == ["none", "guidance-schedule", "initial-noise"]
+    assert [m.name for m in mitigations(["all"], planted, notes)] == ["none", "guidance-schedule", "initial-noise",
+                                                                      "unconditional"]
     assert len(notes) == 3 and "has no class_embedding layer" in notes[0]
     assert "prompt-edit edits the prompt's words" in notes[1]   # a closed-form model: no embedding layer
     with pytest.raises(ValueError, match="The model has no class 'dog'; its classes are c."):
@@ -108,7 +134,7 @@ def test_the_cli_writes_every_prompt_and_method_with_the_gates_decision(tmp_path
     assert "skipped: random-tokens edits the prompt's words" in err
     report = json.loads((out / "report.json").read_text())
     rows = {(r["prompt"], r["method"]): r for r in report["rows"]}
-    methods = ("none", "embedding-opt", "guidance-schedule", "initial-noise")
+    methods = ("none", "embedding-opt", "guidance-schedule", "initial-noise", "unconditional")
     assert set(rows) == {(p, m) for p in ("3", "memorized-00") for m in methods}
     assert rows["memorized-00", "none"]["copy_rate"] == 1.0 and rows["memorized-00", "none"]["flagged"]
     assert not rows["3", "none"]["flagged"] and not rows["3", "initial-noise"]["applied"]   # the gate left it alone
@@ -274,14 +300,14 @@ def test_a_shared_memo_judges_the_plain_generation_and_the_gate_once():
 
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
 def test_own_copies_are_copies_of_the_prompts_own_training_images():
-    """A planted prompt copies its own image every time; switched guidance stops that, and whatever
-    copies remain are of other training images (own_copy_rate 0, whatever copy_rate says)."""
+    """A planted prompt copies its own image every time; the unconditional model does not, and whatever
+    copies it makes are of other training images (own_copy_rate 0, whatever copy_rate says)."""
     from memviz.mitigate.lab import reference_conditions, run_lab
     from memviz.study import open_study
 
     study = open_study("demo-mnist", n=1)
     conds = reference_conditions(study)
     assert len(conds) == len(study.reference.reference) and (conds == "memorized-00").sum() == 1
-    rows = run_lab(study, ["memorized-00"], ["guidance-schedule"], n=4, steps=20, gate="none").rows.set_index("method")
+    rows = run_lab(study, ["memorized-00"], ["unconditional"], n=4, steps=20, gate="none").rows.set_index("method")
     assert rows.loc["none", "own_copy_rate"] == rows.loc["none", "copy_rate"] == 1.0
-    assert rows.loc["guidance-schedule", "own_copy_rate"] == 0.0
+    assert rows.loc["unconditional", "own_copy_rate"] == 0.0

@@ -1,12 +1,15 @@
-"""``guidance-schedule`` (Jain et al., CVPR 2025, the attraction basin): a memorized prompt pulls
-the trajectory into a basin around one training image during the first steps, while the
-conditional and unconditional predictions disagree strongly (a large ||eps_c - eps_u||, Wen et
-al.'s norm). Sample without guidance (w = 0, the unconditional model) until that norm, read off
-the sampler's own two outputs at each step, falls below ``knob`` times its value at the first step
-(the trajectory has left the basin's reach), then with the normal guidance: zero extra model calls.
+"""``guidance-schedule`` (Jain et al., CVPR 2025, the attraction basin, their dynamic transition
+point): a memorized prompt pulls the trajectory into a basin around one training image during the
+first steps, and classifier-free guidance inside the basin is what copies. Sample with the early
+guidance scale ``knob`` (0: no guidance, the unconditional model; below 0: opposite guidance; 1: the
+conditional model alone) until the transition, then with the model's normal guidance. The transition
+is read off each generation's own CFG-norm curve ||eps_c - eps_u|| (Wen et al.'s norm, from the
+sampler's two outputs at every step): its first local minimum, n_{k-1} < n_{k-2} and n_{k-1} < n_k;
+guidance is on from step k + 1 (the paper's code switches at step k itself; a callback sees step k's
+outputs after they were used). Zero extra model calls.
 
-Each generation has its own switch step (the schedule returns one w per row of the batch, each
-following its own CFG-norm curve); a generation whose norm never falls stays unconditional.
+Each generation has its own switch step (the schedule returns one w per row of the batch); a
+generation whose curve has no local minimum keeps the early scale to the end.
 """
 
 from __future__ import annotations
@@ -18,11 +21,11 @@ from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
 
 class _Switch:
     """The guidance schedule of n generations sampled as one batch: w(t) per row, ``early`` until the
-    callback sees that row's CFG norm fall below ``fraction`` of its first value, then ``late``."""
+    callback sees the first local minimum of that row's CFG norm, then ``late``."""
 
-    def __init__(self, n: int, early: float, late: float, fraction: float):
-        self.early, self.late, self.fraction = early, late, fraction
-        self.first: torch.Tensor | None = None
+    def __init__(self, n: int, early: float, late: float):
+        self.early, self.late = early, late
+        self.last: list[torch.Tensor] = []  # the norms of the last two steps
         self.at = torch.full((n,), -1)  # the step from which each row is guided (-1: not yet)
 
     def __call__(self, t: float):
@@ -31,27 +34,26 @@ class _Switch:
         return torch.where(self.at >= 0, self.late, self.early).float()
 
     def step(self, s) -> None:
-        if s.eps_cond is None or s.eps_uncond is None:
-            return
         norm = (s.eps_cond - s.eps_uncond).flatten(1).double().norm(dim=1).cpu()
-        if self.first is None:
-            self.first = norm
-            return
-        self.at[(self.at < 0) & (norm < self.fraction * self.first)] = s.index + 1
+        if len(self.last) == 2:
+            before, low = self.last
+            self.at[(self.at < 0) & (low < before) & (low < norm)] = s.index + 1
+        self.last = [*self.last, norm][-2:]
 
 
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     late = model.guidance_scale if guidance_scale is None else float(guidance_scale)
-    switch = _Switch(n, 0.0, late, knob)
-    # one batch (its rows are the schedule's rows); w = 0 early: both outputs, no extra call
-    out = model.sample(n, cond=cond, steps=steps, guidance_scale=switch, seed=seed, callback=switch.step, batch_size=n)
+    switch = _Switch(n, float(knob), late)
+    # one batch (its rows are the schedule's rows); uncond: both outputs also where w = 1, no extra call
+    out = model.sample(n, cond=cond, steps=steps, guidance_scale=switch, seed=seed, callback=switch.step,
+                       batch_size=n, uncond=True)
     return Mitigated(out, cond, {"switch_step": [steps if int(a) < 0 else int(a) for a in switch.at], "steps": steps})
 
 
 register(Mitigation(
     "guidance-schedule", "guidance schedule",
-    Knob("fraction", 0.5, 0.0, 1.0, help="switch to normal guidance once ||eps_c - eps_u|| falls below this "
-         "fraction of its first value (0: never, the unconditional model; 1: after the first steps)"),
-    "0 extra calls: the unguided steps read the sampler's own conditional and unconditional outputs (one "
-    "batched pair per step, twice the compute of an unguided w = 1 step)", "Jain et al., CVPR 2025 (attraction basin)",
+    Knob("early", 0.0, -4.0, 1.0, help="the guidance scale before the transition (the first local minimum of the "
+         "CFG norm): 0, no guidance (the unconditional model); below 0, opposite guidance; 1, the conditional model"),
+    "0 extra calls: the early steps read the sampler's own conditional and unconditional outputs (one batched "
+    "pair per step)", "Jain et al., CVPR 2025 (attraction basin, dynamic transition point)",
     needs=("condition",), run=_run))
