@@ -38,14 +38,16 @@ with st.form("lab"):
         text = st.text_area("Prompts, one per line (1 to 4)", "\n".join(listed) if listed else
                             "\n".join(example_prompts(model.meta)))
         prompts = [p.strip() for p in text.splitlines() if p.strip()][:4]
-    methods = st.multiselect("Methods", offered, default=offered, help="; ".join(
+    asked = [m for m in query_value("methods", "", str).split("|") if m in offered]
+    methods = st.multiselect("Methods", offered, default=asked or offered, help="; ".join(
         f"{m.name}: changes the {m.changes} ({m.paper})" for m in MITIGATIONS.values() if m.name in offered))
     c1, c2, c3, c4 = st.columns(4)
-    n = c1.slider("Generations per prompt", 2, 32, 8)
-    steps = c2.slider("Sampling steps", 10, 100, 25)
+    n = c1.slider("Generations per prompt", 2, 32, query_value("n", 8, int, 2, 32))
+    steps = c2.slider("Sampling steps", 10, 100, query_value("steps", 25, int, 10, 100))
     seed = int(c3.number_input("Seed", 0, 2**31 - 1, query_value("seed", 0, int, 0, 2**31 - 1)))
     gates = ["none"] + [d.name for d in detectors("prompt") if d.unavailable(model) is None]
-    gate = c4.selectbox("Gate", gates, index=gates.index("wen") if "wen" in gates else 0,
+    asked_gate = query_value("gate", "wen" if "wen" in gates else "none", str)
+    gate = c4.selectbox("Gate", gates, index=gates.index(asked_gate) if asked_gate in gates else 0,
                         help=f"Apply a method only where this detector flags the prompt (threshold: {GATE_QUANTILE:.0%} of "
                              "ordinary training conditions score below it); none: apply it always.")
     st.form_submit_button("Run", icon=":material/play_arrow:")
@@ -53,7 +55,7 @@ for note in notes:
     st.caption(f"Not offered here: {note}")
 if not prompts:
     st.stop()
-set_query(prompts="|".join(prompts), seed=seed)
+set_query(prompts="|".join(prompts), seed=seed, methods="|".join(methods), n=n, steps=steps, gate=gate)
 try:
     lab = mitigate(ws.path, tuple(prompts), tuple(["none"] + [m for m in methods if m != "none"]), n, steps, seed, gate,
                    ws.data_path)

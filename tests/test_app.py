@@ -209,13 +209,13 @@ def test_mitigation_page_shows_plain_and_mitigated_generations_and_the_pareto_pl
         set(rows.method))
 
 
-def test_mitigation_page_sweeps_a_knob_on_request():
-    at = _page("app_pages/mitigation.py", prompts="memorized-00|3")
-    at.multiselect[1].set_value(["guidance-schedule"])
-    at.slider[0].set_value(2)
-    at.slider[1].set_value(10)
-    at.button[0].click().run()
-    assert not at.exception, at.exception
+def test_mitigation_page_reads_its_settings_from_the_link_and_sweeps_a_knob_on_request():
+    at = _page("app_pages/mitigation.py", prompts="memorized-00|3", methods="guidance-schedule|nonsense", n="2",
+               steps="10", gate="none")
+    assert at.multiselect[1].value == ["guidance-schedule"] and [s.value for s in at.slider] == [2, 10]
+    assert [b.value for b in at.selectbox if b.label == "Gate"] == ["none"]
+    assert at.query_params["methods"] in (["guidance-schedule"], "guidance-schedule")     # what was run
+    assert set(at.dataframe[0].value.method) == {"none", "guidance-schedule"}
     assert len(at.get("plotly_chart")) == 1                                  # the sweep waits to be asked
     at.toggle(key="sweep").set_value(True).run()
     assert not at.exception, at.exception
