@@ -155,6 +155,13 @@ def _denoise(model, x_T, cond, schedule, uncond, sched, gen, progress, hooks, ro
     return x
 
 
+def first_step(model, n: int, seed: int, steps: int = 50, scheduler: str = "ddim") -> tuple[torch.Tensor, float]:
+    """(x_T (n, C, H, W), t_1): the initial noise ``sample`` draws for ``seed`` and its first sampling time,
+    where the remedies and detectors that act before sampling look."""
+    return initial_noise(model, n, torch.Generator("cpu").manual_seed(seed)), float(
+        sampling_times(model, steps, scheduler)[0])
+
+
 def initial_noise(model, n: int, generator: torch.Generator) -> torch.Tensor:
     """x_T ~ N(0, I): (n, C, H, W) on the CPU, drawn as ``sample`` draws it."""
     return torch.randn((n, *model.sample_shape), generator=generator)

@@ -22,9 +22,13 @@ def wen_score(model: DiffusionModel, cond: Cond, x_t: torch.Tensor, t: float) ->
     return diff.flatten(1).double().norm(dim=1).cpu()
 
 
-def _step(model: DiffusionModel, cond: Cond, s: Step) -> torch.Tensor:
-    """From the sampler's own two outputs at this step: no extra model call."""
+def step_norm(s: Step) -> torch.Tensor:
+    """(b,) ||eps_c - eps_u|| of each row from the sampler's own two outputs at step ``s``: no extra call."""
     return (s.eps_cond - s.eps_uncond).flatten(1).double().norm(dim=1).cpu()
+
+
+def _step(model: DiffusionModel, cond: Cond, s: Step) -> torch.Tensor:
+    return step_norm(s)
 
 
 register(Detector("wen", ("prompt",), ("condition", "first steps", "unconditional output"), +1,

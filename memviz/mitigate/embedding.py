@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
-from memviz.sampling import initial_noise, sampling_times
+from memviz.sampling import first_step
 
 MAX_STEPS = 50
 LEARNING_RATE = 0.05
@@ -43,8 +43,7 @@ def optimize_embedding(model, cond, x_T: torch.Tensor, t: float, target: float) 
 
 
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
-    x_T = initial_noise(model, n, torch.Generator("cpu").manual_seed(seed))
-    e, info = optimize_embedding(model, cond, x_T, float(sampling_times(model, steps)[0]), knob)
+    e, info = optimize_embedding(model, cond, *first_step(model, n, seed, steps), knob)
     out = model.sample(n, cond=e, steps=steps, guidance_scale=guidance_scale, seed=seed)
     return Mitigated(out, e, info)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from memviz.detect.wen import step_norm
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
 
 
@@ -34,7 +35,7 @@ class _Switch:
         return torch.where(self.at >= 0, self.late, self.early).float()
 
     def step(self, s) -> None:
-        norm = (s.eps_cond - s.eps_uncond).flatten(1).double().norm(dim=1).cpu()
+        norm = step_norm(s)
         if len(self.last) == 2:
             before, low = self.last
             self.at[(self.at < 0) & (low < before) & (low < norm)] = s.index + 1

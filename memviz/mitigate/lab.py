@@ -85,12 +85,16 @@ def prompt_sets(model) -> tuple[list, list]:
 def reference_conditions(study) -> np.ndarray:
     """(U,) the condition (class name or caption) of each image of ``study.reference`` (the first
     training row holding it), as str; "" where the data carry none."""
-    model, train = study.model, study.train
-    conds = model.conditions_of(train)
-    if conds is None:
-        return np.full(len(train.first_rows()), "", dtype=object)
-    names = model.class_names if model.is_class_conditional else None
-    return np.asarray([str(names[conds[r]]) if names else str(conds[r]) for r in train.first_rows()], dtype=object)
+    rows = study.train.first_rows()
+    if study.model.conditions_of(study.train) is None:
+        return np.full(len(rows), "", dtype=object)
+    return np.asarray([str(c) for c in row_prompts(study, rows)], dtype=object)
+
+
+def row_prompts(study, rows) -> list:
+    """The prompt of each training row in ``rows``: its class name (class models) or its caption."""
+    conds, names = study.model.conditions_of(study.train), study.model.class_names
+    return [names[conds[r]] if names else conds[r] for r in rows]
 
 
 def gate_scores(study, prompts: list, detector: str, n: int, seed: int, steps: int) -> np.ndarray:
@@ -117,8 +121,7 @@ def calibration_prompts(study, k: int = CALIBRATION_ROWS, seed: int = 0) -> list
     every = np.arange(len(conds))
     ordinary = every[(study.train.copies() == 1) & (study.kind(every) == "none")]  # no duplicate, nothing planted
     rows = np.random.default_rng(seed).choice(ordinary, min(k, len(ordinary)), replace=False)
-    names = study.model.class_names
-    return list(dict.fromkeys(names[conds[r]] if names else conds[r] for r in rows))
+    return list(dict.fromkeys(row_prompts(study, rows)))
 
 
 def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: int = 50, guidance_scale=None,

@@ -13,14 +13,13 @@ import torch
 
 from memviz.detect.jeon import jeon_score
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
-from memviz.sampling import initial_noise, sampling_times
+from memviz.sampling import first_step, initial_noise
 
 
 def choose_noise(model, cond, n: int, seed: int, candidates: int, steps: int = 50) -> tuple[torch.Tensor, list]:
     """(n, C, H, W) x_T: for generation i, the least sharp of ``candidates`` draws (the first of which is
     the plain generation's own x_T); and each one's chosen candidate index."""
-    t = float(sampling_times(model, steps)[0])
-    plain = initial_noise(model, n, torch.Generator("cpu").manual_seed(seed))
+    plain, t = first_step(model, n, seed, steps)
     extra = initial_noise(model, n * (candidates - 1), torch.Generator("cpu").manual_seed(seed + 1_000_003))
     pool = torch.cat([plain[:, None], extra.view(n, candidates - 1, *plain.shape[1:])], dim=1)  # (n, K, C, H, W)
     flat = pool.flatten(0, 1)

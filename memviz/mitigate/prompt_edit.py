@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
-from memviz.sampling import initial_noise, sampling_times
+from memviz.sampling import first_step
 
 
 def _token_embedding(text_encoder, vocab_size: int) -> torch.nn.Embedding:
@@ -79,8 +79,7 @@ def drop_words(attribution: list[tuple[str, float]], k: int) -> tuple[str, list[
 
 
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
-    x_T = initial_noise(model, n, torch.Generator("cpu").manual_seed(seed))
-    scores = token_attribution(model, cond, x_T, float(sampling_times(model, steps)[0]))
+    scores = token_attribution(model, cond, *first_step(model, n, seed, steps))
     edited, gone = drop_words(scores, int(knob))
     out = model.sample(n, cond=edited, steps=steps, guidance_scale=guidance_scale, seed=seed)
     return Mitigated(out, edited, {"prompt": edited, "dropped": [scores[i][0] for i in gone], "dropped_at": gone,
