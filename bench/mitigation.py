@@ -11,7 +11,10 @@ or ``--gate none``. Per method, over seeds (median):
   generations' median nearest-training distance against plain (on the data manifold, not noise);
 - cost: seconds and model calls per prompt, as ratios to the plain generation, where applied;
 - how often the gate flagged ordinary prompts and planted ones; for guidance-schedule, the share of
-  generations switched to normal guidance before the last step.
+  generations switched to normal guidance before the last step;
+- and the same copy rates and utility per kind of memorization the prompts carry (a few-image prompt,
+  a duplicated image's own prompt, a duplicated image among a prompt's ordinary images): which remedy
+  works on which kind.
 
     python bench/mitigation.py [--demos demo-mnist demo-mnist-text] [--n 16] [--seeds 0 1 2] [--json out.json]
         [--gate wen|none] [--only planted|ordinary] [--methods all]
@@ -76,6 +79,26 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def by_kind(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per demo, kind of memorization (``memviz.mitigate.lab.prompt_memorization``) and method (median
+    over seeds): the copy rate and own-image copy rate, plain against mitigated, the utility as a share
+    of plain (where the prompts have one), and how often the method was applied. Which remedy works on
+    which kind of memorization."""
+    out = []
+    for (demo, kind, method), g in rows.groupby(["demo", "memorization", "method"], sort=False):
+        plain = rows[(rows.demo == demo) & (rows.memorization == kind) & (rows.method == "none")]
+        per_seed = []
+        for seed, s in g.groupby("seed"):
+            p = plain[plain.seed == seed]
+            per_seed.append({"prompts": s.prompt.nunique(), "copy_rate_plain": p.copy_rate.mean(),
+                             "copy_rate": s.copy_rate.mean(), "own_copy_rate_plain": p.own_copy_rate.mean(),
+                             "own_copy_rate": s.own_copy_rate.mean(),
+                             "utility_ratio": s.utility.mean() / p.utility.mean() if p.utility.notna().any() else np.nan,
+                             "applied": s.applied.mean()})
+        out.append({"demo": demo, "memorization": kind, "method": method, **pd.DataFrame(per_seed).median().to_dict()})
+    return pd.DataFrame(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demos", nargs="+", default=["demo-mnist", "demo-mnist-text"])
@@ -90,11 +113,12 @@ def main() -> None:
     args = ap.parse_args()
     rows = pd.concat([run(d, args.n, args.seeds, args.steps, args.gate, args.methods, args.json, args.only)
                       for d in args.demos])
-    table = summary(rows)
+    table, kinds = summary(rows), by_kind(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(kinds.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.json:
-        args.json.write_text(json.dumps({"summary": table.to_dict("records"),
+        args.json.write_text(json.dumps({"summary": table.to_dict("records"), "by_kind": kinds.to_dict("records"),
                                          "rows": rows.drop(columns=["info"]).to_dict("records")}, indent=2, default=str))
 
 

@@ -56,6 +56,18 @@ def test_initial_noise_moves_x_T_out_of_the_planted_points_basin(planted):
     torch.testing.assert_close(one.out.x0, plain.out.x0[:8])                # 1 candidate: the plain generation
 
 
+def test_sails_gradient_steps_move_x_T_out_of_the_basin_on_its_own_sphere(planted):
+    plain = MITIGATIONS["none"](planted, "c", 200, seed=0, steps=20, guidance_scale=1.0)
+    moved = MITIGATIONS["initial-noise-opt"](planted, "c", 200, seed=0, steps=20, guidance_scale=1.0, knob=40)
+    assert 0.35 < _copies(plain.out) < 0.75 and _copies(moved.out) < 0.02
+    norms = lambda x: x.flatten(1).norm(dim=1)  # noqa: E731
+    torch.testing.assert_close(norms(moved.out.noise), norms(plain.out.noise))   # still on the shell it was drawn on
+    info = moved.info
+    assert np.median(info["moved"]) > 0.5 and min(info["step_kept"]) > 0 and all(e <= s for s, e in zip(info["loss_start"], info["loss_end"]))
+    none = MITIGATIONS["initial-noise-opt"](planted, "c", 8, seed=0, steps=20, guidance_scale=1.0, knob=0)
+    torch.testing.assert_close(none.out.x0, plain.out.x0[:8])                # 0 steps: the plain generation
+
+
 def test_the_guidance_switch_turns_on_after_each_rows_first_local_minimum():
     from memviz.mitigate.guidance import _Switch
 
@@ -107,7 +119,7 @@ def test_unknown_methods_knobs_out_of_range_and_prompts_the_model_lacks_are_one_
         mitigations(["random-tokens"], planted)
     notes = []
     assert [m.name for m in mitigations(["all"], planted, notes)] == ["none", "guidance-schedule", "initial-noise",
-                                                                      "unconditional"]
+                                                                      "initial-noise-opt", "unconditional"]
     assert len(notes) == 3 and "has no class_embedding layer" in notes[0]
     assert "prompt-edit edits the prompt's words" in notes[1]   # a closed-form model: no embedding layer
     with pytest.raises(ValueError, match="The model has no class 'dog'; its classes are c."):
@@ -134,9 +146,11 @@ def test_the_cli_writes_every_prompt_and_method_with_the_gates_decision(tmp_path
     assert "skipped: random-tokens edits the prompt's words" in err
     report = json.loads((out / "report.json").read_text())
     rows = {(r["prompt"], r["method"]): r for r in report["rows"]}
-    methods = ("none", "embedding-opt", "guidance-schedule", "initial-noise", "unconditional")
+    methods = ("none", "embedding-opt", "guidance-schedule", "initial-noise", "initial-noise-opt", "unconditional")
     assert set(rows) == {(p, m) for p in ("3", "memorized-00") for m in methods}
     assert rows["memorized-00", "none"]["copy_rate"] == 1.0 and rows["memorized-00", "none"]["flagged"]
+    assert rows["memorized-00", "none"]["memorization"] == "OD-Mem"
+    assert rows["3", "none"]["memorization"] == "DD-Mem among ordinary"   # one of its images is duplicated
     assert not rows["3", "none"]["flagged"] and not rows["3", "initial-noise"]["applied"]   # the gate left it alone
     assert rows["3", "initial-noise"]["copy_rate"] == rows["3", "none"]["copy_rate"]
     assert rows["memorized-00", "initial-noise"]["model_calls"] > rows["memorized-00", "none"]["model_calls"]

@@ -31,7 +31,8 @@ class LabResult:
     """What ``run_lab`` measured.
 
     Attributes:
-        rows (pandas.DataFrame): one per prompt and method: prompt, method, knob, flagged, applied,
+        rows (pandas.DataFrame): one per prompt and method: prompt, memorization (the kind its training
+            rows plant, ``prompt_memorization``), method, knob, flagged, applied,
             gate_score, copy_rate, own_copy_rate (copies of a training image whose condition is this
             prompt: the memorization the prompt itself carries), median_nn_distance, utility, seconds,
             model_calls, n, seed.
@@ -95,6 +96,43 @@ def row_prompts(study, rows) -> list:
     """The prompt of each training row in ``rows``: its class name (class models) or its caption."""
     conds, names = study.model.conditions_of(study.train), study.model.class_names
     return [names[conds[r]] if names else conds[r] for r in rows]
+
+
+# what a prompt's training rows plant (``prompt_memorization``), and how the lab names it
+MEMORIZATION = {
+    "OD-Mem": "a prompt trained on a few images (OD-Mem)",
+    "DD-Mem": "a duplicated image's own prompt (DD-Mem)",
+    "DD-Mem among ordinary": "a duplicated image among the prompt's ordinary images",
+    "none": "nothing planted",
+    "unseen": "a prompt no training row carries",
+}
+
+
+def prompt_memorization(study, prompts) -> list[str]:
+    """The kind of memorization each prompt carries in the training data (a key of ``MEMORIZATION``),
+    from the planted kinds of the training rows whose prompt it is: only OD-Mem rows, "OD-Mem"; only
+    DD-Mem rows, "DD-Mem"; DD-Mem rows among unplanted ones, "DD-Mem among ordinary" (a prompt with
+    content beyond its copy, as Stable Diffusion's template-memorized prompts); no planted row, "none";
+    no row, "unseen". The kinds decide which remedies can work: only the last ones leave a prompt
+    something to follow that is not a copy."""
+    if "memorization" not in study._memo:
+        every = np.arange(len(study.train))
+        by_prompt: dict = {}
+        for prompt, kind in zip(row_prompts(study, every), study.kind(every)):
+            by_prompt.setdefault(str(prompt), set()).add(str(kind))
+        study._memo["memorization"] = by_prompt
+    out = []
+    for p in prompts:
+        kinds = study._memo["memorization"].get(str(p))
+        if not kinds:
+            out.append("unseen")
+        elif kinds == {"none"}:
+            out.append("none")
+        elif "none" in kinds and "DD-Mem" in kinds:
+            out.append("DD-Mem among ordinary")
+        else:
+            out.append("OD-Mem" if "OD-Mem" in kinds else "DD-Mem")
+    return out
 
 
 def gate_scores(study, prompts: list, detector: str, n: int, seed: int, steps: int) -> np.ndarray:
@@ -165,7 +203,7 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
             gate_info |= {"calibration_prompts": calib, "calibration_scores": calib_scores.tolist()}
         flagged = scores > threshold
         gate_info["threshold"] = float(threshold)
-    labels = expected_labels(study, prompts)
+    labels, kinds = expected_labels(study, prompts), prompt_memorization(study, prompts)
     rows, images, nearest, prompt_of, method_of = [], [], [], [], []
     for p, prompt in enumerate(prompts):
         for method in chosen:
@@ -183,7 +221,7 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
             nearest.append(judged["nearest"])
             prompt_of += [str(prompt)] * n
             method_of += [method.name] * n
-            rows.append({"prompt": str(prompt), "method": method.name,
+            rows.append({"prompt": str(prompt), "memorization": kinds[p], "method": method.name,
                          "knob": None if method.knob is None else knobs.get(method.name, method.knob.default),
                          "flagged": bool(flagged[p]), "applied": applied, "gate_score": float(scores[p]),
                          **{k: judged[k] for k in ("copy_rate", "own_copy_rate", "median_nn_distance", "utility")},

@@ -4,7 +4,7 @@ generation, the x_T among ``knob`` Gaussian candidates whose sharpness at the fi
 (Jeon et al.'s score ||J_{s_Delta} s_Delta||, ``memviz.detect.jeon``) is lowest, then sample
 normally from it. Candidates are drawn, not optimized, so x_T stays an exact draw from N(0, I)
 conditioned on a choice: typical by construction (SAIL's gradient steps with a typicality term
-are the costlier variant, not built here). Cost: 6 passes per candidate at the first step.
+are ``initial-noise-opt``, ``memviz.mitigate.noise_opt``). Cost: 6 passes per candidate at the first step.
 """
 
 from __future__ import annotations
