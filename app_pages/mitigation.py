@@ -8,7 +8,7 @@ from memviz.data.captions import example_prompts
 from memviz.detect import detectors
 from memviz.figures import attribution_figure, image_grid, pareto_figure
 from memviz.mitigate import MITIGATIONS, mitigations
-from memviz.mitigate.lab import GATE_QUANTILE, prompt_sets
+from memviz.mitigate.lab import GATE_QUANTILE, MEMORIZATION, prompt_sets
 from memviz.ui.loaders import mitigate, mitigation_sweep, workspace_picker
 from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
 
@@ -70,6 +70,9 @@ if gate != "none":
 grids, figures = {}, {}
 for prompt in prompts:
     st.subheader(f"`{str(prompt).replace('`', chr(39))}`")
+    kind = rows[rows.prompt == str(prompt)].memorization.iloc[0]
+    st.caption(f"What its training rows plant: {MEMORIZATION[kind]}. Only where a prompt has images besides its copy "
+               "can a remedy that keeps following it avoid the copy; otherwise the prompt itself must change.")
     cols = st.columns(len(rows.method.unique()))
     for col, method in zip(cols, rows.method.unique()):
         keep = (lab.prompt == str(prompt)) & (lab.method == method)
@@ -84,6 +87,9 @@ for prompt in prompts:
                 st.caption(f"guided from step {on[len(on) // 2]} of {info['steps']} (median), in {len(on)} of "
                            f"{len(info['switch_step'])} generations" if on else
                            "never guided: no generation's CFG norm had a local minimum")
+            if "moved" in info:
+                moved = sorted(info["moved"])
+                st.caption(f"x_T moved {moved[len(moved) // 2]:.0%} of its norm (median), on its own sphere")
             st.metric("Copies", f"{r.copy_rate:.0%}", help=glossary.CALIBRATED_L2)
             st.caption(f"of this prompt's own training images: {r.own_copy_rate:.0%}")
             grids[f"{prompt}-{method}"] = image_grid(lab.images[keep], nrow=4, scale=3)

@@ -207,6 +207,9 @@ def test_mitigation_page_shows_plain_and_mitigated_generations_and_the_pareto_pl
     assert plain.copy_rate == 1.0 and plain.flagged and not rows[rows.prompt == "3"].flagged.any()
     assert len(at.get("plotly_chart")) == 1 and len([m for m in at.metric if m.label == "Copies"]) == 2 * len(
         set(rows.method))
+    kinds = [c.value for c in at.caption if c.value.startswith("What its training rows plant")]
+    assert "(OD-Mem)" in kinds[0] and "among the prompt's ordinary images" in kinds[1]
+    assert any("x_T moved" in c.value for c in at.caption)                      # initial-noise-opt's own figure
 
 
 def test_mitigation_page_reads_its_settings_from_the_link_and_sweeps_a_knob_on_request():

@@ -12,7 +12,7 @@ from diffusers import DDPMScheduler
 from memviz.mitigate import MITIGATIONS, mitigations
 from memviz.models import DiffusionModel
 from memviz.testing import GaussianDenoiser, GaussianMixtureDenoiser
-from tests.conftest import DEMO_MNIST
+from tests.conftest import DEMO_MNIST, DEMO_MNIST_TEXT
 
 POINT = torch.full((4,), 0.6)  # the planted training image (D = 4)
 
@@ -325,3 +325,14 @@ def test_own_copies_are_copies_of_the_prompts_own_training_images():
     rows = run_lab(study, ["memorized-00"], ["unconditional"], n=4, steps=20, gate="none").rows.set_index("method")
     assert rows.loc["none", "own_copy_rate"] == rows.loc["none", "copy_rate"] == 1.0
     assert rows.loc["unconditional", "own_copy_rate"] == 0.0
+
+
+@pytest.mark.skipif(not DEMO_MNIST_TEXT.exists(), reason="demo-mnist-text is not bundled")
+def test_each_prompt_is_named_by_the_memorization_its_training_rows_plant():
+    from memviz.mitigate.lab import prompt_memorization
+    from memviz.study import open_study
+
+    study = open_study("demo-mnist-text", n=1)
+    table = study.model.meta["captions"]
+    prompts = [table["dd"][0], table["od"][0], "a handwritten digit three", "a drawing of the figure three"]
+    assert prompt_memorization(study, prompts) == ["DD-Mem", "OD-Mem", "none", "unseen"]

@@ -115,15 +115,13 @@ def prompt_memorization(study, prompts) -> list[str]:
     content beyond its copy, as Stable Diffusion's template-memorized prompts); no planted row, "none";
     no row, "unseen". The kinds decide which remedies can work: only the last ones leave a prompt
     something to follow that is not a copy."""
-    if "memorization" not in study._memo:
-        every = np.arange(len(study.train))
-        by_prompt: dict = {}
-        for prompt, kind in zip(row_prompts(study, every), study.kind(every)):
-            by_prompt.setdefault(str(prompt), set()).add(str(kind))
-        study._memo["memorization"] = by_prompt
+    every = np.arange(len(study.train))
+    by_prompt: dict = {}
+    for prompt, kind in zip(row_prompts(study, every), study.kind(every)):  # a few thousand rows: milliseconds
+        by_prompt.setdefault(str(prompt), set()).add(str(kind))
     out = []
     for p in prompts:
-        kinds = study._memo["memorization"].get(str(p))
+        kinds = by_prompt.get(str(p))
         if not kinds:
             out.append("unseen")
         elif kinds == {"none"}:
