@@ -17,7 +17,7 @@ or ``--gate none``. Per method, over seeds (median):
   works on which kind.
 
     python bench/mitigation.py [--demos demo-mnist demo-mnist-text] [--n 16] [--seeds 0 1 2] [--json out.json]
-        [--gate wen|none] [--only planted|ordinary] [--methods all]
+        [--gate wen|none] [--only planted|ordinary] [--methods all] [--knob METHOD=VALUE ...]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pandas as pd
 
 
 def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, keep: Path | None = None,
-        only: str | None = None) -> pd.DataFrame:
+        only: str | None = None, knobs: dict | None = None) -> pd.DataFrame:
     from memviz.mitigate import MITIGATIONS
     from memviz.mitigate.lab import prompt_sets, run_lab
     from memviz.study import open_study
@@ -43,7 +43,8 @@ def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, ke
         methods = [m for m in methods if MITIGATIONS[m].unavailable(study.model) is None]
     frames = []
     for seed in seeds:
-        r = run_lab(study, planted + ordinary, methods, n=n, seed=seed, steps=steps, gate=gate)
+        r = run_lab(study, planted + ordinary, methods, n=n, seed=seed, steps=steps, gate=gate,
+                    knobs={k: v for k, v in (knobs or {}).items() if k in methods or methods == ["all"]})
         switched = [np.mean(np.asarray(i["switch_step"]) < i["steps"]) if "switch_step" in i else np.nan
                     for i in r.rows["info"]]  # guidance-schedule: the share of generations guided at all
         frames.append(r.rows.assign(demo=demo, planted=r.rows.prompt.isin(planted), threshold=r.gate.get("threshold"),
@@ -109,9 +110,11 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["all"])
     ap.add_argument("--only", choices=["planted", "ordinary"], help="one prompt set (with --gate none on ordinary "
                     "prompts: what a method costs where it is applied to every prompt)")
+    ap.add_argument("--knob", nargs="+", default=[], metavar="METHOD=VALUE", help="a method's setting (as the CLI's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    rows = pd.concat([run(d, args.n, args.seeds, args.steps, args.gate, args.methods, args.json, args.only)
+    knobs = {k: float(v) for k, v in (item.split("=", 1) for item in args.knob)}
+    rows = pd.concat([run(d, args.n, args.seeds, args.steps, args.gate, args.methods, args.json, args.only, knobs)
                       for d in args.demos])
     table, kinds = summary(rows), by_kind(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
