@@ -12,14 +12,21 @@ from memviz.models import Cond, DiffusionModel
 from memviz.sampling import Step
 
 
+def guidance_gap(model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond,
+                 eps_uncond: torch.Tensor | None = None) -> torch.Tensor:
+    """eps(x, t | c) - eps(x, t | null): (B, C, H, W), differentiable in x and in ``cond`` (an embedding
+    tensor too). Wen's score is its norm; SAIL's loss (``mitigate.noise_opt``), embedding-opt's objective
+    and prompt-edit's attribution are norms of it. ``eps_uncond``: the unconditional output at (x, t),
+    when already computed (it does not depend on the condition)."""
+    return model.eps(x, t, cond) - (model.eps(x, t, None) if eps_uncond is None else eps_uncond)
+
+
 @torch.no_grad()
 def wen_score(model: DiffusionModel, cond: Cond, x_t: torch.Tensor, t: float) -> torch.Tensor:
     """||eps(x_t, t | c) - eps(x_t, t | null)|| of each point: x_t (B, C, H, W) -> (B,) float64, CPU."""
     if cond is None:
         raise ValueError("Wen's score compares a condition with the unconditional model; give a condition.")
-    x = x_t.to(model.device, torch.float32)
-    diff = model.eps(x, t, cond) - model.eps(x, t, None)
-    return diff.flatten(1).double().norm(dim=1).cpu()
+    return guidance_gap(model, x_t.to(model.device, torch.float32), t, cond).flatten(1).double().norm(dim=1).cpu()
 
 
 def step_norm(s: Step) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from memviz.detect.wen import guidance_gap
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
 from memviz.sampling import first_step
 
@@ -31,7 +32,7 @@ def optimize_embedding(model, cond, x_T: torch.Tensor, t: float, target: float) 
     steps = 0
     with torch.enable_grad():
         for steps in range(MAX_STEPS + 1):
-            norm = (model.eps(x, t, e) - eps_u).flatten(1).norm(dim=1)
+            norm = guidance_gap(model, x, t, e, eps_u).flatten(1).norm(dim=1)
             end = float(norm.detach().mean())
             start = end if start is None else start
             if end < target * start or steps == MAX_STEPS:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import torch
 
+from memviz.detect.wen import guidance_gap
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
 from memviz.sampling import first_step
 
@@ -36,10 +37,9 @@ DELTA = 1.0           # the step along the unit guidance direction (SAIL: a unit
 
 def sail_loss(model, cond, x: torch.Tensor, t: float) -> torch.Tensor:
     """(n,) L(x) of the module docstring, differentiable in x.  x: (n, C, H, W) at time t."""
-    d = model.eps(x, t, cond) - model.eps(x, t, None)
+    d = guidance_gap(model, x, t, cond)
     u = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-    y = x + DELTA * u
-    return (model.eps(y, t, cond) - model.eps(y, t, None)).flatten(1).norm(dim=1)
+    return guidance_gap(model, x + DELTA * u, t, cond).flatten(1).norm(dim=1)
 
 
 def optimize_noise(model, cond, x_T: torch.Tensor, t: float, steps: int) -> tuple[torch.Tensor, dict]:

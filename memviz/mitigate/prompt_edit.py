@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from memviz.detect.wen import guidance_gap
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
 from memviz.sampling import first_step
 
@@ -54,7 +55,7 @@ def token_attribution(model, prompt: str, x_T: torch.Tensor, t: float) -> list[t
             e = model.text_encoder(ids.to(model.device))[0].float()
             with torch.no_grad():
                 eps_u = model.eps(x, t, None)
-            score = (model.eps(x, t, e) - eps_u).flatten(1).pow(2).sum(1).mean()
+            score = guidance_gap(model, x, t, e, eps_u).flatten(1).pow(2).sum(1).mean()
             (grad,) = torch.autograd.grad(score, held[0])
     finally:
         handle.remove()
