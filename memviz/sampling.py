@@ -78,7 +78,7 @@ class Step:
 
 def sample(model, n: int, cond: Cond = None, steps: int = 50, guidance_scale: GuidanceScale = None, seed: int = 0,
            scheduler: str = "ddim", noise: torch.Tensor | None = None, callback: Callable[[Step], None] | None = None,
-           uncond: bool = False, batch_size: int = 256, progress: bool = False,
+           uncond: bool | Callable[[], bool] = False, batch_size: int = 256, progress: bool = False,
            return_trajectory: bool = False) -> SampleOutput:
     """Generate ``n`` samples of a ``DiffusionModel``, reproducibly from ``seed`` (or from ``noise``).
 
@@ -90,7 +90,8 @@ def sample(model, n: int, cond: Cond = None, steps: int = 50, guidance_scale: Gu
         noise: (n, C, H, W) x_T in the model's space, instead of drawing it from ``seed``.
         callback: called with a ``Step`` at every step of every batch (under ``torch.no_grad``).
         uncond: also compute the unconditional output at unguided steps, for the callback (one
-            batched call with the conditional one).
+            batched call with the conditional one); or a function asked at every step (a callback
+            that needs it only until it has decided something).
         return_trajectory: also keep x_t at every step (``SampleOutput.trajectory``).
     """
     if n < 1 or steps < 1:
@@ -139,7 +140,8 @@ def _denoise(model, x_T, cond, schedule, uncond, sched, gen, progress, hooks, ro
         w = w.to(model.device, torch.float32).view(-1, 1, 1, 1) if torch.is_tensor(w) else float(w)
         x_in = sched.scale_model_input(x, k)
         tau = torch.full((len(x),), float(k), device=model.device)
-        both = cond is not None and (uncond or bool(torch.any(torch.as_tensor(w) != 1.0)))
+        both = cond is not None and ((uncond() if callable(uncond) else uncond)
+                                     or bool(torch.any(torch.as_tensor(w) != 1.0)))
         if both:
             out_c, out_u = model.output(torch.cat([x_in, x_in]), torch.cat([tau, tau]), cond, double=True).chunk(2)
             out = out_u + w * (out_c - out_u)

@@ -6,7 +6,8 @@ conditional model alone) until the transition, then with the model's normal guid
 is read off each generation's own CFG-norm curve ||eps_c - eps_u|| (Wen et al.'s norm, from the
 sampler's two outputs at every step): its first local minimum, n_{k-1} < n_{k-2} and n_{k-1} < n_k;
 guidance is on from step k + 1 (the paper's code switches at step k itself; a callback sees step k's
-outputs after they were used). Zero extra model calls.
+outputs after they were used). Zero extra model calls: the norm is read from the sampler's own
+two outputs, computed together in one batched call while any generation waits for its transition.
 
 Each generation has its own switch step (the schedule returns one w per row of the batch); a
 generation whose curve has no local minimum keeps the early scale to the end.
@@ -34,7 +35,13 @@ class _Switch:
             return self.early
         return torch.where(self.at >= 0, self.late, self.early).float()
 
+    def pending(self) -> bool:
+        """Whether a row still waits for its transition (the sampler then computes both outputs)."""
+        return bool((self.at < 0).any())
+
     def step(self, s) -> None:
+        if s.eps_uncond is None:  # every row guided and w = 1: the sampler computed the conditional output alone
+            return
         norm = step_norm(s)
         if len(self.last) == 2:
             before, low = self.last
@@ -45,9 +52,10 @@ class _Switch:
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     late = model.guidance_scale if guidance_scale is None else float(guidance_scale)
     switch = _Switch(n, float(knob), late)
-    # one batch (its rows are the schedule's rows); uncond: both outputs also where w = 1, no extra call
+    # one batch (its rows are the schedule's rows); both outputs (one batched call) until every row has
+    # switched, then only what the late scale needs (the conditional one alone at w = 1)
     out = model.sample(n, cond=cond, steps=steps, guidance_scale=switch, seed=seed, callback=switch.step,
-                       batch_size=n, uncond=True)
+                       batch_size=n, uncond=switch.pending)
     return Mitigated(out, cond, {"switch_step": [steps if int(a) < 0 else int(a) for a in switch.at], "steps": steps})
 
 
