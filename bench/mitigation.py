@@ -9,7 +9,8 @@ or ``--gate none``. Per method, over seeds (median):
   the data duplicate, which ordinary prompts copy too);
 - ordinary utility as a share of the plain generation's (target: 90% or more), and the ordinary
   generations' median nearest-training distance against plain (on the data manifold, not noise);
-- cost: seconds and model calls per prompt, as ratios to the plain generation, where applied;
+- cost: seconds and model calls per prompt, as ratios to the plain generation, where applied, and the
+  gate's own seconds (scoring every prompt once) as a ratio to the plain generation of every prompt;
 - how often the gate flagged ordinary prompts and planted ones; for guidance-schedule, the share of
   generations switched to normal guidance before the last step;
 - and the same copy rates and utility per kind of memorization the prompts carry (a few-image prompt,
@@ -74,6 +75,8 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                 "ordinary_nn_distance_plain": p[~p.planted].median_nn_distance.median(),
                 "seconds_ratio": applied.seconds.sum() / max(pa.seconds.sum(), 1e-9) if len(applied) else np.nan,
                 "calls_ratio": applied.model_calls.sum() / max(pa.model_calls.sum(), 1) if len(applied) else np.nan,
+                # the gate, scored once per prompt, against the plain generation of every prompt
+                "gate_seconds_ratio": p.gate_seconds.sum() / max(p.seconds.sum(), 1e-9) if "gate_seconds" in p else np.nan,
                 "ordinary_flagged": ordinary.flagged.mean(), "planted_flagged": planted.flagged.mean(),
                 "switched": applied.switched.mean() if "switched" in s else np.nan})
         out.append({"demo": demo, "method": method, **pd.DataFrame(per_seed).median().to_dict()})

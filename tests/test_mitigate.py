@@ -307,8 +307,8 @@ def test_a_shared_memo_judges_the_plain_generation_and_the_gate_once():
     calls = study.model.unet_calls
     again = run_lab(study, ["3"], ["guidance-schedule"], n=2, steps=3, memo=memo, knobs={"guidance-schedule": 0.2})
     assert not first.rows.flagged.any() and study.model.unet_calls == calls     # nothing flagged: no call at all
-    cols = ["copy_rate", "median_nn_distance", "utility", "gate_score"]
-    assert first.rows[cols].equals(again.rows[cols]) and np.array_equal(first.images, again.images)
+    cols = ["copy_rate", "median_nn_distance", "utility", "gate_score", "gate_seconds", "gate_model_calls"]
+    assert (first.rows.gate_model_calls > 0).all() and first.rows[cols].equals(again.rows[cols]) and np.array_equal(first.images, again.images)
     assert again.gate["threshold"] == first.gate["threshold"]
 
 

@@ -35,7 +35,8 @@ class LabResult:
             rows plant, ``prompt_memorization``), method, knob, flagged, applied,
             gate_score, copy_rate, own_copy_rate (copies of a training image whose condition is this
             prompt: the memorization the prompt itself carries), median_nn_distance, utility, seconds,
-            model_calls, n, seed.
+            model_calls (of the method's generations), gate_seconds, gate_model_calls (of scoring the
+            prompt for the gate: once per prompt, repeated on each of its rows; 0 without a gate), n, seed.
         images (np.ndarray): (K, C, H, W) float32 in [0, 1], pixel space; nearest (np.ndarray): the
             nearest training image of each, the same shape; prompt, method: (K,) str.
         gate (dict): detector, threshold, calibration (the conditions it was fitted on, their scores).
@@ -134,18 +135,21 @@ def prompt_memorization(study, prompts) -> list[str]:
 
 
 def gate_scores(study, prompts: list, detector: str, n: int, seed: int, steps: int) -> np.ndarray:
-    """(P,) sign-corrected prompt-level scores of ``detector`` (higher = more memorized), each the
-    mean over the prompt's n generations at the first step (``memviz.detect.prompts.score_generations``)."""
+    """(P, 3): each prompt's sign-corrected prompt-level score of ``detector`` (higher = more memorized),
+    the mean over its n generations at the first step (``memviz.detect.prompts.score_generations``),
+    and the seconds and UNet calls that scoring took (what the gate costs, before any remedy)."""
     from memviz.detect import DETECTORS
+    from memviz.detect.cost import Meter
     from memviz.detect.prompts import score_generations
     from memviz.detect.registry import serving
 
     d = serving(study.model, "prompt", [detector])[0]
     out = []
     for p in prompts:
-        values, _, _ = score_generations(study.model, p, study.reference, n, 1, steps, seed=seed, dets=[d])
-        out.append(DETECTORS[detector].sign * float(np.mean(values[detector])))
-    return np.asarray(out)
+        with Meter(study.model) as meter:
+            values, _, _ = score_generations(study.model, p, study.reference, n, 1, steps, seed=seed, dets=[d])
+        out.append((DETECTORS[detector].sign * float(np.mean(values[detector])), meter.seconds, meter.calls))
+    return np.asarray(out, dtype=float).reshape(-1, 3)
 
 
 def calibration_prompts(study, k: int = CALIBRATION_ROWS, seed: int = 0) -> list:
@@ -185,18 +189,20 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
     gate_info: dict = {"detector": gate}
     memo = {} if memo is None else memo
 
-    def scored(ps: list) -> np.ndarray:  # gate scores, each prompt's computed once per memo
+    def scored(ps: list) -> np.ndarray:  # (P, 3) gate scores and costs, each prompt's computed once per memo
         new = list(dict.fromkeys(p for p in ps if ("gate", p) not in memo))
         memo.update({("gate", p): v for p, v in zip(new, gate_scores(study, new, gate, n, seed, steps) if new else [])})
-        return np.asarray([memo["gate", p] for p in ps])
+        return np.asarray([memo["gate", p] for p in ps]).reshape(-1, 3)
 
     if gate == "none":
         flagged, scores = np.ones(len(prompts), bool), np.full(len(prompts), np.nan)
+        gate_cost = np.zeros((len(prompts), 2))
     else:
-        scores = scored(prompts)
+        every = scored(prompts)
+        scores, gate_cost = every[:, 0], every[:, 1:]
         if threshold is None:
             calib = calibration_prompts(study, seed=seed)
-            calib_scores = scored(calib)
+            calib_scores = scored(calib)[:, 0]
             threshold = float(np.quantile(calib_scores, GATE_QUANTILE))
             gate_info |= {"calibration_prompts": calib, "calibration_scores": calib_scores.tolist()}
         flagged = scores > threshold
@@ -225,6 +231,7 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
                          **{k: judged[k] for k in ("copy_rate", "own_copy_rate", "median_nn_distance", "utility")},
                          "seconds": judged["seconds"] if applied else 0.0,
                          "model_calls": judged["model_calls"] if applied else 0,
+                         "gate_seconds": float(gate_cost[p, 0]), "gate_model_calls": int(gate_cost[p, 1]),
                          "n": n, "seed": seed, "info": judged["info"] if applied else {}})
     return LabResult(pd.DataFrame(rows), np.concatenate(images).astype(np.float32),
                      np.concatenate(nearest).astype(np.float32), np.asarray(prompt_of),
