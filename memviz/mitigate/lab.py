@@ -114,8 +114,9 @@ def prompt_memorization(study, prompts) -> list[str]:
     from the planted kinds of the training rows whose prompt it is: only OD-Mem rows, "OD-Mem"; only
     DD-Mem rows, "DD-Mem"; DD-Mem rows among unplanted ones, "DD-Mem among ordinary" (a prompt with
     content beyond its copy, as Stable Diffusion's template-memorized prompts); no planted row, "none";
-    no row, "unseen". The kinds decide which remedies can work: only the last ones leave a prompt
-    something to follow that is not a copy."""
+    no row, "unseen". The kind decides which remedies can work: only a prompt whose training rows hold
+    ordinary images besides its copy gives a remedy that keeps following it something else to generate.
+    Without planted ground truth (real data) every seen prompt is "none"."""
     every = np.arange(len(study.train))
     by_prompt: dict = {}
     for prompt, kind in zip(row_prompts(study, every), study.kind(every)):  # a few thousand rows: milliseconds
