@@ -66,7 +66,9 @@ rows = lab.rows.drop(columns=["info"])
 if gate != "none":
     st.caption(f"Gate {gate}: threshold {lab.gate['threshold']:.3g}; flagged: "
                + ", ".join(f"{p} ({'yes' if f else 'no'})" for p, f in rows.groupby("prompt", sort=False).flagged.first()
-                           .items()) + ". Unflagged prompts get the plain generations.")
+                           .items()) + ". Unflagged prompts get the plain generations. Scoring the prompts took "
+               f"{rows.groupby('prompt').gate_seconds.first().sum():.1f} s "
+               f"({rows.groupby('prompt').gate_model_calls.first().sum()} UNet calls).")
 grids, figures = {}, {}
 for prompt in prompts:
     st.subheader(f"`{str(prompt).replace('`', chr(39))}`")

@@ -210,6 +210,7 @@ def test_mitigation_page_shows_plain_and_mitigated_generations_and_the_pareto_pl
     kinds = [c.value for c in at.caption if c.value.startswith("What its training rows plant")]
     assert "(OD-Mem)" in kinds[0] and "among the prompt's ordinary images" in kinds[1]
     assert any("x_T moved" in c.value for c in at.caption)                      # initial-noise-opt's own figure
+    assert any("Scoring the prompts took" in c.value and "UNet calls" in c.value for c in at.caption)  # the gate's cost
 
 
 def test_mitigation_page_reads_its_settings_from_the_link_and_sweeps_a_knob_on_request():
