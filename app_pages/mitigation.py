@@ -84,7 +84,10 @@ for prompt in prompts:
             st.markdown(f"**{method}**" + ("" if r.applied else " (not applied: plain)"))
             if info.get("prompt"):
                 st.caption(f"sampled: {info['prompt']}")
-            if "switch_step" in info:
+            if "switch_step" in info and info["early"] == info["late"]:
+                st.caption(f"early and late guidance are both w = {info['late']:g}: nothing to withhold before the "
+                           "transition, so this is the plain generation (lower the early scale to change it)")
+            elif "switch_step" in info:
                 on = sorted(k for k in info["switch_step"] if k < info["steps"])
                 st.caption(f"guided from step {on[len(on) // 2]} of {info['steps']} (median), in {len(on)} of "
                            f"{len(info['switch_step'])} generations" if on else

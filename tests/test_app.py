@@ -220,6 +220,7 @@ def test_mitigation_page_reads_its_settings_from_the_link_and_sweeps_a_knob_on_r
     assert [b.value for b in at.selectbox if b.label == "Gate"] == ["none"]
     assert at.query_params["methods"] in (["guidance-schedule"], "guidance-schedule")     # what was run
     assert set(at.dataframe[0].value.method) == {"none", "guidance-schedule"}
+    assert any("nothing to withhold" in c.value for c in at.caption)          # the demos sample at w = 1
     assert len(at.get("plotly_chart")) == 1                                  # the sweep waits to be asked
     at.toggle(key="sweep").set_value(True).run()
     assert not at.exception, at.exception

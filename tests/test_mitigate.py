@@ -95,7 +95,8 @@ def test_guidance_schedule_switches_each_generation_on_its_own_cfg_norm_curve():
     out = MITIGATIONS["guidance-schedule"](model, "memorized-07", 8, seed=0, steps=20, knob=0.0)
     assert out.info["switch_step"] == expect and any(k < 20 for k in expect)
     assert not torch.equal(out.out.x0, early.x0)                                # guided after the switch
-    flat = MITIGATIONS["guidance-schedule"](model, "3", 2, seed=0, steps=6, guidance_scale=1.0, knob=1.0)
+    flat = MITIGATIONS["guidance-schedule"](model, "3", 2, seed=0, steps=6, guidance_scale=1.0)  # the default: early 1
+    assert flat.info["early"] == flat.info["late"] == 1.0                       # no guidance to withhold at w = 1
     torch.testing.assert_close(flat.out.x0, model.sample(2, cond="3", steps=6, seed=0, guidance_scale=1.0).x0)
 
 

@@ -1,8 +1,10 @@
 """``guidance-schedule`` (Jain et al., CVPR 2025, the attraction basin, their dynamic transition
 point): a memorized prompt pulls the trajectory into a basin around one training image during the
 first steps, and classifier-free guidance inside the basin is what copies. Sample with the early
-guidance scale ``knob`` (0: no guidance, the unconditional model; below 0: opposite guidance; 1: the
-conditional model alone) until the transition, then with the model's normal guidance. The transition
+guidance scale ``knob`` until the transition, then with the model's normal guidance: 1 is no guidance
+(the conditional model alone, the authors' setting, the default), 0 the unconditional model, below 0
+opposite guidance. A model that samples without guidance (w = 1, as the bundled demos do) has no
+guidance to withhold: at the default the schedule is then the plain generation, exactly. The transition
 is read off each generation's own CFG-norm curve ||eps_c - eps_u|| (Wen et al.'s norm, from the
 sampler's two outputs at every step): its first local minimum, n_{k-1} < n_{k-2} and n_{k-1} < n_k;
 guidance is on from step k + 1 (the paper's code switches at step k itself; a callback sees step k's
@@ -56,13 +58,15 @@ def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     # switched, then only what the late scale needs (the conditional one alone at w = 1)
     out = model.sample(n, cond=cond, steps=steps, guidance_scale=switch, seed=seed, callback=switch.step,
                        batch_size=n, uncond=switch.pending)
-    return Mitigated(out, cond, {"switch_step": [steps if int(a) < 0 else int(a) for a in switch.at], "steps": steps})
+    return Mitigated(out, cond, {"switch_step": [steps if int(a) < 0 else int(a) for a in switch.at], "steps": steps,
+                                 "early": float(knob), "late": late})
 
 
 register(Mitigation(
     "guidance-schedule", "guidance schedule",
-    Knob("early", 0.0, -4.0, 1.0, help="the guidance scale before the transition (the first local minimum of the "
-         "CFG norm): 0, no guidance (the unconditional model); below 0, opposite guidance; 1, the conditional model"),
+    Knob("early", 1.0, -4.0, 1.0, help="the guidance scale before the transition (the first local minimum of the "
+         "CFG norm): 1, no guidance (the conditional model alone, the authors' setting); 0, the unconditional model; "
+         "below 0, opposite guidance"),
     "0 extra calls: the early steps read the sampler's own conditional and unconditional outputs (one batched "
     "pair per step)", "Jain et al., CVPR 2025 (attraction basin, dynamic transition point)",
     needs=("condition",), run=_run))
