@@ -14,7 +14,7 @@ give the plain generation).
 
 Typicality: SAIL adds alpha ||x|| (alpha = 0.05) to L. Its balance depends on the model's scale: on
 demo-mnist ||Delta|| at t_1 is 0.05-0.18 against alpha ||x_T|| = 0.81, so 10 Adam steps lowered the
-loss mostly by shrinking x_T to 0.6-0.75 sqrt(D), about 9 standard deviations inside the Gaussian's
+loss mostly by shrinking x_T to 0.6-0.75 sqrt(D), 6 to 9 standard deviations inside the Gaussian's
 typical shell (measured). Here each step is followed by rescaling every row back to its starting
 norm instead: x_T stays on the shell it was drawn on, for any model, and only its direction moves.
 SAIL stops at an absolute loss threshold tuned on Stable Diffusion (8.2); the step budget is the
