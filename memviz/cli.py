@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=count, default=50, help="sampling steps")
     p.add_argument("--guidance-scale", type=non_negative_float, help="w (default: the model's)")
     p.add_argument("--gate", default="wen", help="a prompt-level detector that decides where a method is applied, "
-                                                  "or none to apply it always (default wen)")
+                                                  "or none to apply it always (default wen, the cheapest; flipd_cond "
+                                                  "misses fewer planted captions at the cost of a generation)")
     p.add_argument("--gate-threshold", type=float, help="flag above this score (default: calibrated on ordinary "
                                                         "training conditions, their 95th percentile)")
     p.add_argument("--knob", nargs="+", default=[], metavar="METHOD=VALUE", help="a method's setting")
