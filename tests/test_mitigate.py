@@ -337,3 +337,4 @@ def test_each_prompt_is_named_by_the_memorization_its_training_rows_plant():
     table = study.model.meta["captions"]
     prompts = [table["dd"][0], table["od"][0], "a handwritten digit three", "a drawing of the figure three"]
     assert prompt_memorization(study, prompts) == ["DD-Mem", "OD-Mem", "none", "unseen"]
+    assert prompt_memorization(SimpleNamespace(train=None, model=study.model), prompts[:1]) == ["unknown"]

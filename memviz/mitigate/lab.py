@@ -106,6 +106,7 @@ MEMORIZATION = {
     "DD-Mem among ordinary": "a duplicated image among the prompt's ordinary images",
     "none": "nothing planted",
     "unseen": "a prompt no training row carries",
+    "unknown": "no training conditions to look in",
 }
 
 
@@ -116,7 +117,10 @@ def prompt_memorization(study, prompts) -> list[str]:
     content beyond its copy, as Stable Diffusion's template-memorized prompts); no planted row, "none";
     no row, "unseen". The kind decides which remedies can work: only a prompt whose training rows hold
     ordinary images besides its copy gives a remedy that keeps following it something else to generate.
-    Without planted ground truth (real data) every seen prompt is "none"."""
+    Without planted ground truth (real data) every seen prompt is "none"; without training conditions,
+    "unknown"."""
+    if study.train is None or study.model.conditions_of(study.train) is None:
+        return ["unknown"] * len(prompts)
     every = np.arange(len(study.train))
     by_prompt: dict = {}
     for prompt, kind in zip(row_prompts(study, every), study.kind(every)):  # a few thousand rows: milliseconds
