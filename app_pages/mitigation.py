@@ -68,13 +68,16 @@ if gate != "none":
                + ", ".join(f"{p} ({'yes' if f else 'no'})" for p, f in rows.groupby("prompt", sort=False).flagged.first()
                            .items()) + ". Unflagged prompts get the plain generations. Scoring the prompts took "
                f"{rows.groupby('prompt').gate_seconds.first().sum():.1f} s "
-               f"({rows.groupby('prompt').gate_model_calls.first().sum()} UNet calls).")
+               f"({rows.groupby('prompt').gate_model_calls.first().sum()} UNet calls)"
+               + (f", calibrating it {lab.gate['calibration_seconds']:.1f} s" if "calibration_seconds" in lab.gate else "")
+               + ".")
 grids, figures = {}, {}
 for prompt in prompts:
     st.subheader(f"`{str(prompt).replace('`', chr(39))}`")
     kind = rows[rows.prompt == str(prompt)].memorization.iloc[0]
-    st.caption(f"What its training rows plant: {MEMORIZATION[kind]}. Only where a prompt has images besides its copy "
-               "can a remedy that keeps following it avoid the copy; otherwise the prompt itself must change.")
+    st.caption(f"What its training rows plant: {MEMORIZATION[kind]}." + (
+        " Only where a prompt has images besides its copy can a remedy that keeps following it avoid the copy; "
+        "otherwise the prompt itself must change." if kind in ("OD-Mem", "DD-Mem", "DD-Mem among ordinary") else ""))
     cols = st.columns(len(rows.method.unique()))
     for col, method in zip(cols, rows.method.unique()):
         keep = (lab.prompt == str(prompt)) & (lab.method == method)

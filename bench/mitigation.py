@@ -19,6 +19,9 @@ or ``--gate none``. Per method, over seeds (median):
 
     python bench/mitigation.py [--demos demo-mnist demo-mnist-text] [--n 16] [--seeds 0 1 2] [--json out.json]
         [--gate wen|none] [--only planted|ordinary] [--methods all] [--knob METHOD=VALUE ...]
+
+The README's guidance-schedule rows are ``--knob guidance-schedule=0`` (the unconditional model until the
+transition); at its default (1, no guidance) it is the plain generation on the demos, which sample at w = 1.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, ke
     return pd.concat(frames, ignore_index=True)
 
 
+def _ratio(a: float, b: float) -> float:
+    """a / b, NaN where b is not a positive number (no utility to keep)."""
+    return a / b if b > 0 else np.nan
+
+
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (demo, method), g in rows.groupby(["demo", "method"], sort=False):
@@ -70,7 +78,7 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                 "planted_copy_rate_plain": p[p.planted].copy_rate.mean(),
                 "planted_copy_rate": planted.copy_rate.mean(),
                 "planted_own_copy_rate": planted.own_copy_rate.mean() if "own_copy_rate" in s else np.nan,
-                "ordinary_utility_ratio": ordinary.utility.mean() / p[~p.planted].utility.mean(),
+                "ordinary_utility_ratio": _ratio(ordinary.utility.mean(), p[~p.planted].utility.mean()),
                 "ordinary_nn_distance": ordinary.median_nn_distance.median(),
                 "ordinary_nn_distance_plain": p[~p.planted].median_nn_distance.median(),
                 "seconds_ratio": applied.seconds.sum() / max(pa.seconds.sum(), 1e-9) if len(applied) else np.nan,
@@ -97,7 +105,7 @@ def by_kind(rows: pd.DataFrame) -> pd.DataFrame:
             per_seed.append({"prompts": s.prompt.nunique(), "copy_rate_plain": p.copy_rate.mean(),
                              "copy_rate": s.copy_rate.mean(), "own_copy_rate_plain": p.own_copy_rate.mean(),
                              "own_copy_rate": s.own_copy_rate.mean(),
-                             "utility_ratio": s.utility.mean() / p.utility.mean() if p.utility.notna().any() else np.nan,
+                             "utility_ratio": _ratio(s.utility.mean(), p.utility.mean()),
                              "applied": s.applied.mean()})
         out.append({"demo": demo, "memorization": kind, "method": method, **pd.DataFrame(per_seed).median().to_dict()})
     return pd.DataFrame(out)

@@ -79,6 +79,13 @@ def test_the_guidance_switch_turns_on_after_each_rows_first_local_minimum():
         switch.step(SimpleNamespace(index=k, eps_cond=curves[:, k, None], eps_uncond=torch.zeros(3, 1)))
     assert switch.at.tolist() == [4, -1, 6]                  # minima at steps 2 and 4, seen at steps 3 and 5
     assert ws[:4] == [0.0] * 4 and ws[4].tolist() == [7.5, 0.0, 0.0] and ws[5].tolist() == [7.5, 0.0, 0.0]
+    assert switch.pending()                                  # row 1 still waits: both outputs are still needed
+    done = _Switch(1, early=0.0, late=1.0)
+    for k, v in enumerate([3.0, 2.0, 3.0]):
+        done.step(SimpleNamespace(index=k, eps_cond=torch.tensor([[v]]), eps_uncond=torch.zeros(1, 1)))
+    assert not done.pending() and done.at.tolist() == [3]
+    done.step(SimpleNamespace(index=3, eps_cond=torch.tensor([[1.0]]), eps_uncond=None))  # w = 1: conditional only
+    assert done.at.tolist() == [3]
 
 
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
@@ -94,10 +101,20 @@ def test_guidance_schedule_switches_each_generation_on_its_own_cfg_norm_curve():
               for i in range(8)]
     out = MITIGATIONS["guidance-schedule"](model, "memorized-07", 8, seed=0, steps=20, knob=0.0)
     assert out.info["switch_step"] == expect and any(k < 20 for k in expect)
+    sizes = []
+    output = model.output
+    model.output = lambda x, *a, **k: sizes.append(len(x)) or output(x, *a, **k)  # the batch each step computes
+    try:
+        every = MITIGATIONS["guidance-schedule"](model, "memorized-07", 8, seed=0, steps=50, knob=0.0).info
+    finally:
+        del model.output
+    last = max(every["switch_step"])
+    # both outputs (16 rows) until the last row has switched, then the conditional one alone (8) at w = 1
+    assert last < 50 and sizes == [16] * last + [8] * (50 - last)
     assert not torch.equal(out.out.x0, early.x0)                                # guided after the switch
     flat = MITIGATIONS["guidance-schedule"](model, "3", 2, seed=0, steps=6, guidance_scale=1.0)  # the default: early 1
-    assert flat.info["early"] == flat.info["late"] == 1.0                       # no guidance to withhold at w = 1
-    torch.testing.assert_close(flat.out.x0, model.sample(2, cond="3", steps=6, seed=0, guidance_scale=1.0).x0)
+    assert torch.equal(flat.out.x0, model.sample(2, cond="3", steps=6, seed=0, guidance_scale=1.0).x0)  # no guidance
+    assert flat.info["switch_step"] == [6, 6]                                    # to withhold at w = 1: plain
 
 
 def test_the_refusal_baseline_is_the_unconditional_model(planted):
@@ -338,3 +355,6 @@ def test_each_prompt_is_named_by_the_memorization_its_training_rows_plant():
     prompts = [table["dd"][0], table["od"][0], "a handwritten digit three", "a drawing of the figure three"]
     assert prompt_memorization(study, prompts) == ["DD-Mem", "OD-Mem", "none", "unseen"]
     assert prompt_memorization(SimpleNamespace(train=None, model=study.model), prompts[:1]) == ["unknown"]
+    mixed = SimpleNamespace(model=study.model, train=study.train, kind=lambda rows: np.where(
+        np.asarray(rows) % 2 == 0, "OD-Mem", "none"))                          # a prompt holding OD-Mem and ordinary rows
+    assert prompt_memorization(mixed, ["a handwritten digit three"]) == ["mixed"]

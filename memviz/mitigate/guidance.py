@@ -4,7 +4,7 @@ first steps, and classifier-free guidance inside the basin is what copies. Sampl
 guidance scale ``knob`` until the transition, then with the model's normal guidance: 1 is no guidance
 (the conditional model alone, the authors' setting, the default), 0 the unconditional model, below 0
 opposite guidance. A model that samples without guidance (w = 1, as the bundled demos do) has no
-guidance to withhold: at the default the schedule is then the plain generation, exactly. The transition
+guidance to withhold: at the default the schedule is then the plain generation, sampled as such. The transition
 is read off each generation's own CFG-norm curve ||eps_c - eps_u|| (Wen et al.'s norm, from the
 sampler's two outputs at every step): its first local minimum, n_{k-1} < n_{k-2} and n_{k-1} < n_k;
 guidance is on from step k + 1 (the paper's code switches at step k itself; a callback sees step k's
@@ -53,6 +53,9 @@ class _Switch:
 
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     late = model.guidance_scale if guidance_scale is None else float(guidance_scale)
+    if float(knob) == late:  # nothing to withhold before the transition: the plain generation, without reading it
+        out = model.sample(n, cond=cond, steps=steps, guidance_scale=late, seed=seed)
+        return Mitigated(out, cond, {"switch_step": [steps] * n, "steps": steps, "early": late, "late": late})
     switch = _Switch(n, float(knob), late)
     # one batch (its rows are the schedule's rows); both outputs (one batched call) until every row has
     # switched, then only what the late scale needs (the conditional one alone at w = 1)

@@ -36,10 +36,12 @@ class LabResult:
             gate_score, copy_rate, own_copy_rate (copies of a training image whose condition is this
             prompt: the memorization the prompt itself carries), median_nn_distance, utility, seconds,
             model_calls (of the method's generations), gate_seconds, gate_model_calls (of scoring the
-            prompt for the gate: once per prompt, repeated on each of its rows; 0 without a gate), n, seed.
+            prompt for the gate, when it was computed: once per prompt and memo, repeated on each of its
+            rows; 0 without a gate), n, seed.
         images (np.ndarray): (K, C, H, W) float32 in [0, 1], pixel space; nearest (np.ndarray): the
             nearest training image of each, the same shape; prompt, method: (K,) str.
-        gate (dict): detector, threshold, calibration (the conditions it was fitted on, their scores).
+        gate (dict): detector, threshold, calibration (the conditions it was fitted on, their scores, and
+            the seconds and UNet calls of scoring them, once per memo).
         notes (list[str]): methods left out and why.
     """
 
@@ -106,8 +108,13 @@ MEMORIZATION = {
     "DD-Mem among ordinary": "a duplicated image among the prompt's ordinary images",
     "none": "nothing planted",
     "unseen": "a prompt no training row carries",
+    "mixed": "several planted kinds at once",
     "unknown": "no training conditions to look in",
 }
+
+
+_KIND_OF_ROWS = {frozenset({"OD-Mem"}): "OD-Mem", frozenset({"DD-Mem"}): "DD-Mem",
+                 frozenset({"none", "DD-Mem"}): "DD-Mem among ordinary", frozenset({"none"}): "none"}
 
 
 def prompt_memorization(study, prompts) -> list[str]:
@@ -115,7 +122,7 @@ def prompt_memorization(study, prompts) -> list[str]:
     from the planted kinds of the training rows whose prompt it is: only OD-Mem rows, "OD-Mem"; only
     DD-Mem rows, "DD-Mem"; DD-Mem rows among unplanted ones, "DD-Mem among ordinary" (a prompt with
     content beyond its copy, as Stable Diffusion's template-memorized prompts); no planted row, "none";
-    no row, "unseen". The kind decides which remedies can work: only a prompt whose training rows hold
+    any other combination, "mixed"; no row, "unseen". The kind decides which remedies can work: only a prompt whose training rows hold
     ordinary images besides its copy gives a remedy that keeps following it something else to generate.
     Without planted ground truth (real data) every seen prompt is "none"; without training conditions,
     "unknown"."""
@@ -127,15 +134,8 @@ def prompt_memorization(study, prompts) -> list[str]:
         by_prompt.setdefault(str(prompt), set()).add(str(kind))
     out = []
     for p in prompts:
-        kinds = by_prompt.get(str(p))
-        if not kinds:
-            out.append("unseen")
-        elif kinds == {"none"}:
-            out.append("none")
-        elif "none" in kinds and "DD-Mem" in kinds:
-            out.append("DD-Mem among ordinary")
-        else:
-            out.append("OD-Mem" if "OD-Mem" in kinds else "DD-Mem")
+        kinds = frozenset(by_prompt.get(str(p), ()))
+        out.append(_KIND_OF_ROWS.get(kinds, "unseen" if not kinds else "mixed"))
     return out
 
 
@@ -149,6 +149,7 @@ def gate_scores(study, prompts: list, detector: str, n: int, seed: int, steps: i
     from memviz.detect.registry import serving
 
     d = serving(study.model, "prompt", [detector])[0]
+    study.model.unet  # a lazy UNet is built here, not inside the first prompt's meter
     out = []
     for p in prompts:
         with Meter(study.model) as meter:
@@ -207,9 +208,12 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
         scores, gate_cost = every[:, 0], every[:, 1:]
         if threshold is None:
             calib = calibration_prompts(study, seed=seed)
-            calib_scores = scored(calib)[:, 0]
+            calib_scored = scored(calib)
+            calib_scores = calib_scored[:, 0]
             threshold = float(np.quantile(calib_scores, GATE_QUANTILE))
-            gate_info |= {"calibration_prompts": calib, "calibration_scores": calib_scores.tolist()}
+            gate_info |= {"calibration_prompts": calib, "calibration_scores": calib_scores.tolist(),
+                          "calibration_seconds": float(calib_scored[:, 1].sum()),
+                          "calibration_model_calls": int(calib_scored[:, 2].sum())}
         flagged = scores > threshold
         gate_info["threshold"] = float(threshold)
     labels, kinds = expected_labels(study, prompts), prompt_memorization(study, prompts)
