@@ -69,7 +69,8 @@ if gate != "none":
                            .items()) + ". Unflagged prompts get the plain generations. Scoring the prompts took "
                f"{rows.groupby('prompt').gate_seconds.first().sum():.1f} s "
                f"({rows.groupby('prompt').gate_model_calls.first().sum()} UNet calls)"
-               + (f", calibrating it {lab.gate['calibration_seconds']:.1f} s" if "calibration_seconds" in lab.gate else "")
+               + (f", calibrating it {lab.gate['calibration_seconds']:.1f} s"
+                  if "calibration_seconds" in lab.gate else "")
                + ".")
 grids, figures = {}, {}
 for prompt in prompts:

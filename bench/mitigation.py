@@ -84,7 +84,8 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
                 "seconds_ratio": applied.seconds.sum() / max(pa.seconds.sum(), 1e-9) if len(applied) else np.nan,
                 "calls_ratio": applied.model_calls.sum() / max(pa.model_calls.sum(), 1) if len(applied) else np.nan,
                 # the gate, scored once per prompt, against the plain generation of every prompt
-                "gate_seconds_ratio": p.gate_seconds.sum() / max(p.seconds.sum(), 1e-9) if "gate_seconds" in p else np.nan,
+                "gate_seconds_ratio": (p.gate_seconds.sum() / max(p.seconds.sum(), 1e-9)
+                                       if "gate_seconds" in p else np.nan),
                 "ordinary_flagged": ordinary.flagged.mean(), "planted_flagged": planted.flagged.mean(),
                 "switched": applied.switched.mean() if "switched" in s else np.nan})
         out.append({"demo": demo, "method": method, **pd.DataFrame(per_seed).median().to_dict()})

@@ -370,8 +370,8 @@ def _mitigate(args) -> int:
     rows = result.rows.replace({np.nan: None}).to_dict("records")
     write_json(args.out / "report.json", {"model": args.model, "n": args.n, "seed": args.seed, "steps": args.steps,
                                           "gate": result.gate, "skipped": result.notes, "rows": rows})
-    shown = result.rows[["prompt", "memorization", "method", "applied", "copy_rate", "median_nn_distance", "utility", "seconds",
-                         "model_calls"]]
+    shown = result.rows[["prompt", "memorization", "method", "applied", "copy_rate", "median_nn_distance", "utility",
+                         "seconds", "model_calls"]]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"wrote {args.out / 'generations.npz'} and {args.out / 'report.json'}")
     if args.sweep:

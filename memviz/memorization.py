@@ -59,7 +59,8 @@ def copy_evidence(model: DiffusionModel, reference: NeighborIndex, cond: Cond = 
                        reference, k, threshold)
 
 
-def evidence_of(out, reference: NeighborIndex, k: int = COPY_NEIGHBORS, threshold: float = COPY_THRESHOLD) -> CopyEvidence:
+def evidence_of(out, reference: NeighborIndex, k: int = COPY_NEIGHBORS,
+                threshold: float = COPY_THRESHOLD) -> CopyEvidence:
     """``CopyEvidence`` of generations already made (a ``SampleOutput``)."""
     nb = reference.nearest(from_unit(out.images), k=k)
     cal = calibrated_l2(nb.distance, n=k)

@@ -122,8 +122,9 @@ def prompt_memorization(study, prompts) -> list[str]:
     from the planted kinds of the training rows whose prompt it is: only OD-Mem rows, "OD-Mem"; only
     DD-Mem rows, "DD-Mem"; DD-Mem rows among unplanted ones, "DD-Mem among ordinary" (a prompt with
     content beyond its copy, as Stable Diffusion's template-memorized prompts); no planted row, "none";
-    any other combination, "mixed"; no row, "unseen". The kind decides which remedies can work: only a prompt whose training rows hold
-    ordinary images besides its copy gives a remedy that keeps following it something else to generate.
+    any other combination, "mixed"; no row, "unseen". The kind decides which remedies can work: only a
+    prompt whose training rows hold ordinary images besides its copy gives a remedy that keeps following
+    it something else to generate.
     Without planted ground truth (real data) every seen prompt is "none"; without training conditions,
     "unknown"."""
     if study.train is None or study.model.conditions_of(study.train) is None:

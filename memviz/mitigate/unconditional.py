@@ -10,7 +10,8 @@ from memviz.mitigate.registry import Mitigated, Mitigation, register
 
 
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
-    return Mitigated(model.sample(n, cond=None, steps=steps, seed=seed), None, {"prompt": "no prompt (the unconditional model)"})
+    out = model.sample(n, cond=None, steps=steps, seed=seed)
+    return Mitigated(out, None, {"prompt": "no prompt (the unconditional model)"})
 
 
 register(Mitigation(

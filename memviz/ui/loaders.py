@@ -166,23 +166,35 @@ def compare_prompts(path: str, prompts: tuple, n: int, steps: int, guidance: flo
         return compare(study, list(prompts), n=n, steps=steps, guidance_scale=guidance, seed=seed)
 
 
+@st.cache_resource(max_entries=16)
+def _lab_memo(path: str, data_path: str | None, n: int, steps: int, seed: int, gate: str) -> dict:
+    """``run_lab``'s memo for these settings, shared by the page's lab run and its sweep (and by other
+    prompt sets): each prompt's gate score and judged plain generation are computed once. Read and
+    written under ``heavy()``."""
+    return {}
+
+
+def _on_study(fn, path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str,
+              data_path: str | None):
+    study = load_study(path, data_path)
+    with heavy():
+        return fn(study, list(prompts), list(methods), n=n, seed=seed, steps=steps, gate=gate,
+                  memo=_lab_memo(path, data_path, n, steps, seed, gate))
+
+
 @st.cache_data(show_spinner="Generating with each remedy and judging the copies…", max_entries=16)
 def mitigate(path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str,
              data_path: str | None = None):
     """``memviz.mitigate.lab.run_lab``, cached per settings so that a rerun is instant."""
     from memviz.mitigate.lab import run_lab
 
-    study = load_study(path, data_path)
-    with heavy():
-        return run_lab(study, list(prompts), list(methods), n=n, seed=seed, steps=steps, gate=gate)
+    return _on_study(run_lab, path, prompts, methods, n, steps, seed, gate, data_path)
 
 
 @st.cache_data(show_spinner="Tracing each remedy's knob (a few minutes)…", max_entries=8)
 def mitigation_sweep(path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str,
                      data_path: str | None = None):
-    """``memviz.mitigate.lab.sweep``, cached per settings."""
+    """``memviz.mitigate.lab.sweep``, cached per settings; it reuses the lab run's plain generations."""
     from memviz.mitigate.lab import sweep
 
-    study = load_study(path, data_path)
-    with heavy():
-        return sweep(study, list(prompts), list(methods), n=n, seed=seed, steps=steps, gate=gate)
+    return _on_study(sweep, path, prompts, methods, n, steps, seed, gate, data_path)
