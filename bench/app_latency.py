@@ -76,7 +76,7 @@ def _steps(page, n: int) -> list[float]:
 def picks_and_export(browser, n_picks: int) -> tuple[dict, list[float]]:
     with serve("bench-warm") as (url, _):
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-        from memviz.study import open_study
+        from memviz.study.core import open_study
 
         analysed = open_study("demo-mnist", n=600).rows                     # training rows, as the page lists them
         page.goto(f"{url}/samples?n=600&row={analysed[0]}")

@@ -125,7 +125,7 @@ async def session(browser, url: str, rows: list[int], start: int, barrier: async
 async def run(n_sessions: int, n_picks: int) -> dict:
     from playwright.async_api import async_playwright
 
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     study = open_study("demo-mnist", n=600)
     analysed = set(int(r) for r in study.rows)

@@ -21,16 +21,16 @@ import numpy as np
 import pandas as pd
 
 from memviz.data import PlantedTruth, training_data
-from memviz.memorization import copy_evidence, reference_statistics
-from memviz.models import DiffusionModel
-from memviz.neighbors import NeighborIndex
+from memviz.model.adapter import DiffusionModel
+from memviz.neighbors.copies import copy_evidence, reference_statistics
+from memviz.neighbors.index import NeighborIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "memviz" / "assets" / "models" / "demo-mnist"))
+    ap.add_argument("--model", default=str(ROOT / "assets" / "models" / "demo-mnist"))
     ap.add_argument("--n", type=int, default=16, help="generations per prompt")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--guidance-scale", type=float)

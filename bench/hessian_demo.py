@@ -29,8 +29,8 @@ from memviz.data.planted import PlantedTruth
 from memviz.detect import DETECTORS
 from memviz.detect.jeon import jeon_score
 from memviz.hessian import default_tau, summarize
-from memviz.models import DiffusionModel
-from memviz.study import open_study
+from memviz.model.adapter import DiffusionModel
+from memviz.study.core import open_study
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = (0.02, 0.05, 0.2)
@@ -72,7 +72,7 @@ def prompt_level(model, n: int) -> tuple[pd.DataFrame, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "memviz" / "assets" / "models" / "demo-mnist"))
+    ap.add_argument("--model", default=str(ROOT / "assets" / "models" / "demo-mnist"))
     ap.add_argument("--n-ordinary", type=int, default=100)
     ap.add_argument("--n", type=int, default=4, help="generations per prompt for Jeon's score")
     ap.add_argument("--json", type=Path)

@@ -24,7 +24,7 @@ import torch
 from diffusers import DDPMScheduler, UNet2DModel
 
 from memviz.hessian import ScoreJacobian, density, spectrum
-from memviz.models import DiffusionModel
+from memviz.model.adapter import DiffusionModel
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 0.05
@@ -121,7 +121,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rows = [exact_row("8x8 random UNet", demo_like(8), args.reps),
-            exact_row("demo-mnist 16x16", DiffusionModel.from_pretrained(ROOT / "memviz/assets/models/demo-mnist"),
+            exact_row("demo-mnist 16x16", DiffusionModel.from_pretrained(ROOT / "assets/models/demo-mnist"),
                       args.reps),
             exact_row("28x28 random UNet", demo_like(28), args.reps)]
     if not args.skip_large:

@@ -2,7 +2,7 @@
 
 Data: ``affine_union`` (Gaussians on random affine subspaces of dimensions 2, 4, 8, 16)
 in R^D for several D. Model LID (FLIPD exact, FLIPD Hutchinson, normal bundle) is taken
-from the *exact* denoiser of that mixture (``memviz.testing.GaussianMixtureDenoiser``),
+from the *exact* denoiser of that mixture (``memviz.model.closed_form.GaussianMixtureDenoiser``),
 so the figures measure the estimators, not a training run. LID* (lPCA, MLE, TwoNN, ESS)
 is taken from the samples. Reports MAE and the concordance index (the fraction of pairs
 of points with different true LID that an estimator orders correctly, as in the FLIPD
@@ -25,8 +25,8 @@ from diffusers import DDPMScheduler
 
 from memviz.data.synthetic import affine_union
 from memviz.lid import data_lid, flipd, normal_bundle
-from memviz.models import DiffusionModel
-from memviz.testing import GaussianMixtureDenoiser
+from memviz.model.adapter import DiffusionModel
+from memviz.model.closed_form import GaussianMixtureDenoiser
 
 
 def concordance_index(truth: np.ndarray, estimate: np.ndarray) -> float:

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from memviz.data import training_data
 from memviz.lid import data_lid, flipd
-from memviz.models import DiffusionModel
+from memviz.model.adapter import DiffusionModel
 
 ROOT = Path(__file__).resolve().parents[1]
 TS = (0.01, 0.05, 0.1, 0.2, 0.5)
@@ -31,7 +31,7 @@ TS = (0.01, 0.05, 0.1, 0.2, 0.5)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "memviz" / "assets" / "models" / "demo-mnist"))
+    ap.add_argument("--model", default=str(ROOT / "assets" / "models" / "demo-mnist"))
     ap.add_argument("--n-ordinary", type=int, default=200)
     ap.add_argument("--probes", type=int, default=8)
     ap.add_argument("--json", type=Path)

@@ -24,8 +24,8 @@ from torch.func import vjp
 
 from memviz.data import mnist5k, training_data
 from memviz.lid import data_lid, flipd, normal_bundle
-from memviz.models import DiffusionModel
-from memviz.neighbors import NeighborIndex
+from memviz.model.adapter import DiffusionModel
+from memviz.neighbors.index import NeighborIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def median_rate(fn, n_items: int, repeats: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(ROOT / "memviz" / "assets" / "models" / "demo-mnist"))
+    ap.add_argument("--model", default=str(ROOT / "assets" / "models" / "demo-mnist"))
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--nb-points", type=int, default=2, help="points for the (slow) normal bundle")
     ap.add_argument("--repeats", type=int, default=3)

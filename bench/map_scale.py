@@ -190,7 +190,7 @@ def main() -> None:
         cells = " ".join(f"{r[k]:>8{f}}" if k in r else f"{'-':>8}" for k, _, f in cols)
         print(f"{r['points']:>10,} {cells}  {r['usable']}" + (f"  ({r['error']})" if "error" in r else ""))
     if any(r.get("workaround") for r in rows):
-        print("(the app read the selection through its own workaround: memviz.figures.selected_indices cannot"
+        print("(the app read the selection through its own workaround: memviz.figures.builders.selected_indices cannot"
               " read customdata rows that come back as dicts)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))

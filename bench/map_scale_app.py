@@ -1,14 +1,14 @@
 """The Manifold page's map on synthetic points, for bench/map_scale.py: ``?n=`` points in 12 blobs,
 coloured by a verdict-like label, with the page's hover values, drawn by the same builder
-(``memviz.figures.map_figure``) and widget (``memviz.ui.widgets.map_select``)."""
+(``memviz.figures.builders.map_figure``) and widget (``memviz.ui.widgets.map_select``)."""
 
 import time
 
 import numpy as np
 import streamlit as st
 
-import memviz.figures as figures
-from memviz.figures import map_figure
+import memviz.figures.builders as figures
+from memviz.figures.builders import map_figure
 from memviz.ui.widgets import map_select, query_value
 
 _library_selected_indices = figures.selected_indices
@@ -54,7 +54,7 @@ def figure(n: int, data=synthetic):
 
 
 def page() -> None:
-    figures.selected_indices = _selected_indices  # map_select imports it from memviz.figures at call time
+    figures.selected_indices = _selected_indices  # map_select imports it from memviz.figures.builders at call time
     n = query_value("n", 5000, int, lo=1, hi=5_000_000)
     fig, built = figure(n, st.cache_data(max_entries=2)(synthetic))  # data cached, as on the page; figure not
     st.caption(f"built in {built:.3f} s")

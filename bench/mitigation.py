@@ -38,7 +38,7 @@ def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, ke
         only: str | None = None, knobs: dict | None = None) -> pd.DataFrame:
     from memviz.mitigate import MITIGATIONS
     from memviz.mitigate.lab import prompt_sets, run_lab
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     study = open_study(demo, n=1)
     planted, ordinary = prompt_sets(study.model)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from memviz.neighbors import NeighborIndex, recall_at_k
+from memviz.neighbors.index import NeighborIndex, recall_at_k
 
 D, K, Q = 784, 50, 200
 
@@ -59,7 +59,7 @@ def blobs(n: int, d: int, centers: int, seed: int) -> np.ndarray:
 
 
 def umap_rows(sizes=(5000, 50000)) -> list[dict]:
-    from memviz.embed import fit_map
+    from memviz.neighbors.embed import fit_map
 
     rows = []
     with tempfile.TemporaryDirectory() as cache:

@@ -41,8 +41,8 @@ def build(device: str, tmp: Path):
     import transformers
     from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
 
-    from memviz.models import DiffusionModel
-    from memviz.testing import char_clip_tokenizer
+    from memviz.model.adapter import DiffusionModel
+    from memviz.model.closed_form import char_clip_tokenizer
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)            # the defaults are SD v1's
@@ -60,10 +60,10 @@ def build(device: str, tmp: Path):
 
 def measure(what: str, device: str, reps: int) -> dict:
     """Seconds (median of ``reps`` after a warm-up) and peak memory of one measurement."""
-    from memviz.autodiff import eps_and_vjp, jvp_from_vjp, math_attention
     from memviz.detect.jeon import jeon_score
     from memviz.detect.wen import wen_score
-    from memviz.sampling import sampling_times
+    from memviz.model.autodiff import eps_and_vjp, jvp_from_vjp, math_attention
+    from memviz.model.sampling import sampling_times
 
     with tempfile.TemporaryDirectory() as tmp:
         model = build(device, Path(tmp))
@@ -106,7 +106,7 @@ def measure(what: str, device: str, reps: int) -> dict:
 def _neighbors(model, x):
     import numpy as np
 
-    from memviz.neighbors import NeighborIndex
+    from memviz.neighbors.index import NeighborIndex
 
     train = np.random.default_rng(0).standard_normal((10_000, 3 * 64 * 64)).astype("float32")  # 10k images at 64x64
     index = NeighborIndex(torch.from_numpy(train))

@@ -1,7 +1,7 @@
 """memviz: find, measure and explain memorization in diffusion models.
 
 The library is pure computation (torch, numpy, diffusers); the Streamlit app in
-``app.py`` and ``app_pages/`` is a thin layer over it, and only ``memviz.ui`` imports
+``app.py`` and ``pages/`` is a thin layer over it, and only ``memviz.ui`` imports
 streamlit.
 
 Example:
@@ -20,7 +20,6 @@ __all__ = ["Study", "open_study"]
 def __getattr__(name: str):
     """``memviz.open_study`` and ``memviz.Study`` without importing torch on ``import memviz``."""
     if name in __all__:
-        from memviz import study
-
+        from memviz.study import core as study
         return getattr(study, name)
     raise AttributeError(f"module 'memviz' has no attribute {name!r}")

@@ -5,7 +5,7 @@ from here, so that a quantity is explained the same way everywhere."""
 from __future__ import annotations
 
 from memviz.lid.verdict import DATA_THRESHOLD, FALSE_POSITIVE_RATE
-from memviz.neighbors import COPY_ALPHA, COPY_NEIGHBORS, COPY_THRESHOLD
+from memviz.neighbors.index import COPY_ALPHA, COPY_NEIGHBORS, COPY_THRESHOLD
 
 FLIPD = ("The model's local intrinsic dimension LID_theta (FLIPD, Kamkari et al. 2024): D + sigma_t^2 "
          "(tr grad s + ||s||^2) at t0, in dimensions. Low: the model has collapsed the neighbourhood (memorized). "

@@ -8,7 +8,7 @@
    folder, timed from a cold start so that its costs are computations; then the app's
    dataset-wide pass (``Study.prepare``: FLIPD grids, LID*, verdicts, the maps).
 2. Copies the artifacts worth shipping into ``<model folder>/store`` (same layout as the cache,
-   read by ``memviz.cache`` behind it). Not shipped: what takes under a second to recompute (the
+   read by ``memviz.io.cache`` behind it). Not shipped: what takes under a second to recompute (the
    neighbour graph, several MB) and the prompt-level scores (the Prompts page and the harness
    compute them; the harness's own speed is what the card measures).
 """
@@ -34,9 +34,9 @@ def main() -> int:
     store = Path(tempfile.mkdtemp(prefix="memviz-ship-"))
     os.environ.update(MEMVIZ_CACHE=str(store), MEMVIZ_SHIPPED="0", HF_HUB_OFFLINE="1")
 
-    from memviz.cli import main as cli
-    from memviz.loading import model_path
-    from memviz.study import open_study
+    from memviz.cli.commands import main as cli
+    from memviz.model.loading import model_path
+    from memviz.study.core import open_study
 
     folder = model_path(args.model)
     start = time.perf_counter()  # the evaluation first, so that every cost it reports is a computation's

@@ -15,8 +15,8 @@ import torch  # noqa: E402
 from diffusers import DDPMScheduler, UNet2DModel  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DEMO_MNIST = ROOT / "memviz" / "assets" / "models" / "demo-mnist"
-DEMO_MNIST_TEXT = ROOT / "memviz" / "assets" / "models" / "demo-mnist-text"
+DEMO_MNIST = ROOT / "assets" / "models" / "demo-mnist"
+DEMO_MNIST_TEXT = ROOT / "assets" / "models" / "demo-mnist-text"
 
 
 def tiny_unet(num_class_embeds: int | None = 4, channels: int = 1, size: int = 8, seed: int = 0) -> UNet2DModel:
@@ -30,7 +30,7 @@ def tiny_unet(num_class_embeds: int | None = 4, channels: int = 1, size: int = 8
 @pytest.fixture
 def make_model():
     """Factory: a DiffusionModel around a tiny random UNet and a real DDPMScheduler."""
-    from memviz.models import DiffusionModel
+    from memviz.model.adapter import DiffusionModel
 
     def make(prediction_type: str = "epsilon", num_class_embeds: int | None = 4, **sched):
         scheduler = DDPMScheduler(prediction_type=prediction_type, **sched)

@@ -24,8 +24,8 @@ def _page(page: str, **query: str) -> AppTest:
     return at
 
 
-@pytest.mark.parametrize("page", ["app_pages/overview.py", "app_pages/prompts.py", "app_pages/manifold.py",
-                                  "app_pages/detection.py"])
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/prompts.py", "pages/manifold.py",
+                                  "pages/detection.py"])
 def test_every_page_renders_on_the_demo(page):
     at = _page(page)
     assert at.title[0].value
@@ -50,7 +50,7 @@ def test_overview_shows_the_planted_sets():
 
 def test_prompts_page_reports_copies_for_a_planted_prompt():
     at = _app().run()
-    at.switch_page("app_pages/prompts.py").run()
+    at.switch_page("pages/prompts.py").run()
     at.multiselect[0].set_value(["memorized-00"]).run()
     assert not at.exception
     copies = at.metric[0].value  # "k / n"
@@ -58,11 +58,11 @@ def test_prompts_page_reports_copies_for_a_planted_prompt():
 
 
 def test_prompts_page_compares_two_prompts_with_every_detector_and_keeps_them_in_the_url():
-    at = _page("app_pages/prompts.py", prompts="3|memorized-05")
+    at = _page("pages/prompts.py", prompts="3|memorized-05")
     assert at.multiselect[0].value == ["3", "memorized-05"]
     scores = at.dataframe[0].value.set_index("prompt")
     from memviz.detect.registry import serving
-    from memviz.models import DiffusionModel
+    from memviz.model.adapter import DiffusionModel
 
     served = {d.name for d in serving(DiffusionModel.from_pretrained("demo-mnist", device="cpu"))}
     assert {"copies", "seed"} | served <= set(scores.columns) and "asthana" in served   # the registry
@@ -82,12 +82,12 @@ def test_a_bad_model_path_is_one_message_not_a_traceback(tmp_path, monkeypatch):
 
 
 def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_url():
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     study = open_study("demo-mnist", n=300)
     rows = study.rows
     outside = next(r for r in range(len(study.train)) if r not in set(rows))
-    at = _page("app_pages/samples.py", n="300", sample="3", t0="0.1")      # an old link: the 4th analysed image
+    at = _page("pages/samples.py", n="300", sample="3", t0="0.1")      # an old link: the 4th analysed image
     assert at.number_input(key="row").value == rows[3]
     assert at.query_params["row"] in ([str(rows[3])], str(rows[3])) and "sample" not in at.query_params
     assert at.select_slider[1].value == 0.1 and "t0 = 0.1" in at.caption[0].value    # t0 from the URL
@@ -120,7 +120,7 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_ur
     assert f"at 0.00 ×{n_dup}," in strip and strip.count("at 0.00") == 1    # its copies: one tile in the strip, not 8
     assert at.query_params["verdict"] in (["DD-Mem"], "DD-Mem") and at.query_params["sort"] in (
         ["minus_copies"], "minus_copies")                                   # the filters travel with the link
-    again = _page("app_pages/samples.py", **{k: at.query_params[k] for k in ("n", "row", "verdict", "sort")})
+    again = _page("pages/samples.py", **{k: at.query_params[k] for k in ("n", "row", "verdict", "sort")})
     assert again.selectbox[1].value == "DD-Mem" and again.selectbox[0].value.startswith("copies")
     assert again.number_input(key="row").value == dup
     verdict = at.subheader[0].value.split("-badge[")[1].split("]")[0]   # the verdict's badge; in words it agrees
@@ -129,7 +129,7 @@ def test_samples_page_shows_the_four_panels_and_keeps_the_training_row_in_the_ur
 
 
 def test_detection_page_draws_roc_curves_from_the_bundled_evaluation():
-    at = _page("app_pages/detection.py", level="prompt")
+    at = _page("pages/detection.py", level="prompt")
     assert len(at.get("plotly_chart")) == 2                                   # AUROC against seconds; ROC curves
     table = at.dataframe[0].value
     assert set(table.level) == {"prompt"} and list(dict.fromkeys(table.detector)) == [
@@ -173,7 +173,7 @@ def test_a_stable_diffusion_folder_with_own_data_compares_free_text_prompts(tmp_
     at.sidebar.text_input(key="model_path").input(str(pipe)).run()
     at.sidebar.text_input(key="data_path").input(str(tmp_path / "own.npz")).run()
     assert not at.exception and not at.error
-    at.switch_page("app_pages/prompts.py").run()
+    at.switch_page("pages/prompts.py").run()
     at.text_area[0].input("a red door\nthe blue sky").run()
     at.slider[0].set_value(2).run()                                        # two generations per prompt
     at.slider[1].set_value(5).run()                                        # five steps
@@ -185,9 +185,9 @@ def test_a_stable_diffusion_folder_with_own_data_compares_free_text_prompts(tmp_
     assert at.query_params["prompts"] in (["a red door|the blue sky"], "a red door|the blue sky")
 
 
-@pytest.mark.skipif(not (ROOT / "memviz" / "assets" / "models" / "demo-mnist-text").exists(), reason="no text demo")
+@pytest.mark.skipif(not (ROOT / "assets" / "models" / "demo-mnist-text").exists(), reason="no text demo")
 def test_text_demo_prompts_page_takes_free_text_from_the_url():
-    at = _page("app_pages/prompts.py", model="demo-mnist-text",
+    at = _page("pages/prompts.py", model="demo-mnist-text",
                prompts="watercolor of a lighthouse on a stormy coast|nine scribbled on paper")
     assert at.text_area[0].value.splitlines() == ["watercolor of a lighthouse on a stormy coast",
                                                   "nine scribbled on paper"]
@@ -198,7 +198,7 @@ def test_text_demo_prompts_page_takes_free_text_from_the_url():
 
 
 def test_mitigation_page_shows_plain_and_mitigated_generations_and_the_pareto_plot():
-    at = _page("app_pages/mitigation.py", prompts="memorized-00|3")
+    at = _page("pages/mitigation.py", prompts="memorized-00|3")
     assert at.multiselect[0].value == ["memorized-00", "3"]
     rows = at.dataframe[0].value
     assert {"none", "guidance-schedule", "initial-noise"} <= set(rows.method)             # the registry
@@ -214,7 +214,7 @@ def test_mitigation_page_shows_plain_and_mitigated_generations_and_the_pareto_pl
 
 
 def test_mitigation_page_reads_its_settings_from_the_link_and_sweeps_a_knob_on_request():
-    at = _page("app_pages/mitigation.py", prompts="memorized-00|3", methods="guidance-schedule|nonsense", n="2",
+    at = _page("pages/mitigation.py", prompts="memorized-00|3", methods="guidance-schedule|nonsense", n="2",
                steps="10", gate="none")
     assert at.multiselect[1].value == ["guidance-schedule"] and [s.value for s in at.slider] == [2, 10]
     assert [b.value for b in at.selectbox if b.label == "Gate"] == ["none"]

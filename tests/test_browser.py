@@ -128,7 +128,7 @@ def test_every_page_at_a_laptop_and_a_desktop_width(server, browser):
     """Screenshots of every page at 1280 and 1920 px (test-artifacts/<page>-<width>.png), a window tall
     enough for the whole page (Streamlit scrolls inside it, so a full-page shot would not); each fails
     on an exception box, an empty figure, overlapping labels or an image that did not load."""
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     url, log = server
     sel = ",".join(map(str, open_study("demo-mnist", n=300).rows[:2]))    # two analysed rows, ringed and shown
@@ -270,3 +270,23 @@ def test_the_server_listens_on_loopback_only(server):
     with pytest.raises(OSError):
         socket.create_connection((address, port), timeout=3).close()
     assert "Network URL" not in log.read_text()
+
+
+TITLES = {"overview": "memviz", "samples": "Samples", "prompts": "Prompts", "manifold": "Manifold",
+          "detection": "Detection", "mitigation": "Mitigation"}
+
+
+@pytest.mark.parametrize("name", list(TITLES))
+def test_a_deep_link_to_a_fresh_server_shows_the_page_inside_the_app(browser, name):
+    """Before any session has called st.navigation, Streamlit runs pages/<name>.py on its own for /<name>;
+    the page's frame() puts the app's navigation around it (every page listed, titled as app.py names them)."""
+    with serve(f"deep-{name}") as (url, _):
+        page = browser.new_page()
+        page.goto(f"{url}/{'' if name == 'overview' else name}")
+        nav = page.get_by_test_id("stSidebarNav")
+        for title in ("Overview", "Samples", "Prompts", "Manifold", "Detection", "Mitigation"):
+            nav.get_by_text(title, exact=True).wait_for(timeout=60_000)
+        page.locator("h1", has_text=TITLES[name]).first.wait_for(timeout=120_000)
+        assert nav.get_by_text("app", exact=True).count() == 0 and nav.get_by_text(name, exact=True).count() == 0
+        assert page.url.rstrip("/") == f"{url}/{'' if name == 'overview' else name}".rstrip("/")
+        page.close()

@@ -179,7 +179,7 @@ def test_npz_loading_and_errors(tmp_path):
 def test_atomic_writes_get_a_normal_file_mode(tmp_path):
     import os
 
-    from memviz._io import write_json
+    from memviz.io.files import write_json
 
     write_json(tmp_path / "a.json", {"x": 1})
     mask = os.umask(0)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from memviz.data import PlantedTruth, training_data
-from memviz.memorization import copy_evidence
-from memviz.models import DiffusionModel
-from memviz.neighbors import NeighborIndex
+from memviz.model.adapter import DiffusionModel
+from memviz.neighbors.copies import copy_evidence
+from memviz.neighbors.index import NeighborIndex
 from tests.conftest import DEMO_MNIST
 
 pytestmark = pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")

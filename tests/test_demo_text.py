@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from memviz.data import PlantedTruth, training_data
-from memviz.memorization import copy_evidence
-from memviz.models import DiffusionModel
-from memviz.neighbors import NeighborIndex
+from memviz.model.adapter import DiffusionModel
+from memviz.neighbors.copies import copy_evidence
+from memviz.neighbors.index import NeighborIndex
 from tests.conftest import DEMO_MNIST_TEXT
 
 pytestmark = pytest.mark.skipif(not DEMO_MNIST_TEXT.exists(), reason="demo-mnist-text is not bundled")
@@ -23,7 +23,7 @@ def demo():
 
 def test_loads_offline_with_minilm_and_follows_free_text(demo):
     """A caption never seen in training draws its digit: the nearest training images are 7s."""
-    from memviz.text import TokenEmbeddings
+    from memviz.model.text import TokenEmbeddings
 
     model, train, unique, index, _ = demo
     assert model.is_text_conditional and isinstance(model.text_encoder, TokenEmbeddings)

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from memviz.detect import DETECTORS, auroc, detectors, prompt_scores, tpr_at_fpr, wen_score
-from memviz.neighbors import NeighborIndex
-from memviz.testing import class_gaussian_model
+from memviz.model.closed_form import class_gaussian_model
+from memviz.neighbors.index import NeighborIndex
 
 SHAPE = (1, 8, 8)
 
@@ -56,7 +56,7 @@ def test_prompt_scores_on_a_tiny_random_model(make_model):
 
 
 def test_sample_level_detectors_on_demo_toy():
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     study = open_study("demo-toy", n=None)
     kind = study.kind(study.rows)
@@ -72,7 +72,7 @@ def test_sample_level_detectors_on_demo_toy():
 def test_every_detector_declares_itself_and_the_cli_lists_them(capsys):
     import json
 
-    from memviz.cli import main
+    from memviz.cli.commands import main
 
     assert main(["detectors", "--json", "--model", "demo-mnist"]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -119,7 +119,7 @@ def test_wen_from_the_sampler_equals_wen_at_the_trajectory(make_model):
 def test_eval_detection_writes_the_rows(tmp_path):
     import json
 
-    from memviz.cli import main
+    from memviz.cli.commands import main
     from memviz.detect import KEYS
 
     out = tmp_path / "eval.json"

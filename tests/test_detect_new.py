@@ -7,7 +7,7 @@ import torch
 
 from memviz.detect import DETECTORS
 from memviz.detect.registry import serving
-from memviz.neighbors import NeighborIndex
+from memviz.neighbors.index import NeighborIndex
 
 SHAPE = (3, 4, 4)  # three channels: the anisotropy cosine is taken over channels, per pixel
 
@@ -17,8 +17,8 @@ def planted_gaussians():
     "memorized" is a near point mass N(mu, 1e-4 I), a planted copy. Returns (model, score)."""
     from diffusers import DDPMScheduler
 
-    from memviz.models import DiffusionModel
-    from memviz.testing import ClassGaussianDenoiser
+    from memviz.model.adapter import DiffusionModel
+    from memviz.model.closed_form import ClassGaussianDenoiser
 
     D = int(np.prod(SHAPE))
     eye = torch.eye(D, dtype=torch.float64)
@@ -39,7 +39,7 @@ def planted_gaussians():
 def test_anisotropy_is_the_closed_form_and_ranks_the_planted_prompt_first():
     from memviz.detect.asthana import cos_part, norm_part, weights
     from memviz.detect.prompts import Noise
-    from memviz.sampling import sampling_times
+    from memviz.model.sampling import sampling_times
 
     model, score = planted_gaussians()
     x_T = torch.randn(6, *SHAPE, generator=torch.Generator().manual_seed(0))
@@ -86,10 +86,10 @@ def test_bright_ending_mask_and_masked_norm():
     """On demo-mnist-text: recording the attention leaves the outputs unchanged; its probabilities sum
     to 1 over tokens; with a uniform mask the masked norm is Wen's; a planted caption scores above
     an ordinary one."""
-    from memviz.attention import capture_cross_attention, end_token_map
     from memviz.detect.bright_ending import masked_norm, pixel_mask
     from memviz.detect.prompts import score_generations
-    from memviz.models import DiffusionModel
+    from memviz.model.adapter import DiffusionModel
+    from memviz.model.attention import capture_cross_attention, end_token_map
 
     model = DiffusionModel.from_pretrained("demo-mnist-text", device="cpu")
     x = torch.randn(2, *model.sample_shape, generator=torch.Generator().manual_seed(0))
@@ -115,8 +115,8 @@ def test_bright_ending_mask_and_masked_norm():
 
 
 def test_a_detector_the_model_cannot_serve_gets_one_sentence(capsys):
-    from memviz.cli import main
-    from memviz.models import DiffusionModel
+    from memviz.cli.commands import main
+    from memviz.model.adapter import DiffusionModel
 
     assert main(["eval-detection", "--model", "demo-mnist", "--detectors", "bright-ending"]) == 2
     err = capsys.readouterr().err

@@ -11,8 +11,7 @@ from tests.test_neighbors import blobs
 def test_map_keeps_clusters_places_copies_next_to_originals_and_is_cached(tmp_path, monkeypatch):
     import umap
 
-    from memviz import embed as embed_mod
-
+    from memviz.neighbors import embed as embed_mod
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
     x = blobs(600, 16, centers=3, seed=1)
     out = embed_mod.embed(x, x[:5] + 0.01, n_neighbors=10)
@@ -36,14 +35,14 @@ def _clusters(x):
 
 
 def test_bad_map_arguments():
-    from memviz.embed import fit_map
+    from memviz.neighbors.embed import fit_map
 
     with pytest.raises(ValueError, match="n_neighbors"):
         fit_map(blobs(20, 4), n_neighbors=30)
 
 
 def test_feature_spaces(make_model):
-    from memviz.features import features
+    from memviz.neighbors.features import features
 
     model = make_model(num_class_embeds=None)
     images = torch.rand(6, 1, 8, 8) * 2 - 1

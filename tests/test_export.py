@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memviz import export
-from memviz.figures import spectrum_figure
+from memviz.figures import export
+from memviz.figures.builders import spectrum_figure
 
 FIG = spectrum_figure({"a": np.linspace(-30, 2, 64)}, tau=16.0)
 needs_browser = pytest.mark.skipif(export.browser_path() is None, reason="no Chrome/Chromium: .ci/run installs one")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from memviz.figures import flipd_curve_figure, map_figure, roc_figure, selected_indices
+from memviz.figures.builders import flipd_curve_figure, map_figure, roc_figure, selected_indices
 
 
 def test_flipd_curve_figure_marks_t0_and_lid_star():
@@ -30,7 +30,7 @@ def test_map_figure_carries_global_indices_across_traces():
 
 
 def test_map_figure_draws_one_trace_per_label_with_the_verdicts_own_colours():
-    from memviz.figures import VERDICT_COLOURS
+    from memviz.figures.builders import VERDICT_COLOURS
 
     xy = np.random.default_rng(0).random((6, 2))
     verdicts = np.array(["DD-Mem", "not memorized", "OD-Mem", "not memorized", "zzz", "DD-Mem"], dtype=object)
@@ -59,7 +59,7 @@ def test_roc_figure():
 def test_cost_figure_puts_each_detector_at_its_cost_on_a_readable_log_axis():
     import pandas as pd
 
-    from memviz.figures import cost_figure
+    from memviz.figures.builders import cost_figure
 
     rows = pd.DataFrame({"detector": ["cheap", "dear"], "setting": ["", ""], "auroc": [0.9, 1.0],
                          "auroc_low": [0.8, 0.7], "auroc_high": [1.0, 1.0], "seconds_per_query": [0.003, 0.6],
@@ -73,7 +73,7 @@ def test_cost_figure_puts_each_detector_at_its_cost_on_a_readable_log_axis():
 def test_pareto_figure_joins_a_sweeps_settings_and_marks_the_front():
     import pandas as pd
 
-    from memviz.figures import pareto_figure
+    from memviz.figures.builders import pareto_figure
 
     sweep = pd.DataFrame({"method": ["none", "a", "a", "a", "b"], "knob": [None, 0.5, 0.1, 0.9, 2.0],
                           "copy_rate": [1.0, 0.5, 0.9, 0.1, 0.6], "utility": [1.0, 0.8, 0.95, 0.4, 0.7],
@@ -90,7 +90,7 @@ def test_pareto_figure_joins_a_sweeps_settings_and_marks_the_front():
 
 
 def test_attribution_figure_shows_shares_in_prompt_order_with_the_dropped_words_red():
-    from memviz.figures import attribution_figure
+    from memviz.figures.builders import attribution_figure
 
     fig = attribution_figure([("the", 1.0), ("mayor", 6.0), ("the", 1.0), ("festival", 2.0)], dropped_at=[1, 2])
     bar = fig.data[0]

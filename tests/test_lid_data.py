@@ -7,7 +7,7 @@ import torch
 
 from memviz.data.synthetic import affine_union
 from memviz.lid import calibrate_threshold, data_lid, mmh_verdict
-from memviz.neighbors import NeighborIndex
+from memviz.neighbors.index import NeighborIndex
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from memviz.lid import flipd, flipd_curve, knee_index, normal_bundle
-from memviz.models import DiffusionModel
-from memviz.testing import GaussianDenoiser, gaussian_flipd, subspace_gaussian
+from memviz.model.adapter import DiffusionModel
+from memviz.model.closed_form import GaussianDenoiser, gaussian_flipd, subspace_gaussian
 
 
 def gaussian_model(D: int, d: int, seed: int = 0):
@@ -112,7 +112,7 @@ def test_flipd_runs_through_a_real_unet(make_model):
 
 def test_mixture_of_subspaces_gives_each_component_its_dimension():
     from memviz.data.synthetic import affine_union
-    from memviz.testing import GaussianMixtureDenoiser
+    from memviz.model.closed_form import GaussianMixtureDenoiser
 
     data = affine_union(dims=(2, 5), side=4, n_per=3, seed=0)
     covs = torch.as_tensor(data.meta["covs"]) + 1e-6 * torch.eye(16, dtype=torch.float64)
@@ -129,7 +129,7 @@ def test_trained_toy_model_gives_the_known_dimensions():
 
     from tests.conftest import ROOT
 
-    model = DiffusionModel.from_pretrained(ROOT / "memviz" / "assets" / "models" / "demo-toy")
+    model = DiffusionModel.from_pretrained(ROOT / "assets" / "models" / "demo-toy")
     arcs = torch.tensor([[0.8 * np.cos(a), 0.8 * np.sin(a)] for a in (0, 2 * np.pi / 3, 4 * np.pi / 3)])
     pts = torch.cat([arcs, torch.zeros(1, 2)]).float().view(4, 2, 1, 1)
     lid = flipd(model, pts, t0=0.02, trace="exact")

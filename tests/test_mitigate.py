@@ -10,8 +10,8 @@ import torch
 from diffusers import DDPMScheduler
 
 from memviz.mitigate import MITIGATIONS, mitigations
-from memviz.models import DiffusionModel
-from memviz.testing import GaussianDenoiser, GaussianMixtureDenoiser
+from memviz.model.adapter import DiffusionModel
+from memviz.model.closed_form import GaussianDenoiser, GaussianMixtureDenoiser
 from tests.conftest import DEMO_MNIST, DEMO_MNIST_TEXT
 
 POINT = torch.full((4,), 0.6)  # the planted training image (D = 4)
@@ -154,7 +154,7 @@ def test_seeds_reproduce():
 
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
 def test_the_cli_writes_every_prompt_and_method_with_the_gates_decision(tmp_path, capsys):
-    from memviz.cli import main
+    from memviz.cli.commands import main
 
     out = tmp_path / "lab"
     args = ["mitigate", "--model", "demo-mnist", "--prompts", "3", "memorized-00", "--methods", "all", "--n", "3",
@@ -219,7 +219,7 @@ def test_embedding_opt_lowers_the_first_steps_cfg_norm_to_its_target(name, promp
 @pytest.mark.slow  # six lab runs
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
 def test_the_sweep_traces_a_knob_and_marks_the_pareto_front(tmp_path):
-    from memviz.cli import main
+    from memviz.cli.commands import main
 
     assert main(["mitigate", "--model", "demo-mnist", "--prompts", "memorized-00", "3", "--methods",
                  "guidance-schedule", "--n", "2", "--steps", "6", "--gate", "none", "--sweep", "--out", str(tmp_path)]) == 0
@@ -245,7 +245,7 @@ def test_utility_labels_and_the_gates_calibration_leave_planted_prompts_out():
     from memviz.data.captions import ordinary_captions, planted_prompts
     from memviz.mitigate.lab import calibration_prompts
     from memviz.mitigate.utility import expected_labels
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     study = open_study("demo-mnist", n=1)
     assert expected_labels(study, ["3", "memorized-00"]) == [3, None]
@@ -280,7 +280,7 @@ def test_prompt_edit_attributes_the_cfg_norm_to_the_one_word_it_depends_on():
     from diffusers import UNet2DConditionModel
 
     from memviz.mitigate.prompt_edit import drop_words, token_attribution
-    from memviz.text import minilm
+    from memviz.model.text import minilm
 
     _, tok = minilm(16)
     pieces = tok("memorization", add_special_tokens=False).input_ids
@@ -317,7 +317,7 @@ def test_prompt_edit_drops_content_words_of_a_planted_caption_reproducibly():
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
 def test_a_shared_memo_judges_the_plain_generation_and_the_gate_once():
     from memviz.mitigate.lab import run_lab
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     study = open_study("demo-mnist", n=1)
     memo = {}
@@ -335,7 +335,7 @@ def test_own_copies_are_copies_of_the_prompts_own_training_images():
     """A planted prompt copies its own image every time; the unconditional model does not, and whatever
     copies it makes are of other training images (own_copy_rate 0, whatever copy_rate says)."""
     from memviz.mitigate.lab import reference_conditions, run_lab
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     study = open_study("demo-mnist", n=1)
     conds = reference_conditions(study)
@@ -348,7 +348,7 @@ def test_own_copies_are_copies_of_the_prompts_own_training_images():
 @pytest.mark.skipif(not DEMO_MNIST_TEXT.exists(), reason="demo-mnist-text is not bundled")
 def test_each_prompt_is_named_by_the_memorization_its_training_rows_plant():
     from memviz.mitigate.lab import prompt_memorization
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     study = open_study("demo-mnist-text", n=1)
     table = study.model.meta["captions"]

@@ -6,8 +6,8 @@ import pytest
 import torch
 from diffusers import DDPMPipeline, DDPMScheduler
 
-from memviz.models import DiffusionModel
-from memviz.testing import GaussianDenoiser, subspace_gaussian
+from memviz.model.adapter import DiffusionModel
+from memviz.model.closed_form import GaussianDenoiser, subspace_gaussian
 
 
 @pytest.mark.parametrize("beta_schedule", ["linear", "squaredcos_cap_v2", "scaled_linear"])
@@ -195,7 +195,7 @@ def test_a_lazy_model_is_the_same_model_built_on_first_use(name, cond):
     artifacts) comes from the files; the UNet is built at the first model call, and then agrees."""
     import sys
 
-    from memviz.cache import model_fingerprint
+    from memviz.io.cache import model_fingerprint
 
     lazy, eager = DiffusionModel.from_pretrained(name, lazy=True), DiffusionModel.from_pretrained(name)
     for what in ("sample_shape", "dim", "is_text_conditional", "is_class_conditional", "class_names", "guidance_scale"):
@@ -203,7 +203,7 @@ def test_a_lazy_model_is_the_same_model_built_on_first_use(name, cond):
     assert model_fingerprint(lazy) == model_fingerprint(eager) and hasattr(lazy._unet, "load")   # not built yet
     import subprocess
 
-    code = (f"import sys; from memviz.models import DiffusionModel; from memviz.cache import model_fingerprint; "
+    code = (f"import sys; from memviz.model.adapter import DiffusionModel; from memviz.io.cache import model_fingerprint; "
             f"m = DiffusionModel.from_pretrained({name!r}, lazy=True); model_fingerprint(m); m.class_names; "
             "print('diffusers.models.unets' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
@@ -229,7 +229,7 @@ def test_missing_and_non_folder_paths(tmp_path):
 
 
 def test_the_sampler_starts_from_given_noise_and_shows_every_step(make_model):
-    from memviz.sampling import Step
+    from memviz.model.sampling import Step
 
     model = make_model()
     out = model.sample(3, cond=1, steps=4, seed=2)
@@ -265,7 +265,7 @@ def test_schedulers_are_built_as_diffusers_builds_them_without_importing_every_s
     """The same config (so the same fingerprint, the key of every stored artifact) as from_config."""
     from diffusers import DDIMScheduler
 
-    from memviz.loading import _scheduler_from_config
+    from memviz.model.loading import _scheduler_from_config
 
     DDIMScheduler(beta_schedule="scaled_linear", prediction_type="v_prediction").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "scheduler_config.json").read_text()) | {"a_compatible_class_key": 3}

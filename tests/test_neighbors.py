@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from memviz.neighbors import NeighborIndex, calibrated_l2
+from memviz.neighbors.index import NeighborIndex, calibrated_l2
 
 
 def test_exact_duplicates_are_found_at_distance_zero():
@@ -53,7 +53,7 @@ def blobs(n=2000, d=32, centers=20, seed=0):
 
 
 def test_ivf_recall_against_exact_is_measured():
-    from memviz.neighbors import recall_at_k
+    from memviz.neighbors.index import recall_at_k
 
     x = blobs()
     q = x[:100] + 0.05
@@ -67,7 +67,7 @@ def test_ivf_recall_against_exact_is_measured():
 
 
 def test_copy_scores_by_hand():
-    from memviz.neighbors import copy_scores
+    from memviz.neighbors.index import copy_scores
 
     s = copy_scores(np.array([[1.0, 5.0, 5.0, 9.0], [0.0, 0.0, 1.0, 1.0], [3.0, 3.0, 3.0, 3.0]]), threshold=0.5, n=4)
     assert s.nearest.tolist() == [1.0, 0.0, 3.0]
@@ -77,8 +77,7 @@ def test_copy_scores_by_hand():
 
 
 def test_neighbor_graph_leaves_each_point_out_and_keeps_duplicates(tmp_path, monkeypatch):
-    from memviz import neighbors
-
+    from memviz.neighbors import index as neighbors
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
     x = np.r_[blobs(200, 8), blobs(1, 8, seed=5).repeat(3, 0)]   # the last three rows are one point, thrice
     g = neighbors.neighbor_graph(x, k=5)
@@ -94,7 +93,7 @@ def test_neighbor_graph_leaves_each_point_out_and_keeps_duplicates(tmp_path, mon
 
 def test_lid_star_from_the_shared_graph_equals_its_own_search():
     from memviz.lid import data_lid
-    from memviz.neighbors import neighbor_graph
+    from memviz.neighbors.index import neighbor_graph
 
     x = blobs(300, 8)
     g = neighbor_graph(x, k=30, cache=False)

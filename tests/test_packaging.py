@@ -5,12 +5,21 @@ The environment sees this machine's packages (``--system-site-packages``) and th
 ``--no-deps``, so that the test builds and installs memviz itself without downloading torch again;
 that the dependencies are declared is checked against pyproject.toml."""
 
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 
 import tomllib
 
 from tests.conftest import ROOT
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_an_installed_memviz_finds_its_demos_from_anywhere(tmp_path):
@@ -29,6 +38,26 @@ def test_an_installed_memviz_finds_its_demos_from_anywhere(tmp_path):
     assert run.returncode == 0, run.stderr
     where, n, folder = run.stdout.split()
     assert where.startswith(str(venv)) and n == "600" and folder.startswith(str(venv))   # the installed copy
+    code = "from memviz.ui.nav import app_root; r = app_root(); print(r); print((r / 'pages' / 'samples.py').is_file())"
+    run = subprocess.run([str(py), "-c", code], cwd=elsewhere, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    root, has_pages = run.stdout.split()
+    assert root.startswith(str(venv)) and has_pages == "True"                               # the app travels too
+    port = _free_port()
+    app = subprocess.Popen([str(memviz), "app", "--server.port", str(port)], cwd=elsewhere,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(120):
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("memviz app did not start from the installed copy")
+    finally:
+        app.terminate()
+        app.wait(10)
 
 
 def test_pyproject_lists_every_runtime_dependency():

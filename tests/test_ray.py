@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'memviz[ra
 
 def _cli(*args, cache: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "MEMVIZ_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
-    return subprocess.run([sys.executable, "-m", "memviz.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "memviz.cli.commands", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
 
 
@@ -55,7 +55,7 @@ def test_the_ray_engine_gives_the_local_table_and_a_rerun_reuses_it(tmp_path, lo
 def test_a_rerun_after_a_killed_driver_resumes_from_the_finished_batches(tmp_path, local_table):
     cache = tmp_path / "cache"
     env = {**os.environ, "MEMVIZ_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
-    args = [sys.executable, "-m", "memviz.cli", "compute", "lid", "--model", "demo-toy", "--engine", "ray",
+    args = [sys.executable, "-m", "memviz.cli.commands", "compute", "lid", "--model", "demo-toy", "--engine", "ray",
             "--batch-size", "16", "--out", str(tmp_path / "t.parquet")]
     driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
@@ -90,8 +90,8 @@ def _map_workers() -> list[int]:
 
 
 def test_a_killed_worker_is_retried_and_no_row_is_lost(tmp_path, monkeypatch, local_table):
-    from memviz.ray_runner import RayRunner
-    from memviz.study import open_study
+    from memviz.runner.ray_runner import RayRunner
+    from memviz.study.core import open_study
 
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -121,7 +121,7 @@ def test_a_killed_worker_is_retried_and_no_row_is_lost(tmp_path, monkeypatch, lo
 
 
 def test_without_ray_or_with_an_unreachable_address_one_sentence_in_seconds(tmp_path, monkeypatch, capsys):
-    from memviz.cli import main
+    from memviz.cli.commands import main
 
     start = time.perf_counter()
     out = _cli("compute", "lid", "--model", "demo-toy", "--engine", "ray", "--address", "127.0.0.1:9",
@@ -149,7 +149,7 @@ class RebuildingRunner:
 def test_tasks_rebuild_the_same_batch_functions(tmp_path, monkeypatch):
     """What a worker builds from a StudyTask or a PromptTask computes what this process computes."""
     from memviz.detect.prompts import prompt_scores
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "a"))
     monkeypatch.setenv("MEMVIZ_SHIPPED", "0")                             # computed, not read from the demo's store

@@ -5,8 +5,8 @@ gets one sentence."""
 import numpy as np
 import pytest
 
-from memviz.cache import RowStore
-from memviz.runner import run
+from memviz.io.cache import RowStore
+from memviz.runner.local import run
 
 
 def _square(calls):
@@ -52,8 +52,8 @@ def test_a_batch_function_must_return_one_row_per_id():
 
 
 def test_shipped_stores_are_read_behind_the_cache_and_never_trusted_blindly(tmp_path, monkeypatch):
-    from memviz import cache
-    from memviz._io import save_npz
+    from memviz.io import cache
+    from memviz.io.files import save_npz
 
     monkeypatch.setattr(cache, "SHIPPED", tmp_path / "models")
     shipped = tmp_path / "models" / "demo" / "store"
@@ -78,7 +78,7 @@ def test_shipped_stores_are_read_behind_the_cache_and_never_trusted_blindly(tmp_
 
 
 def test_a_bundled_demo_opens_from_its_shipped_store_without_calling_the_model():
-    from memviz.study import open_study
+    from memviz.study.core import open_study
 
     study = open_study("demo-mnist")
     study.model.unet_calls = 0

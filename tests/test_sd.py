@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from memviz.models import DiffusionModel
-from memviz.sampling import make_scheduler
-from memviz.testing import char_clip_tokenizer
+from memviz.model.adapter import DiffusionModel
+from memviz.model.closed_form import char_clip_tokenizer
+from memviz.model.sampling import make_scheduler
 
 transformers = pytest.importorskip("transformers")
 
@@ -99,8 +99,8 @@ def test_flipd_and_the_spectrum_run_in_latent_space(sd, train_images):
 def test_every_detector_and_a_two_prompt_comparison(sd, train_images):
     from memviz.data.base import ImageDataset
     from memviz.detect.prompts import prompt_scores
-    from memviz.study import open_study
-    from memviz.views import compare_prompts
+    from memviz.study.core import open_study
+    from memviz.study.views import compare_prompts
 
     study = open_study(sd, ImageDataset("pixels", train_images))
     index = study.reference                                               # pixel-space neighbours
@@ -121,7 +121,7 @@ def test_every_detector_and_a_two_prompt_comparison(sd, train_images):
 def test_half_precision_only_where_no_gradient_flows(sd):
     """On CUDA the UNet samples in float16; autograd paths (vjps) stay float32. Checked on the
     CPU by asking for it: the no-grad output is close to float32 and the vjp is unchanged."""
-    from memviz.autodiff import eps_and_vjp
+    from memviz.model.autodiff import eps_and_vjp
 
     y = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -162,8 +162,8 @@ def test_a_study_and_a_sample_view_in_latent_space(sd, train_images, monkeypatch
     """The Study on a latent model: pixel images in, estimates on their latents (cached
     encodings), pixels out for display; conditional curves under each image's caption."""
     from memviz.data.base import ImageDataset
-    from memviz.study import open_study
-    from memviz.views import sample_view
+    from memviz.study.core import open_study
+    from memviz.study.views import sample_view
 
     data = ImageDataset("pixels", train_images, captions=[PROMPTS[i % 2] for i in range(len(train_images))])
     study = open_study(sd, data, n=None)
@@ -174,7 +174,7 @@ def test_a_study_and_a_sample_view_in_latent_space(sd, train_images, monkeypatch
     v = sample_view(study, 3)
     assert v.image.shape == (3, 16, 16) and v.neighbor_images.shape[1:] == (3, 16, 16)
     assert set(v.curves) == {"uncond", "cond"} and v.eigenvalues.shape == (256,) and v.spectrum_note is None
-    monkeypatch.setattr("memviz.autodiff.DENSE_MAX_DIM", 100)       # as D = 16,384 on a CPU: no spectrum on pick
+    monkeypatch.setattr("memviz.model.autodiff.DENSE_MAX_DIM", 100)       # as D = 16,384 on a CPU: no spectrum on pick
     monkeypatch.setattr(study, "spectra", lambda *a, **k: pytest.fail("hours on a CPU"))
     far = sample_view(study, 4)
     assert far.eigenvalues.shape == (0,) and "GPU" in far.spectrum_note

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from memviz.data.base import ImageDataset
-from memviz.study import Study, analysed_rows, open_study
+from memviz.study.core import Study, analysed_rows, open_study
 
 
 def _forbid(model):
@@ -20,7 +20,7 @@ def _forbid(model):
 def tiny():
     from diffusers import DDPMScheduler
 
-    from memviz.models import DiffusionModel
+    from memviz.model.adapter import DiffusionModel
     from tests.conftest import tiny_unet
 
     g = torch.Generator().manual_seed(0)
@@ -93,7 +93,7 @@ def test_a_row_keeps_its_values_in_every_batch(tiny):
 
 
 def test_rows_are_the_identity_and_any_row_has_a_view(tiny):
-    from memviz.views import sample_view
+    from memviz.study.views import sample_view
 
     study = tiny().prepare()
     v = sample_view(study, 33, 0.05, k=5)                    # a stored copy, not analysed (row 30 stands for it)
@@ -123,7 +123,7 @@ def test_the_selection_rule_puts_planted_rows_first():
 def test_cli_spectra_fill_the_store_a_study_reads(tmp_path, capsys):
     """`memviz compute spectra` then a Study (and the Samples panel) read the same per-image
     spectra; the model is never called again."""
-    from memviz.cli import main
+    from memviz.cli.commands import main
 
     assert main(["compute", "spectra", "--model", "demo-toy", "--n", "30", "--out", str(tmp_path / "s.csv")]) == 0
     assert "tau" in capsys.readouterr().out
@@ -143,7 +143,7 @@ def test_cli_spectra_fill_the_store_a_study_reads(tmp_path, capsys):
 def test_cli_compute_lid_on_the_toy(tmp_path, capsys):
     import pandas as pd
 
-    from memviz.cli import main
+    from memviz.cli.commands import main
 
     out = tmp_path / "lid.csv"
     assert main(["compute", "lid", "--model", "demo-toy", "--t0", "0.02", "--trace", "exact", "--methods", "mle",
@@ -159,7 +159,7 @@ def test_cli_compute_lid_on_the_toy(tmp_path, capsys):
 
 def test_the_verdict_of_a_row_is_the_same_in_the_overview_the_samples_panel_and_eval_detection():
     from memviz.detect import eval_detection
-    from memviz.views import sample_view
+    from memviz.study.views import sample_view
 
     overview = open_study("demo-mnist", n=40)
     table = overview.table(0.05)

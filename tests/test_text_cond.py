@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import torch
 from diffusers import DDPMScheduler, UNet2DConditionModel
 
-from memviz.models import DiffusionModel
+from memviz.model.adapter import DiffusionModel
 
 
 class WordTokenizer:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from memviz.cli import main
+from memviz.cli.commands import main
 from memviz.data import mnist5k, plant_memorization, planted_split
-from memviz.models import DiffusionModel
-from memviz.train import TrainConfig, train
+from memviz.model.adapter import DiffusionModel
+from memviz.train.loop import TrainConfig, train
 
 TINY = dict(block_out_channels=(8, 16), norm_num_groups=4, batch_size=8, warmup_steps=1, save_every=2)
 
@@ -65,7 +65,7 @@ def _check_toy(model: DiffusionModel):
 def test_bundled_demo_toy_learned_its_toy():
     from tests.conftest import ROOT
 
-    _check_toy(DiffusionModel.from_pretrained(ROOT / "memviz" / "assets" / "models" / "demo-toy"))
+    _check_toy(DiffusionModel.from_pretrained(ROOT / "assets" / "models" / "demo-toy"))
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -79,7 +79,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_cli_info_and_sample(tmp_path, capsys):
     from tests.conftest import ROOT
 
-    toy = ROOT / "memviz" / "assets" / "models" / "demo-toy"
+    toy = ROOT / "assets" / "models" / "demo-toy"
     assert main(["info", str(toy)]) == 0
     assert json.loads(capsys.readouterr().out)["shape"] == [2, 1, 1]
     assert main(["sample", str(toy), "--n", "4", "--steps", "3", "--out", str(tmp_path / "g.npz")]) == 0

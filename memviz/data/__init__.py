@@ -1,5 +1,7 @@
 """Datasets with known answers: images (N, C, H, W) in [-1, 1], labels or captions,
-and per-sample ground truth (LID, planted memorization) where it is known."""
+and per-sample ground truth (LID, planted memorization) where it is known.
+
+May import ``memviz.io`` only (the boundary's size checks); the model adapter and everything above import it."""
 
 from memviz.data.base import ImageDataset, check_images, from_uint8, from_unit, to_unit
 from memviz.data.mnist import digits, mnist5k

@@ -51,7 +51,7 @@ def load_image_folder(path: str | Path, resolution: int | None = None, channels:
 def _check_declared_sizes(root: Path, files: list[Path], resolution: int | None, channels: int | None) -> None:
     """Refuse the folder if its images, as float32 tensors, would exceed ``MEMVIZ_MAX_BYTES``, from the
     image headers alone (``Image.open`` is lazy) and before the first one is decoded."""
-    from memviz.guard import check_bytes, max_bytes
+    from memviz.io.guard import check_bytes, max_bytes
 
     limit, total = max_bytes(), 0
     for i, f in enumerate(files, 1):
@@ -77,7 +77,7 @@ def _opened(f: Path):
 
 
 def _annotations(root: Path, files: list[Path]):
-    from memviz.guard import check_file
+    from memviz.io.guard import check_file
 
     meta = root / "metadata.jsonl"
     if meta.exists():
@@ -103,8 +103,8 @@ def load_npz(path: str | Path) -> ImageDataset:
     [-1, 1] — and optional ``labels`` (N,), ``captions`` (N,) and ``lid`` (N,)."""
     import torch
 
-    from memviz._io import load_npz as read
-    from memviz.guard import check_bytes, npz_members
+    from memviz.io.files import load_npz as read
+    from memviz.io.guard import check_bytes, npz_members
 
     path = Path(path)
     if not path.is_file():

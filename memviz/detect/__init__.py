@@ -1,5 +1,8 @@
 """Memorization detectors, one module each, registered in ``DETECTORS`` (``memviz.detect.registry``),
-and their evaluation against a planted ground truth (``eval_detection``)."""
+and their evaluation against a planted ground truth (``eval_detection``).
+
+May import every estimator layer below it (model, runner, neighbors, lid, hessian) but not the Study,
+which it reaches only through what it is handed (a ``Study`` object, a ``StudySpec`` that reopens one)."""
 
 import importlib
 import pkgutil

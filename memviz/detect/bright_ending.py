@@ -2,7 +2,7 @@
 and Wen's norm restricted to there.
 
 The mask m of a generation is the end token's cross-attention at the final sampling step
-(``memviz.attention``), upsampled to the model's H x W (bilinear; Stable Diffusion's 64 x 64
+(``memviz.model.attention``), upsampled to the model's H x W (bilinear; Stable Diffusion's 64 x 64
 layer needs none). The score at each of the first steps (their code, ``local_sd_pipeline.py``;
 Jeon et al. 2025, appendix D.1) is the masked norm
 

@@ -14,7 +14,7 @@ from memviz.detect.metrics import auroc, auroc_interval, tpr_at_fpr
 from memviz.detect.prompts import prompt_scores
 from memviz.detect.registry import detectors, serving
 from memviz.lid.flipd import DEFAULT_T0
-from memviz.models import DiffusionModel
+from memviz.model.adapter import DiffusionModel
 
 KEYS = ("detector", "level", "split", "n", "steps", "guidance_scale", "auroc", "auroc_low", "auroc_high",
         "tpr_at_1pct_fpr", "n_pos", "n_neg", "seconds_per_query", "model_calls_per_query", "peak_memory_mb", "setting")
@@ -30,7 +30,7 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
     measured in this run (``memviz.detect.cost``).
 
     Args:
-        study: a ``Study`` (or a ``DiffusionModel``, opened on its own training data). Sample level
+        study: a ``Study`` (``memviz.open_study``). Sample level
             scores its analysed rows: every planted training image and ``n_ordinary`` ordinary ones,
             read through the Study, so each row's values and verdict are the app's.
         reps: independent groups of n generations per prompt (each group is one scored query,
@@ -47,11 +47,9 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
     text models, "paraphrase" (near copies of the planted captions the model never saw, against the
     same ordinary prompts).
     """
-    from memviz.study import Study, open_study
-
     if isinstance(study, DiffusionModel):
         _truth(study)
-        study = open_study(study)
+        raise ValueError("eval_detection reads a Study: pass memviz.open_study(model).")
     truth = _truth(study.model)
     if calibrate is not None and not 0 < calibrate < 1:
         raise ValueError(f"calibrate is the fraction of prompts to fit on, strictly between 0 and 1; got {calibrate}.")
@@ -83,9 +81,7 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
             notes.append("--calibrate fits the anisotropy weights and needs asthana-norm and asthana-cos.")
     if sample_dets:
         planted = int((study.kind(study.train.first_rows()) != "none").sum())
-        sample = Study(study.model, study.train, study.test, n=planted + n_ordinary, n_probes=study.n_probes,
-                       trace=study.trace, seed=study.seed, path=study.path, data_path=study.data_path)
-        sample.runner, sample.batch_size = study.runner, study.batch_size
+        sample = study.with_n(planted + n_ordinary)
         positive = sample.kind(sample.rows) != "none"
         for det in sample_dets:
             if "condition" in det.needs and not sample.conditional:

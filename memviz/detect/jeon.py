@@ -14,10 +14,10 @@ from __future__ import annotations
 import torch
 from torch.func import vjp
 
-from memviz.autodiff import jvp_from_vjp, math_attention
 from memviz.detect.registry import Detector, register
-from memviz.models import Cond, DiffusionModel
-from memviz.sampling import Step, initial_noise, sampling_times
+from memviz.model.adapter import Cond, DiffusionModel
+from memviz.model.autodiff import jvp_from_vjp, math_attention
+from memviz.model.sampling import Step, initial_noise, sampling_times
 
 
 def jeon_score(model: DiffusionModel, cond: Cond, n: int = 1, seed: int = 0, steps: int = 50,

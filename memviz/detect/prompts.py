@@ -5,7 +5,7 @@ stepwise detectors score each of the first ``steps`` steps from its callback (We
 sampler's own conditional and unconditional outputs, Jeon at x_t), the others score the
 finished generations (FLIPD, the nearest training image). A prompt's score for (n, steps)
 averages the first n generations of a group and the first ``steps`` steps, so one run serves
-every (n, steps) of Jeon et al.'s Table 1. Prompts are a pass of ``memviz.runner``, stored per
+every (n, steps) of Jeon et al.'s Table 1. Prompts are a pass of ``memviz.runner.local``, stored per
 prompt: an interrupted evaluation resumes.
 """
 
@@ -19,15 +19,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from memviz.attention import capture_cross_attention, end_token_map
-from memviz.cache import RowStore, fingerprint, model_fingerprint
 from memviz.detect.cost import Meter
 from memviz.detect.registry import Detector, detectors, serving
-from memviz.memorization import evidence_of
-from memviz.models import DiffusionModel
-from memviz.neighbors import NeighborIndex
-from memviz.runner import run
-from memviz.sampling import SampleOutput, Step, initial_noise, make_scheduler
+from memviz.io.cache import RowStore, fingerprint, model_fingerprint
+from memviz.model.adapter import DiffusionModel
+from memviz.model.attention import capture_cross_attention, end_token_map
+from memviz.model.sampling import SampleOutput, Step, initial_noise, make_scheduler
+from memviz.neighbors.copies import evidence_of
+from memviz.neighbors.index import NeighborIndex
+from memviz.runner.local import run
 
 PROTOCOL_STEPS = 50  # the detection papers' schedule (Wen, Jeon, Asthana): 50 DDIM steps
 
@@ -279,7 +279,7 @@ def prompt_scores(model: DiffusionModel, prompts: Sequence, index: NeighborIndex
         steps: the stepwise detectors are evaluated at the first ``steps`` sampling steps.
         sample_steps: the sampler's number of steps (Jeon et al. and Wen et al.: 50).
         guidance_scale: w along the sampled trajectories (default: the model's, 7.5 for Stable Diffusion).
-        runner, spec: a remote runner (``memviz.ray_runner.RayRunner``) and the Study's ``spec``
+        runner, spec: a remote runner (``memviz.runner.ray_runner.RayRunner``) and the Study's ``spec``
             from which each worker reopens the model and the index (``PromptTask``).
     """
     if not 1 <= steps <= sample_steps:
@@ -325,14 +325,13 @@ def prompt_batch(model: DiffusionModel, prompts: list, index: NeighborIndex, n: 
 
 @dataclass(frozen=True)
 class PromptTask:
-    """``prompt_batch`` rebuilt on a worker from a Study's ``spec`` (model, and the training images as the index)."""
+    """``prompt_batch`` rebuilt on a worker from a Study's ``spec`` (model, and the training images as the index):
+    ``spec.open()`` reopens the Study (``memviz.study.StudySpec``), so this layer never imports the Study's."""
 
     spec: dict
     prompts: list
     knobs: dict
 
     def build(self):
-        from memviz.study import open_study
-
-        study = open_study(**self.spec)
+        study = self.spec.open()
         return prompt_batch(study.model, self.prompts, study.reference, **self.knobs)

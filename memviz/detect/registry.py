@@ -8,7 +8,7 @@ A detector scores at one or both levels:
   the generations' initial noise x_T, before any sampling step (``memviz.detect.prompts.Noise``,
   whose outputs are computed once and shared by every such detector);
 - prompt level, per step (``step``): ``step(model, cond, s: Step) -> (b,)`` at each of the first
-  sampling steps, called from the sampler's callback (``memviz.sampling.Step``);
+  sampling steps, called from the sampler's callback (``memviz.model.sampling.Step``);
 - prompt level, per generation (``generation``): ``generation(g: Generations) -> (m,)`` on the
   finished generations;
 - sample level (``sample``): ``sample(study, rows, t0) -> (N,)`` on training rows, read through
@@ -73,7 +73,7 @@ class Detector:
         if "condition" in self.needs and not (model.is_class_conditional or model.is_text_conditional):
             return f"{self.name} compares a condition with the unconditional model, and this model is unconditional."
         if "cross-attention" in self.needs:
-            from memviz.attention import has_cross_attention
+            from memviz.model.attention import has_cross_attention
 
             if not has_cross_attention(model):
                 return (f"{self.name} reads the prompt's cross-attention, and this model has none (it is conditioned "

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 
 from memviz.detect.registry import Detector, register
-from memviz.models import Cond, DiffusionModel
-from memviz.sampling import Step
+from memviz.model.adapter import Cond, DiffusionModel
+from memviz.model.sampling import Step
 
 
 def guidance_gap(model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond,

@@ -1,6 +1,8 @@
 """Hessian eigenvalue spectra of the learned log density (Jeon, Kim, No; ICML 2025):
 exact for small images, Lanczos / Arnoldi for large ones, SLQ densities and summaries.
-Jeon's detection score is a detector (``memviz.detect.jeon``)."""
+Jeon's detection score is a detector (``memviz.detect.jeon``).
+
+May import ``memviz.io``, ``data`` and ``model`` (the score's Jacobian through the adapter only)."""
 
 from memviz.hessian.density import SpectralDensity, slq
 from memviz.hessian.operator import ScoreJacobian

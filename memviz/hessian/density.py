@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from memviz.autodiff import rademacher
 from memviz.hessian.operator import ScoreJacobian
+from memviz.model.autodiff import rademacher
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ import os
 
 import torch
 
-from memviz.autodiff import jacobian
 from memviz.hessian.operator import ScoreJacobian
+from memviz.model.autodiff import jacobian
 
 BYTES_PER_ENTRY = 4 + 8 + 8  # the float32 Jacobian, its float64 symmetric part, eigvalsh's workspace
 

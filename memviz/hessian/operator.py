@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch.func import vjp, vmap
 
-from memviz.autodiff import jvp_from_vjp, math_attention
-from memviz.models import Cond, DiffusionModel
+from memviz.model.adapter import Cond, DiffusionModel
+from memviz.model.autodiff import jvp_from_vjp, math_attention
 
 
 class ScoreJacobian:

@@ -8,14 +8,14 @@ from typing import Literal
 
 import torch
 
-from memviz.autodiff import check_dense_affordable, is_dense
-from memviz.conditioning import Cond, rows_of
 from memviz.hessian.arnoldi import arnoldi_eigenvalues
 from memviz.hessian.density import SpectralDensity, slq
 from memviz.hessian.exact import check_exact_fits, exact_eigenvalues
 from memviz.hessian.lanczos import _check_k, lanczos_eigenvalues
 from memviz.hessian.operator import ScoreJacobian
-from memviz.models import DiffusionModel
+from memviz.model.adapter import DiffusionModel
+from memviz.model.autodiff import check_dense_affordable, is_dense
+from memviz.model.conditioning import Cond, rows_of
 
 Method = Literal["auto", "exact", "lanczos", "arnoldi"]
 METHODS = ("auto", "exact", "lanczos", "arnoldi")

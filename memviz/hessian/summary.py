@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from memviz.hessian.density import SpectralDensity
-from memviz.models import DiffusionModel
+from memviz.model.adapter import DiffusionModel
 
 
 def default_tau(model: DiffusionModel, t: float) -> float:

@@ -1,4 +1,6 @@
-"""Local intrinsic dimension: the model's (FLIPD, normal bundle) and the data's (LID*)."""
+"""Local intrinsic dimension: the model's (FLIPD, normal bundle) and the data's (LID*).
+
+May import ``memviz.io``, ``data``, ``model`` and ``neighbors`` (LID* on the shared neighbour graph)."""
 
 from memviz.lid.data_lid import data_lid
 from memviz.lid.flipd import DEFAULT_T0, T_GRID, at_t0, flipd, flipd_curve, knee_index, t_grid

@@ -1,6 +1,6 @@
 """LID* of the data: scikit-dimension's estimators on neighbourhoods from one FAISS index.
 
-The neighbours are computed once (``memviz.neighbors``) and fed to every estimator,
+The neighbours are computed once (``memviz.neighbors.index``) and fed to every estimator,
 the way scikit-dimension accepts precomputed kNN. Local PCA is batched here with
 Gram matrices because scikit-dimension's ``lPCA.fit_pw`` fits one
 neighbourhood at a time (25 s for mnist5k measured here); it reproduces that
@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import torch
 
-from memviz.neighbors import NeighborGraph, NeighborIndex, _flat, neighbor_graph
+from memviz.neighbors.index import NeighborGraph, NeighborIndex, _flat, neighbor_graph
 
 DEFAULT_K = {"lpca": 100, "mle": 20, "twonn": 100, "ess": 100}
 

@@ -16,9 +16,9 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from memviz.autodiff import check_dense_affordable, eps_and_vjp, is_dense, trace_exact, trace_hutchinson
-from memviz.conditioning import Cond, rows_of
-from memviz.models import DiffusionModel
+from memviz.model.adapter import DiffusionModel
+from memviz.model.autodiff import check_dense_affordable, eps_and_vjp, is_dense, trace_exact, trace_hutchinson
+from memviz.model.conditioning import Cond, rows_of
 
 T_GRID = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)  # log-spaced (1-2-5), with the paper's t0 = 0.05
 DEFAULT_T0 = 0.05
@@ -51,7 +51,7 @@ def flipd(model: DiffusionModel, x: torch.Tensor, t0: float | Literal["knee"] = 
         x: (B, C, H, W) in the model's data space ([-1, 1] images, or latents).
         t0: diffusion time in (0, 1], or "knee" (the knee of ``flipd_curve`` over ``T_GRID``).
         trace: "exact" (D vjps), "hutchinson" (``n_probes`` Rademacher probes), or "auto"
-            (``memviz.autodiff.is_dense``: exact up to D = 4,096).
+            (``memviz.model.autodiff.is_dense``: exact up to D = 4,096).
         seed: the probes' seed, or one seed per row (B,) (a row's estimate then does not depend on its batch).
         batch_size: rows per pass (defaults to 8 exact / 64 Hutchinson) to bound memory.
 

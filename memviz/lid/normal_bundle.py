@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from memviz.models import Cond, DiffusionModel
+from memviz.model.adapter import Cond, DiffusionModel
 
 
 def normal_bundle(model: DiffusionModel, x: torch.Tensor, t: float = 0.01, n_scores: int | None = None,

@@ -13,7 +13,7 @@ import torch
 
 from memviz.detect.wen import guidance_gap
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
-from memviz.sampling import first_step
+from memviz.model.sampling import first_step
 
 MAX_STEPS = 50
 LEARNING_RATE = 0.05

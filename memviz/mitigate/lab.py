@@ -9,7 +9,7 @@ Steps, for a ``Study`` (its model, training images and their one copy rule):
    i) whatever the method changes), the method applied only to flagged prompts (the others get the
    plain generations), under a ``Meter`` (seconds, UNet calls);
 3. each generation judged by the Prompts page's rule (calibrated l2 below 0.5 to its nearest
-   training image: a copy; ``memviz.memorization.evidence_of``) and by the utility rule
+   training image: a copy; ``memviz.neighbors.copies.evidence_of``) and by the utility rule
    (``memviz.mitigate.utility``).
 """
 
@@ -251,7 +251,7 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
 def _judge(study, result, prompt, label, memo: dict) -> dict:
     """One method's n generations judged: images, nearest training images, copy_rate, own_copy_rate,
     median_nn_distance and utility (step 3 of the module docstring)."""
-    from memviz.memorization import evidence_of
+    from memviz.neighbors.copies import evidence_of
 
     ev = evidence_of(result.out, study.reference)
     if "conditions" not in memo:

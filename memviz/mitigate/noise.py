@@ -13,7 +13,7 @@ import torch
 
 from memviz.detect.jeon import jeon_score
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
-from memviz.sampling import first_step, initial_noise
+from memviz.model.sampling import first_step, initial_noise
 
 
 def choose_noise(model, cond, n: int, seed: int, candidates: int, steps: int = 50) -> tuple[torch.Tensor, list]:

@@ -29,7 +29,7 @@ import torch
 
 from memviz.detect.wen import guidance_gap
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
-from memviz.sampling import first_step
+from memviz.model.sampling import first_step
 
 LEARNING_RATE = 0.05  # SAIL's Adam learning rate (their Appendix D and code)
 DELTA = 1.0           # the step along the unit guidance direction: SAIL's unit step, in the model's units

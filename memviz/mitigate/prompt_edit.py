@@ -17,7 +17,7 @@ import torch
 
 from memviz.detect.wen import guidance_gap
 from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
-from memviz.sampling import first_step
+from memviz.model.sampling import first_step
 
 
 def _token_embedding(text_encoder, vocab_size: int) -> torch.nn.Embedding:
@@ -34,7 +34,7 @@ def token_attribution(model, prompt: str, x_T: torch.Tensor, t: float) -> list[t
     norms ||dS / dv_j|| of its tokens (S: the mean squared CFG norm at (x_T, t)).
 
     x_T: (n, C, H, W) initial noise; t: the first sampling time."""
-    from memviz.guard import check_prompt
+    from memviz.io.guard import check_prompt
 
     prompt = check_prompt(prompt)
     tok = model.tokenizer

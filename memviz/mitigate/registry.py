@@ -4,7 +4,7 @@ everything that lists or runs remedies (``memviz mitigate``, the lab's report, `
 
 A mitigation generates n samples of one condition, as ``DiffusionModel.sample`` would, but changes
 one thing (the initial noise, the guidance schedule, the condition or the prompt), through the one
-sampler's seams (``memviz.sampling``: given x_T, per-step callbacks, a guidance schedule w(t)).
+sampler's seams (``memviz.model.sampling``: given x_T, per-step callbacks, a guidance schedule w(t)).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class Mitigated:
     """What a mitigation produced for one condition.
 
     Attributes:
-        out (memviz.sampling.SampleOutput): the n generations (images (n, C, H, W) in [0, 1]).
+        out (memviz.model.sampling.SampleOutput): the n generations (images (n, C, H, W) in [0, 1]).
         cond: the condition actually sampled (an edited prompt, for instance).
         info (dict): what the method decided (switch steps, chosen candidates...), JSON-able.
     """

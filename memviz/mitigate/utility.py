@@ -5,7 +5,7 @@ their labels (stored in the cache, keyed by the data's content), and a prompt's 
 one the training data attach to it: for a class model its class; for a text model the majority
 label of the training rows with that caption, else the digit the prompt names ("three", "3").
 Utility is the share of generations classified as that label (NaN when the prompt has none:
-a planted watercolour caption, say). The copy rule is separate (``memviz.memorization``).
+a planted watercolour caption, say). The copy rule is separate (``memviz.neighbors.copies``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight"
 def classifier(study) -> dict[str, np.ndarray]:
     """{"coef": (L, D), "intercept": (L,), "classes": (L,)} of a multinomial logistic regression on the
     training images (pixels in [-1, 1], flattened) and labels; fitted once per data set (cached)."""
-    from memviz.cache import cached, fingerprint
+    from memviz.io.cache import cached, fingerprint
 
     train = study.train
     if train is None or train.labels is None:

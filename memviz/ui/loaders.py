@@ -6,7 +6,7 @@ Many sessions share one server: the model and each Study are shared read-only, a
 computation that calls the model runs under one server-wide lock (``heavy``), so ten sessions
 picking at once queue instead of running ten passes side by side (memory stays that of one).
 Model and data paths from the URL or the sidebar are opened only inside the allowed roots
-(``memviz.guard.inside_roots``)."""
+(``memviz.io.guard.inside_roots``)."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from typing import Iterator
 
 import streamlit as st
 
-from memviz.guard import inside_roots
-from memviz.loading import bundled_models
-from memviz.models import DiffusionModel
-from memviz.study import DEFAULT_N, Study, open_study
+from memviz.io.guard import inside_roots
+from memviz.model.adapter import DiffusionModel
+from memviz.model.loading import bundled_models
+from memviz.study.core import DEFAULT_N, Study, open_study
 
 log = logging.getLogger("memviz.ui")
 if os.environ.get("MEMVIZ_LOG") and not log.handlers:  # one line per expensive load, for tests and operators
@@ -143,8 +143,8 @@ def workspace_picker() -> Study | None:
 
 
 def sample_view(study: Study, row: int, t0: float, table=None):
-    """``memviz.views.sample_view`` under the server-wide lock (a pick may compute a spectrum)."""
-    from memviz.views import sample_view as view
+    """``memviz.study.views.sample_view`` under the server-wide lock (a pick may compute a spectrum)."""
+    from memviz.study.views import sample_view as view
 
     with heavy():
         return view(study, row, t0, table=table)
@@ -158,8 +158,8 @@ def study_of(study: Study, n: int) -> Study:
 @st.cache_data(show_spinner="Generating and scoring…", max_entries=64)
 def compare_prompts(path: str, prompts: tuple, n: int, steps: int, guidance: float, seed: int,
                     data_path: str | None = None):
-    """``memviz.views.compare_prompts``, cached per settings so that a rerun is instant."""
-    from memviz.views import compare_prompts as compare
+    """``memviz.study.views.compare_prompts``, cached per settings so that a rerun is instant."""
+    from memviz.study.views import compare_prompts as compare
 
     study = load_study(path, data_path)
     with heavy():

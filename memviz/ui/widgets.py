@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 
 import streamlit as st
 
-from memviz.export import figure_bytes, figure_pack, static_export_status, table_bytes
+from memviz.figures.export import figure_bytes, figure_pack, static_export_status, table_bytes
 
 MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "html": "text/html",
         "csv": "text/csv", "parquet": "application/octet-stream", "zip": "application/zip"}
@@ -81,7 +81,7 @@ def column_help(frame, **extra) -> dict:
 
 def verdict_badge(verdict: str) -> str:
     """Streamlit markdown for a verdict (or planted kind) in its one colour (``figures.VERDICT_COLOURS``)."""
-    from memviz.figures import VERDICT_COLOURS
+    from memviz.figures.builders import VERDICT_COLOURS
 
     return f":{VERDICT_COLOURS.get(verdict, ('', 'blue'))[1]}-badge[{verdict}]"
 
@@ -123,9 +123,9 @@ def query_rows(name: str, allowed) -> "numpy.ndarray":
 
 
 def map_select(fig, key: str) -> "numpy.ndarray":
-    """Draw a map (``memviz.figures.map_figure``) with click, box and lasso selection; the global indices
+    """Draw a map (``memviz.figures.builders.map_figure``) with click, box and lasso selection; the global indices
     of the points selected (its ``customdata``), (k,), empty when nothing is."""
-    from memviz.figures import selected_indices
+    from memviz.figures.builders import selected_indices
 
     event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=("points", "box", "lasso"),
                             config={"scrollZoom": True, "displaylogo": False})

@@ -1,0 +1,410 @@
+"""The ``memviz`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+MAX_COUNT = 10**7  # no count (images, steps, probes, repetitions) above this is meant
+
+
+def _whole(text: str, low: int, high: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is outside {low:,}..{high:,}")
+    return value
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number from 1 to MAX_COUNT."""
+    return _whole(text, 1, MAX_COUNT)
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed from 0 to 2**63 - 1."""
+    return _whole(text, 0, 2**63 - 1)
+
+
+def _finite(text: str, low: float, strict: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value < low or (strict and value == low):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number {'above' if strict else 'of at least'} {low:g}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    return _finite(text, 0.0, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    return _finite(text, 0.0, strict=False)
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 1."""
+    value = _finite(text, 0.0, strict=True)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"{text} must lie strictly between 0 and 1")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="memviz", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train (or resume) a bundled demo recipe")
+    p.add_argument("recipe", help="demo-mnist or demo-toy")
+    p.add_argument("--out", type=Path, required=True, help="model folder (resumes if it holds a checkpoint)")
+    p.add_argument("--steps", type=count, help="total optimizer steps (default: the recipe's)")
+    p.add_argument("--max-minutes", type=positive_float, help="stop (and save) after this many minutes of this run")
+    p.add_argument("--seed", type=seed)
+    p.add_argument("--no-progress", action="store_true")
+    p = sub.add_parser("sample", help="generate a grid of samples from a model folder")
+    p.add_argument("model", help="a bundled demo's name or a model folder")
+    p.add_argument("--cond", default=None, help="class name, class index or prompt (default: unconditional)")
+    p.add_argument("--n", type=count, default=16)
+    p.add_argument("--steps", type=count, default=50)
+    p.add_argument("--guidance-scale", type=non_negative_float)
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--out", type=Path, required=True,
+                   help="a .png grid of the images, or an .npz of x0, noise and seed (any model)")
+    p = sub.add_parser("info", help="describe a model (a bundled demo's name or a folder)")
+    p.add_argument("model")
+    p = sub.add_parser("compute", help="dataset-wide passes into the Study's store (what the app and eval read)")
+    p.add_argument("what", choices=["lid", "spectra"], help="lid: FLIPD and LID*; spectra: Hessian spectra")
+    p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
+    p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
+    p.add_argument("--n", type=count, help="training images analysed (every planted one first; default: all)")
+    p.add_argument("--t0", type=positive_float, default=0.05, help="lid: t0 of the reported FLIPD (inside the model's t grid)")
+    p.add_argument("--trace", default="hutchinson", choices=["auto", "exact", "hutchinson"])
+    p.add_argument("--n-probes", type=count, default=2)
+    p.add_argument("--methods", nargs="+", default=["lpca", "mle"], help="lid: LID* estimators")
+    p.add_argument("--t", type=positive_float, default=0.05, help="spectra: the diffusion time of the Hessian")
+    p.add_argument("--method", default=None, choices=["exact", "lanczos"], help="spectra: how (default: what D allows)")
+    p.add_argument("--unconditional", action="store_true", help="spectra: without each image's condition")
+    p.add_argument("--tau", type=positive_float, help="spectra: threshold of the counts (default 1 / (2 sigma_t^2))")
+    p.add_argument("--out", type=Path, help="the per-sample table: .parquet, or CSV otherwise")
+    _engine_arguments(p)
+    p = sub.add_parser("detectors", help="the registered detectors")
+    p.add_argument("--json", action="store_true", help="as a JSON list of objects")
+    p.add_argument("--model", help="also give each detector's model calls per query for this model")
+    p = sub.add_parser("eval-detection", help="AUROC and TPR@1%%FPR of every detector against the planted truth")
+    p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
+    p.add_argument("--detectors", nargs="+", help="only these registered detectors (default: all)")
+    p.add_argument("--n", type=count, nargs="+", default=[1, 4], help="generations per prompt")
+    p.add_argument("--steps", type=count, nargs="+", default=[1, 5, 50], help="first sampling steps scored")
+    p.add_argument("--reps", type=count, default=5, help="independent groups of n generations per prompt")
+    p.add_argument("--sample-steps", type=count, default=50, help="the sampler's number of steps")
+    p.add_argument("--n-ordinary", type=count, default=200, help="ordinary training images at sample level")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--guidance-scale", type=non_negative_float,
+                   help="w along the sampled trajectories (default: the model's; 7.5 for Stable Diffusion)")
+    p.add_argument("--calibrate", type=fraction, nargs="?", const=0.5, metavar="FRACTION",
+                   help="fit the anisotropy score's weights on this fraction of the prompts (default 0.5) and "
+                        "report it on the others only, beside the paper's weights")
+    p.add_argument("--json", type=Path, help="write the rows here")
+    _engine_arguments(p)
+    p.add_argument("--scores", type=Path, help="write every query's score here (.parquet or .csv), for ROC curves")
+    p = sub.add_parser("mitigate", help="run remedies against memorized generations; copy rate, utility and cost")
+    p.add_argument("--list", action="store_true", help="print the registered mitigations and stop")
+    p.add_argument("--model", help="a bundled demo's name or a model folder")
+    p.add_argument("--prompts", nargs="+", help="class names or prompts")
+    p.add_argument("--methods", nargs="+", default=["all"], help="registered mitigations, or all (default)")
+    p.add_argument("--n", type=count, default=16, help="generations per prompt and method")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--steps", type=count, default=50, help="sampling steps")
+    p.add_argument("--guidance-scale", type=non_negative_float, help="w (default: the model's)")
+    p.add_argument("--gate", default="wen", help="a prompt-level detector that decides where a method is applied, "
+                                                  "or none to apply it always (default wen, the cheapest; flipd_cond "
+                                                  "misses fewer planted captions at the cost of a generation)")
+    p.add_argument("--gate-threshold", type=float, help="flag above this score (default: calibrated on ordinary "
+                                                        "training conditions, their 95th percentile)")
+    p.add_argument("--knob", nargs="+", default=[], metavar="METHOD=VALUE", help="a method's setting")
+    p.add_argument("--out", type=Path, help="write generations.npz and report.json here")
+    p.add_argument("--sweep", action="store_true", help="also trace each method's knob over 5 settings and write "
+                                                         "pareto.json (copy rate against utility, the front marked)")
+    p = sub.add_parser("app", help="run the app (streamlit run app.py) with memviz's safe defaults, from anywhere")
+    p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="passed on to streamlit run (--server.port 8502)")
+    args = parser.parse_args(argv)
+    runner_log = logging.getLogger("memviz.runner.local")
+    if not runner_log.handlers:  # "reused N of M rows stored by an earlier run", on stderr
+        runner_log.addHandler(logging.StreamHandler(sys.stderr))
+        runner_log.setLevel(logging.INFO)
+    try:
+        return {"train": _train, "sample": _sample, "info": _info, "compute": _compute, "detectors": _detectors,
+                "eval-detection": _eval_detection, "mitigate": _mitigate, "app": _app}[args.command](args)
+    except ValueError as exc:  # bad input: one clear sentence, no traceback
+        print(f"memviz: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("memviz: ran out of memory; analyse fewer images (--n) or a smaller batch.", file=sys.stderr)
+        return 1
+
+
+def _engine_arguments(p) -> None:
+    g = p.add_argument_group("engine", "where the dataset-wide passes run (results land in the same store)")
+    g.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process; ray: Ray Data actors (pip install 'memviz[ray]')")
+    g.add_argument("--address", help="ray: an existing cluster (host:port or ray://host:port); default: a private "
+                                     "Ray on this machine, stopped at the end")
+    g.add_argument("--workers", type=count, default=2, help="ray: actors, each loading the model once")
+    g.add_argument("--gpus-per-worker", type=non_negative_float, default=0.0, help="ray: num_gpus of each actor")
+    g.add_argument("--batch-size", type=count, help="rows per batch (both engines; default: each pass's own)")
+
+
+@contextmanager
+def _engine(args, study):
+    """``study`` with the runner the arguments ask for; a private Ray is stopped at the end."""
+    study.batch_size = args.batch_size
+    if args.engine == "local":
+        if args.address:
+            raise ValueError("--address needs --engine ray.")
+        yield study
+        return
+    from memviz.runner.ray_runner import RayRunner
+
+    if study.spec is None:
+        raise ValueError("--engine ray needs the model as a bundled demo's name or a folder.")
+    with RayRunner(args.address, args.workers, args.gpus_per_worker) as runner:
+        study.runner = runner
+        yield study
+
+
+def _train(args) -> int:
+    from memviz.train.loop import train
+    from memviz.train.recipes import RECIPES
+
+    if args.recipe not in RECIPES:
+        raise ValueError(f"Unknown recipe {args.recipe!r}; choose one of {sorted(RECIPES)}.")
+    recipe = RECIPES[args.recipe]()
+    cfg = recipe.config
+    cfg.steps = args.steps or cfg.steps
+    cfg.max_minutes = args.max_minutes
+    cfg.seed = cfg.seed if args.seed is None else args.seed
+    text = None
+    if recipe.captions is not None:
+        from memviz.model.text import encode_text, packaged_text_encoder
+        from memviz.train.loop import CaptionConditioning
+
+        encoder, tokenizer = packaged_text_encoder(recipe.meta["text_encoder"])
+        text = CaptionConditioning(recipe.captions, lambda p: encode_text(encoder, tokenizer, p))
+    train(recipe.data, args.out, cfg, weights=recipe.weights, meta=recipe.meta, progress=not args.no_progress,
+          text=text)
+    print(f"saved {args.out}")
+    return 0
+
+
+def _sample(args) -> int:
+    import numpy as np
+
+    from memviz.figures.builders import save_grid
+    from memviz.io.files import save_npz
+    from memviz.model.adapter import DiffusionModel
+
+    model = DiffusionModel.from_pretrained(args.model)
+    cond = int(args.cond) if args.cond is not None and args.cond.isdigit() and model.is_class_conditional \
+        and args.cond not in model.class_names else args.cond
+    if args.out.suffix not in (".png", ".npz"):
+        raise ValueError(f"--out must end in .png or .npz; got {args.out.name}.")
+    out = model.sample(args.n, cond=cond, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed)
+    if args.out.suffix == ".png":
+        save_grid(out.images, args.out)
+    else:
+        save_npz(args.out, x0=out.x0.numpy(), noise=out.noise.numpy(), seed=np.int64(out.seed))
+    print(f"saved {args.out}")
+    return 0
+
+
+def _app(args) -> int:
+    """``streamlit run`` on the app (the checkout's, or the copy the wheel carries), its
+    ``.streamlit/config.toml`` passed as flags so the safe defaults hold whatever folder it starts in."""
+    import subprocess
+
+    import tomllib
+
+    try:
+        from memviz.ui.nav import app_root
+    except ImportError:
+        raise ValueError('the app needs streamlit: pip install "memviz[app]".') from None
+    root = app_root()
+    config = tomllib.loads((root / ".streamlit" / "config.toml").read_text())
+    flags = [f"--{section}.{key}={str(value).lower() if isinstance(value, bool) else value}"
+             for section, table in config.items() for key, value in table.items()]
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(root / "app.py"), *flags, *args.streamlit_args])
+
+
+def _info(args) -> int:
+    import json
+
+    from memviz.model.adapter import DiffusionModel
+
+    model = DiffusionModel.from_pretrained(args.model)
+    print(json.dumps({"shape": model.sample_shape, "prediction_type": model.prediction_type, "T": model.T,
+                      "classes": model.class_names, "training": model.meta.get("training", {})}, indent=2))
+    return 0
+
+
+def _compute(args) -> int:
+    from memviz.study.core import open_study
+
+    study = open_study(args.model, args.data, n=args.n, n_probes=args.n_probes, trace=args.trace)
+    with _engine(args, study):
+        table = (_compute_spectra if args.what == "spectra" else _compute_lid)(args, study)
+    if args.out:
+        from memviz.io.files import atomic_path
+
+        with atomic_path(args.out, args.out.suffix) as tmp:
+            if args.out.suffix == ".parquet":
+                table.to_parquet(tmp, index=False)
+            else:
+                table.to_csv(tmp, index=False)
+        print(f"saved {args.out}")
+    return 0
+
+
+def _compute_spectra(args, study):
+    import pandas as pd
+
+    from memviz.hessian.summary import default_tau, summarize
+
+    tau = args.tau or default_tau(study.model, args.t)
+    rows = study.rows
+    eigenvalues = study.spectra(rows, args.t, conditional=False if args.unconditional else None, method=args.method,
+                                on_batch=lambda done, n: print(f"spectra: {done:,} of {n:,} images", flush=True))
+    table = pd.concat([pd.DataFrame({"row": rows, "kind": study.kind(rows)}),
+                       pd.DataFrame(summarize(eigenvalues, tau))], axis=1)
+    print(table.groupby("kind").median(numeric_only=True).drop(columns="row")
+          .to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"t = {args.t}, tau = {tau:.2f}")
+    return table
+
+
+def _compute_lid(args, study):
+    study.prepare(lambda f, what: print(f"{f:4.0%} {what}", flush=True))
+    table = study.table(args.t0)
+    for m in args.methods:
+        table[f"lid_{m}"] = study.lid_data(m)
+    print(table.groupby("kind")[[c for c in table if c == "flipd" or c.startswith("lid_")]]
+          .median().to_string(float_format=lambda v: f"{v:.2f}"))
+    print(f"FLIPD threshold (5% of held-out below): {study.threshold(args.t0):.2f}")
+    print(table["verdict"].value_counts().to_string())
+    return table
+
+
+def _detectors(args) -> int:
+    import json
+
+    from memviz.detect import DETECTORS
+
+    dim = None
+    if args.model:
+        from memviz.model.adapter import DiffusionModel
+
+        dim = DiffusionModel.from_pretrained(args.model).dim
+    described = [d.describe(dim) for d in DETECTORS.values()]
+    if args.json:
+        print(json.dumps(described, indent=2))
+    else:
+        for d in described:
+            print(f"{d['name']:16} {'/'.join(d['levels']):14} {'+' if d['sign'] > 0 else '-'}  {d['cost']}")
+    return 0
+
+
+def _eval_detection(args) -> int:
+    import pandas as pd
+
+    from memviz.detect import KEYS, detectors, eval_detection
+    from memviz.io.files import write_json
+    from memviz.study.core import open_study
+
+    detectors(names=args.detectors)  # an unknown name: one sentence listing them, before anything loads
+    scores: list[dict] = []
+    with _engine(args, open_study(args.model)) as study:
+        notes: list[str] = []
+        rows = eval_detection(study, n=args.n, steps=args.steps, reps=args.reps, n_ordinary=args.n_ordinary,
+                              sample_steps=args.sample_steps, seed=args.seed, scores=scores, names=args.detectors,
+                              calibrate=args.calibrate, guidance_scale=args.guidance_scale, notes=notes)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    table = pd.DataFrame(rows, columns=list(KEYS)).astype({"n": "Int64", "steps": "Int64"})
+    with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_colwidth", 60):
+        print(table.to_string(index=False, na_rep="-", float_format=lambda v: f"{v:.3f}"))
+    if args.json:
+        write_json(args.json, rows)
+        print(f"saved {args.json}")
+    if args.scores:
+        from memviz.figures.export import table_bytes
+        from memviz.io.files import atomic_path
+
+        with atomic_path(args.scores) as tmp:
+            tmp.write_bytes(table_bytes(pd.DataFrame(scores), "parquet" if args.scores.suffix == ".parquet" else "csv"))
+        print(f"saved {args.scores}")
+    return 0
+
+
+
+
+def _mitigate(args) -> int:
+    import numpy as np
+
+    from memviz.io.files import save_npz, write_json
+    from memviz.mitigate import MITIGATIONS
+    from memviz.mitigate.lab import run_lab
+
+    if args.list:
+        for m in MITIGATIONS.values():
+            d = m.describe()
+            knob = "" if d["knob"] is None else f"{d['knob']['name']} in {d['knob']['range']} (default {d['knob']['default']:g})"
+            print(f"{d['name']:18} changes the {d['changes']:20} {knob:34} {d['cost']}")
+        return 0
+    missing = [name for name, v in (("--model", args.model), ("--prompts", args.prompts), ("--out", args.out)) if not v]
+    if missing:
+        raise ValueError(f"memviz mitigate needs {', '.join(missing)} (or --list).")
+    knobs = {}
+    for item in args.knob:
+        name, _, value = item.partition("=")
+        try:
+            knobs[name] = float(value)
+        except ValueError:
+            raise ValueError(f"--knob takes METHOD=VALUE, such as initial-noise=16; got {item!r}.") from None
+    from memviz.study.core import open_study
+
+    study, memo = open_study(args.model, n=1), {}  # memo: the sweep reuses the plain generations and gate scores
+    result = run_lab(study, args.prompts, args.methods, n=args.n, seed=args.seed, steps=args.steps,
+                     guidance_scale=args.guidance_scale, gate=args.gate, threshold=args.gate_threshold, knobs=knobs,
+                     memo=memo)
+    for note in result.notes:
+        print(f"skipped: {note}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_npz(args.out / "generations.npz", images=result.images, prompt=result.prompt.astype(str),
+             method=result.method.astype(str))
+    rows = result.rows.replace({np.nan: None}).to_dict("records")
+    write_json(args.out / "report.json", {"model": args.model, "n": args.n, "seed": args.seed, "steps": args.steps,
+                                          "gate": result.gate, "skipped": result.notes, "rows": rows})
+    shown = result.rows[["prompt", "memorization", "method", "applied", "copy_rate", "median_nn_distance", "utility",
+                         "seconds", "model_calls"]]
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(f"wrote {args.out / 'generations.npz'} and {args.out / 'report.json'}")
+    if args.sweep:
+        from memviz.mitigate.lab import sweep
+
+        front = sweep(study, args.prompts, args.methods, n=args.n, seed=args.seed, steps=args.steps,
+                      guidance_scale=args.guidance_scale, gate=args.gate, threshold=result.gate.get("threshold"),
+                      memo=memo)
+        write_json(args.out / "pareto.json", front.replace({np.nan: None}).to_dict("records"))
+        print(front.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        print(f"wrote {args.out / 'pareto.json'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
