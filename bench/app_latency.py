@@ -42,7 +42,7 @@ def cold_start(browser, label: str) -> float:
 
 
 def _drawn(page, i: int) -> None:
-    page.get_by_text(f"Row {i}:").wait_for(timeout=120_000)                    # this row's rerun has begun
+    page.get_by_text(f"Row {i}:").wait_for(timeout=120_000)  # this row's rerun has begun
     page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=120_000)  # and finished
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=120_000)
     page.get_by_text("nearest training images").wait_for(timeout=120_000)
@@ -67,7 +67,9 @@ def _steps(page, n: int) -> list[float]:
         before = box.input_value()
         t0 = time.perf_counter()
         page.get_by_role("button", name="Next").click()
-        page.wait_for_function("b => document.querySelector('[data-testid=stNumberInputField]').value !== b", arg=before)
+        page.wait_for_function(
+            "b => document.querySelector('[data-testid=stNumberInputField]').value !== b", arg=before
+        )
         _drawn(page, int(box.input_value()))
         times.append(time.perf_counter() - t0)
     return times
@@ -78,14 +80,14 @@ def picks_and_export(browser, n_picks: int) -> tuple[dict, list[float]]:
         page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
         from memviz.study.core import open_study
 
-        analysed = open_study("demo-mnist", n=600).rows                     # training rows, as the page lists them
+        analysed = open_study("demo-mnist", n=600).rows  # training rows, as the page lists them
         page.goto(f"{url}/samples?n=600&row={analysed[0]}")
         page.get_by_text(f"Row {analysed[0]}:").wait_for(timeout=900_000)
         rows = np.random.default_rng(0).choice(analysed, 2 * n_picks, replace=False)
         times = {"spectrum_on_pick": _picks(page, rows[:n_picks])}
         button = page.get_by_role("button", name="Add the sharpness count")
         button.click()
-        button.wait_for(state="detached", timeout=1_800_000)                    # the pass is done
+        button.wait_for(state="detached", timeout=1_800_000)  # the pass is done
         page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=120_000)
         times["spectra_cached"] = _picks(page, rows[n_picks:])
         times["next_button"] = _steps(page, n_picks)

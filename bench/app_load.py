@@ -74,8 +74,7 @@ def _rss_tree(pid: int) -> float:
         try:
             status = Path(f"/proc/{p}/status").read_text()
             total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")))
-            todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir()
-                     for c in (t / "children").read_text().split()]
+            todo += [int(c) for t in Path(f"/proc/{p}/task").iterdir() for c in (t / "children").read_text().split()]
         except (OSError, StopIteration, ValueError):
             continue
     return total / 1024
@@ -106,7 +105,7 @@ async def session(browser, url: str, rows: list[int], start: int, barrier: async
         await _shown(page, start)
         box = page.get_by_test_id("stNumberInputField")
         if barrier is not None:
-            await barrier.wait()                                             # every session picks at once
+            await barrier.wait()  # every session picks at once
         for row in rows:
             t0 = time.perf_counter()
             try:
@@ -130,7 +129,7 @@ async def run(n_sessions: int, n_picks: int) -> dict:
     study = open_study("demo-mnist", n=600)
     analysed = set(int(r) for r in study.rows)
     rng = np.random.default_rng(0)
-    fresh = [int(r) for r in rng.permutation(len(study.train)) if int(r) not in analysed][:3 * n_picks]
+    fresh = [int(r) for r in rng.permutation(len(study.train)) if int(r) not in analysed][: 3 * n_picks]
     fresh += [int(r) for r in rng.choice(sorted(analysed), 3 * n_picks, replace=False)]
     fresh = [int(r) for r in rng.permutation(fresh)]
     alone_rows, shared_rows = fresh[:n_picks], fresh[n_picks:]
@@ -143,13 +142,18 @@ async def run(n_sessions: int, n_picks: int) -> dict:
             await warm.goto(url)
             await warm.get_by_text("Detectors against the planted ground truth").wait_for(timeout=TIMEOUT_MS)
             await warm.close()
-            await session(browser, url, [], start, None)                     # the Samples page once, untimed
+            await session(browser, url, [], start, None)  # the Samples page once, untimed
             memory.reset()
             alone, alone_times, alone_errors = await session(browser, url, alone_rows, start, None)
             peak_alone = memory.reset()
             barrier = asyncio.Barrier(n_sessions)
-            plans = [[alone_rows[(i + j) % n_picks] if j % 2 else shared_rows[(i + j) % len(shared_rows)]
-                      for j in range(n_picks)] for i in range(n_sessions)]
+            plans = [
+                [
+                    alone_rows[(i + j) % n_picks] if j % 2 else shared_rows[(i + j) % len(shared_rows)]
+                    for j in range(n_picks)
+                ]
+                for i in range(n_sessions)
+            ]
             t0 = time.perf_counter()
             results = await asyncio.gather(*(session(browser, url, plan, start, barrier) for plan in plans))
             wall = time.perf_counter() - t0
@@ -162,15 +166,24 @@ async def run(n_sessions: int, n_picks: int) -> dict:
     many_times = [t for _, times, _ in results for t in times]
     picks = n_sessions * n_picks
     failed = sum(e for _, _, e in results)
-    differ = sum(answer != (alone.get(row) or after.get(row)) for answers, _, _ in results
-                 for row, answer in answers.items())
-    return {"sessions": n_sessions, "picks_per_session": n_picks,
-            "success_rate": (picks - failed) / picks, "answers_that_differ": differ,
-            "alone_pick_p50_s": statistics.median(alone_times), "alone_pick_p95_s": float(np.quantile(alone_times, .95)),
-            "at_once_pick_p50_s": statistics.median(many_times),
-            "at_once_pick_p95_s": float(np.quantile(many_times, .95)),
-            "at_once_wall_s": wall, "peak_memory_alone_mib": peak_alone, "peak_memory_at_once_mib": peak_many,
-            "errors_alone": alone_errors + after_errors, "traceback_in_server_log": traceback}
+    differ = sum(
+        answer != (alone.get(row) or after.get(row)) for answers, _, _ in results for row, answer in answers.items()
+    )
+    return {
+        "sessions": n_sessions,
+        "picks_per_session": n_picks,
+        "success_rate": (picks - failed) / picks,
+        "answers_that_differ": differ,
+        "alone_pick_p50_s": statistics.median(alone_times),
+        "alone_pick_p95_s": float(np.quantile(alone_times, 0.95)),
+        "at_once_pick_p50_s": statistics.median(many_times),
+        "at_once_pick_p95_s": float(np.quantile(many_times, 0.95)),
+        "at_once_wall_s": wall,
+        "peak_memory_alone_mib": peak_alone,
+        "peak_memory_at_once_mib": peak_many,
+        "errors_alone": alone_errors + after_errors,
+        "traceback_in_server_log": traceback,
+    }
 
 
 def main() -> None:

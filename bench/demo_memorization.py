@@ -55,21 +55,42 @@ def run(args) -> pd.DataFrame:
     rows = []
     for k, (name, cond, kind, own) in enumerate(_prompts(model, truth, dd_sources)):
         t0 = time.perf_counter()
-        ev = copy_evidence(model, index, cond=cond, n=args.n, steps=args.steps,
-                           guidance_scale=args.guidance_scale, seed=args.seed + k, threshold=args.threshold)
-        rows.append({
-            "prompt": name, "kind": kind, "n": args.n,
-            "nearest_l2_median": float(np.median(ev.distance[:, 0])),
-            "calibrated_l2_median": float(np.median(ev.calibrated)),
-            "copies": float(ev.is_copy.mean()),
-            # planted prompts: copies of their own images; ordinary prompts: copies of a duplicated (DD-Mem) image
-            "copies_of_planted": float((ev.is_copy & np.isin(source[ev.neighbors[:, 0]], list(own))).mean()),
-            "seconds": round(time.perf_counter() - t0, 2),
-        })
+        ev = copy_evidence(
+            model,
+            index,
+            cond=cond,
+            n=args.n,
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            seed=args.seed + k,
+            threshold=args.threshold,
+        )
+        rows.append(
+            {
+                "prompt": name,
+                "kind": kind,
+                "n": args.n,
+                "nearest_l2_median": float(np.median(ev.distance[:, 0])),
+                "calibrated_l2_median": float(np.median(ev.calibrated)),
+                "copies": float(ev.is_copy.mean()),
+                # planted prompts: copies of their own images; ordinary prompts: copies of a duplicated (DD-Mem) image
+                "copies_of_planted": float((ev.is_copy & np.isin(source[ev.neighbors[:, 0]], list(own))).mean()),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
     d, cal = reference_statistics(index, test.images)
-    rows.append({"prompt": "held-out test images", "kind": "reference", "n": len(test),
-                 "nearest_l2_median": float(np.median(d)), "calibrated_l2_median": float(np.median(cal)),
-                 "copies": float((cal < args.threshold).mean()), "copies_of_planted": 0.0, "seconds": 0.0})
+    rows.append(
+        {
+            "prompt": "held-out test images",
+            "kind": "reference",
+            "n": len(test),
+            "nearest_l2_median": float(np.median(d)),
+            "calibrated_l2_median": float(np.median(cal)),
+            "copies": float((cal < args.threshold).mean()),
+            "copies_of_planted": 0.0,
+            "seconds": 0.0,
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -77,17 +98,29 @@ def _prompts(model, truth, dd_sources) -> list[tuple]:
     """(name, cond, kind, the training sources a copy should come from) for every prompt."""
     src, lab, kind = (np.asarray(v) for v in (truth.train_source, truth.train_label, truth.train_kind))
     if "captions" not in model.meta:
-        return [(name, label, "planted (OD-Mem)" if label >= truth.n_ordinary else "ordinary",
-                 set(src[lab == label].tolist()) if label >= truth.n_ordinary else dd_sources)
-                for label, name in enumerate(model.class_names)]
+        return [
+            (
+                name,
+                label,
+                "planted (OD-Mem)" if label >= truth.n_ordinary else "ordinary",
+                set(src[lab == label].tolist()) if label >= truth.n_ordinary else dd_sources,
+            )
+            for label, name in enumerate(model.class_names)
+        ]
     from memviz.data.captions import ordinary_captions
 
     table, group = model.meta["captions"], np.asarray(truth.train_group)
-    out = [(c, c, "planted (DD-Mem)", set(src[(kind == "DD-Mem") & (group == g)].tolist()))
-           for g, c in enumerate(table["dd"])]
-    out += [(c, c, "planted (OD-Mem)", set(src[lab == truth.n_ordinary + j].tolist())) for j, c in enumerate(table["od"])]
+    out = [
+        (c, c, "planted (DD-Mem)", set(src[(kind == "DD-Mem") & (group == g)].tolist()))
+        for g, c in enumerate(table["dd"])
+    ]
+    out += [
+        (c, c, "planted (OD-Mem)", set(src[lab == truth.n_ordinary + j].tolist())) for j, c in enumerate(table["od"])
+    ]
     for which, what in (("templates", "ordinary"), ("unseen_templates", "ordinary, unseen caption")):
-        out += [(c, c, what, dd_sources) for c in (ordinary_captions(table, d, which)[0] for d in range(truth.n_ordinary))]
+        out += [
+            (c, c, what, dd_sources) for c in (ordinary_captions(table, d, which)[0] for d in range(truth.n_ordinary))
+        ]
     return out
 
 

@@ -45,7 +45,10 @@ def sample_level(model, n_ordinary: int) -> tuple[pd.DataFrame, dict]:
     frames, auroc = [], {}
     for t in TS:
         for conditional in (False, True):
-            for split, rows, kinds in (("train", pick, study.kind(pick)), ("test", held, np.full(len(held), "held-out"))):
+            for split, rows, kinds in (
+                ("train", pick, study.kind(pick)),
+                ("test", held, np.full(len(held), "held-out")),
+            ):
                 ev = study.spectra(rows, t, conditional, held_out=split == "test")
                 s = pd.DataFrame(summarize(ev, default_tau(model, t)))
                 if conditional and split == "train":
@@ -63,9 +66,14 @@ def sample_level(model, n_ordinary: int) -> tuple[pd.DataFrame, dict]:
 
 def prompt_level(model, n: int) -> tuple[pd.DataFrame, float]:
     truth = PlantedTruth.from_dict(model.meta["planted"])
-    rows = [{"prompt": name, "planted": label >= truth.n_ordinary,
-             "jeon": float(jeon_score(model, label, n=n, seed=label).mean())}
-            for label, name in enumerate(model.class_names)]
+    rows = [
+        {
+            "prompt": name,
+            "planted": label >= truth.n_ordinary,
+            "jeon": float(jeon_score(model, label, n=n, seed=label).mean()),
+        }
+        for label, name in enumerate(model.class_names)
+    ]
     table = pd.DataFrame(rows)
     return table, float(roc_auc_score(table.planted, table.jeon))
 
@@ -80,20 +88,30 @@ def main() -> None:
     model = DiffusionModel.from_pretrained(args.model)
     table, auroc = sample_level(model, args.n_ordinary)
     prompts, prompt_auroc = prompt_level(model, args.n)
-    medians = table.groupby(["t", "conditional", "kind"])[["n_sharp", "n_flat", "lambda_min", "lambda_max",
-                                                            "trace", "jeon"]].median()
+    medians = table.groupby(["t", "conditional", "kind"])[
+        ["n_sharp", "n_flat", "lambda_min", "lambda_max", "trace", "jeon"]
+    ].median()
     with pd.option_context("display.width", 250, "display.max_rows", 100):
         print(medians.to_string(float_format=lambda v: f"{v:.1f}"))
         print("\nAUROC, planted vs ordinary training images:")
         print(pd.Series(auroc).to_string(float_format=lambda v: f"{v:.3f}"))
-        print(f"\nJeon's score at the first step, n = {args.n}: planted prompts median "
-              f"{prompts[prompts.planted].jeon.median():.1f}, digits {prompts[~prompts.planted].jeon.median():.1f}; "
-              f"prompt-level AUROC {prompt_auroc:.3f}")
+        print(
+            f"\nJeon's score at the first step, n = {args.n}: planted prompts median "
+            f"{prompts[prompts.planted].jeon.median():.1f}, digits {prompts[~prompts.planted].jeon.median():.1f}; "
+            f"prompt-level AUROC {prompt_auroc:.3f}"
+        )
     if args.json:
-        args.json.write_text(json.dumps({"auroc": auroc, "prompt_auroc_jeon": prompt_auroc,
-                                         "prompts": prompts.to_dict("records"),
-                                         "medians": json.loads(medians.reset_index().to_json(orient="records"))},
-                                        indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "auroc": auroc,
+                    "prompt_auroc_jeon": prompt_auroc,
+                    "prompts": prompts.to_dict("records"),
+                    "medians": json.loads(medians.reset_index().to_json(orient="records")),
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -33,10 +33,16 @@ T = 0.05
 def demo_like(size: int, channels: int = 1) -> DiffusionModel:
     """demo-mnist's UNet architecture (1.1M parameters) at another input shape, random weights."""
     torch.manual_seed(0)
-    unet = UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=(32, 64, 64),
-                       layers_per_block=1, norm_num_groups=8, down_block_types=("DownBlock2D", "DownBlock2D",
-                                                                                "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"))
+    unet = UNet2DModel(
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=1,
+        norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+    )
     return DiffusionModel(unet, DDPMScheduler(), device="cpu")
 
 
@@ -64,11 +70,17 @@ def exact_row(name: str, model: DiffusionModel, reps: int, batch: int = 4, chunk
     d = model.dim
     x = 0.5 * torch.randn(batch, *model.sample_shape, generator=torch.Generator().manual_seed(0))
     per_spectrum = median_time(lambda: spectrum(model, x, T, method="exact", batch_size=batch), reps) / batch
-    naive = median_time(lambda: backward_passes(model, 1, 8), reps) / 8 * d           # D passes, batch 1
+    naive = median_time(lambda: backward_passes(model, 1, 8), reps) / 8 * d  # D passes, batch 1
     batched = median_time(lambda: backward_passes(model, chunk * batch, 1), reps) * -(-d // chunk) / batch
-    return {"case": name, "D": d, "method": "exact", "s_per_spectrum": per_spectrum,
-            "limit_D_backward_batch1_s": naive, "limit_D_backward_batched_s": batched,
-            "ratio_to_batched_limit": per_spectrum / batched}
+    return {
+        "case": name,
+        "D": d,
+        "method": "exact",
+        "s_per_spectrum": per_spectrum,
+        "limit_D_backward_batch1_s": naive,
+        "limit_D_backward_batched_s": batched,
+        "ratio_to_batched_limit": per_spectrum / batched,
+    }
 
 
 def krylov_rows(reps: int) -> list[dict]:
@@ -84,14 +96,30 @@ def krylov_rows(reps: int) -> list[dict]:
         calls = _count(product)
         t0 = time.perf_counter()
         spectrum(model, x, T, method=method, k=20)
-        rows.append({"case": "4x64x64 random UNet", "D": model.dim, "method": f"{method} k=20",
-                     "s_per_spectrum": time.perf_counter() - t0, "products": calls["n"],
-                     "s_per_product": costs[product], "forward_backward_s": fb})
+        rows.append(
+            {
+                "case": "4x64x64 random UNet",
+                "D": model.dim,
+                "method": f"{method} k=20",
+                "s_per_spectrum": time.perf_counter() - t0,
+                "products": calls["n"],
+                "s_per_product": costs[product],
+                "forward_backward_s": fb,
+            }
+        )
         _uncount(product)
     t0 = time.perf_counter()
     density(model, x, T, n_probes=8, n_steps=32)
-    rows.append({"case": "4x64x64 random UNet", "D": model.dim, "method": "SLQ 8 probes x 32 steps",
-                 "s_per_spectrum": time.perf_counter() - t0, "products": 32, "forward_backward_s": fb})
+    rows.append(
+        {
+            "case": "4x64x64 random UNet",
+            "D": model.dim,
+            "method": "SLQ 8 probes x 32 steps",
+            "s_per_spectrum": time.perf_counter() - t0,
+            "products": 32,
+            "forward_backward_s": fb,
+        }
+    )
     return rows
 
 
@@ -120,10 +148,11 @@ def main() -> None:
     ap.add_argument("--skip-large", action="store_true", help="leave out D = 16,384")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    rows = [exact_row("8x8 random UNet", demo_like(8), args.reps),
-            exact_row("demo-mnist 16x16", DiffusionModel.from_pretrained(ROOT / "assets/models/demo-mnist"),
-                      args.reps),
-            exact_row("28x28 random UNet", demo_like(28), args.reps)]
+    rows = [
+        exact_row("8x8 random UNet", demo_like(8), args.reps),
+        exact_row("demo-mnist 16x16", DiffusionModel.from_pretrained(ROOT / "assets/models/demo-mnist"), args.reps),
+        exact_row("28x28 random UNet", demo_like(28), args.reps),
+    ]
     if not args.skip_large:
         rows += krylov_rows(args.reps)
     import pandas as pd

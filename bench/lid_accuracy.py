@@ -63,12 +63,18 @@ def run(D: int, n_per: int, t0: float, seed: int = 0) -> list[dict]:
         est = np.asarray(fn(x[keep]), dtype=float)
         est = est[keep] if len(est) == len(x) and stride > 1 else est
         t = truth[keep]
-        rows.append({"D": D, "estimator": name, "n": len(keep), "mae": float(np.abs(est - t).mean()),
-                     "concordance": concordance_index(t, est),
-                     **{f"median d={d}": float(np.median(est[t == d])) for d in (2, 4, 8, 16)},
-                     "seconds": round(time.perf_counter() - start, 2)})
+        rows.append(
+            {
+                "D": D,
+                "estimator": name,
+                "n": len(keep),
+                "mae": float(np.abs(est - t).mean()),
+                "concordance": concordance_index(t, est),
+                **{f"median d={d}": float(np.median(est[t == d])) for d in (2, 4, 8, 16)},
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+        )
     return rows
-
 
 
 def main() -> None:

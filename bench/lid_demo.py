@@ -52,28 +52,42 @@ def main() -> None:
     for split, data, kinds in (("train", sample, kind[pick]), ("test", held, np.full(len(held), "held-out"))):
         frame = pd.DataFrame({"split": split, "kind": kinds, "label": data.labels})
         for method, k in (("lpca", 100), ("lpca", 20), ("mle", 20)):  # k below the 40 copies: DD-Mem reads 0
-            frame[f"lid_{method}_k{k}"] = (data_lid(train.images, method=method, k=k)[train_rows] if split == "train"
-                                           else data_lid(train.images, data.images, method=method, k=k))
+            frame[f"lid_{method}_k{k}"] = (
+                data_lid(train.images, method=method, k=k)[train_rows]
+                if split == "train"
+                else data_lid(train.images, data.images, method=method, k=k)
+            )
         for t in TS:
             for name, cond in (("uncond", None), ("cond", data.labels.tolist())):
-                frame[f"flipd_{name}@{t}"] = flipd(model, data.images, t, cond=cond, trace="hutchinson",
-                                                   n_probes=args.probes).numpy()
+                frame[f"flipd_{name}@{t}"] = flipd(
+                    model, data.images, t, cond=cond, trace="hutchinson", n_probes=args.probes
+                ).numpy()
         rows.append(frame)
     table = pd.concat(rows, ignore_index=True)
     summary = table.drop(columns=["split", "label"]).groupby("kind").median()
     train_rows = table[table.split == "train"]
     planted = (train_rows.kind != "none").to_numpy()
     auroc = {c: float(roc_auc_score(planted, -train_rows[c])) for c in table if c.startswith("flipd")}
-    auroc_by_kind = {k: {c: float(roc_auc_score(train_rows.kind[train_rows.kind.isin([k, "none"])] == k,
-                                                 -train_rows[c][train_rows.kind.isin([k, "none"])]))
-                         for c in auroc} for k in ("DD-Mem", "OD-Mem")}
+    auroc_by_kind = {
+        k: {
+            c: float(
+                roc_auc_score(
+                    train_rows.kind[train_rows.kind.isin([k, "none"])] == k,
+                    -train_rows[c][train_rows.kind.isin([k, "none"])],
+                )
+            )
+            for c in auroc
+        }
+        for k in ("DD-Mem", "OD-Mem")
+    }
     with pd.option_context("display.width", 250, "display.max_columns", 30):
         print(summary.T.to_string(float_format=lambda v: f"{v:.1f}"))
         print("\nAUROC of -FLIPD, planted vs ordinary training images:")
         print(pd.DataFrame({"all planted": auroc, **auroc_by_kind}).to_string(float_format=lambda v: f"{v:.3f}"))
     if args.json:
-        args.json.write_text(json.dumps({"medians": summary.T.to_dict(), "auroc": auroc,
-                                         "auroc_by_kind": auroc_by_kind}, indent=2))
+        args.json.write_text(
+            json.dumps({"medians": summary.T.to_dict(), "auroc": auroc, "auroc_by_kind": auroc_by_kind}, indent=2)
+        )
 
 
 if __name__ == "__main__":

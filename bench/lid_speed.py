@@ -62,7 +62,8 @@ def main() -> None:
 
     r["limit: forward+backward (samples/s)"] = median_rate(fwd_bwd, len(x), args.repeats)
     r["FLIPD hutchinson 1 probe (samples/s)"] = median_rate(
-        lambda: flipd(model, x, t0, trace="hutchinson", n_probes=1, batch_size=len(x)), len(x), args.repeats)
+        lambda: flipd(model, x, t0, trace="hutchinson", n_probes=1, batch_size=len(x)), len(x), args.repeats
+    )
     xe = x[:8]
     r["FLIPD exact (samples/s)"] = median_rate(lambda: flipd(model, xe, t0, trace="exact"), len(xe), 1)
     xn = x[: args.nb_points]

@@ -45,11 +45,25 @@ def _serve(options: dict[str, int], log: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "bench" / "map_scale_app.py"),
-                             "--server.headless", "true", "--server.port", str(port),
-                             "--browser.gatherUsageStats", "false",
-                             *[a for k, v in options.items() for a in (f"--{k}", str(v))]], cwd=ROOT,
-                            stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "bench" / "map_scale_app.py"),
+            "--server.headless",
+            "true",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+            *[a for k, v in options.items() for a in (f"--{k}", str(v))],
+        ],
+        cwd=ROOT,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(120):
         try:
@@ -73,10 +87,12 @@ def _hover(page, x: float, y: float, timeout_ms: int) -> float:
 
 def _target(page) -> tuple[float, float]:
     """Screen position of the first training point (its data coordinates through the axes)."""
-    return tuple(page.evaluate("""() => {
+    return tuple(
+        page.evaluate("""() => {
         const gd = document.querySelector('.js-plotly-plot'), t = gd._fullData[0], L = gd._fullLayout;
         const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
-        return [box.left + L.xaxis.d2p(t.x[0]), box.top + L.yaxis.d2p(t.y[0])]; }"""))
+        return [box.left + L.xaxis.d2p(t.x[0]), box.top + L.yaxis.d2p(t.y[0])]; }""")
+    )
 
 
 def json_mb(n: int) -> float:
@@ -103,9 +119,11 @@ def measure(browser, url: str, n: int, timeout_s: float = 180) -> dict:
         page.wait_for_function("() => document.body.innerText.includes('built in')", timeout=left())
         shell = time.perf_counter() - t0
         page.wait_for_selector(".js-plotly-plot .gl-canvas-context, .js-plotly-plot canvas", timeout=left())
-        page.wait_for_function("() => { const g = document.querySelector('.js-plotly-plot');"
-                               " return g && g._fullData && g._fullData.length && g.querySelector('.nsewdrag'); }",
-                               timeout=left())
+        page.wait_for_function(
+            "() => { const g = document.querySelector('.js-plotly-plot');"
+            " return g && g._fullData && g._fullData.length && g.querySelector('.nsewdrag'); }",
+            timeout=left(),
+        )
         out |= {"shell_s": shell, "drawn_s": time.perf_counter() - t0}
         x, y = _target(page)
         while True:  # the first hover: until the WebGL picking answers (tries of 0.3 s, so as not to overshoot)
@@ -130,8 +148,11 @@ def measure(browser, url: str, n: int, timeout_s: float = 180) -> dict:
         deadline, out["drag_s"] = t + timeout_s, t - drag
         page.mouse.up()
         # the app prints a plain-text marker of its own; an app error ends the wait at once
-        page.wait_for_function(f"() => {{ const s = document.body.innerText;"
-                               f" return s.includes('BENCH-SELECTED') || s.includes('{APP_ERROR}'); }}", timeout=left())
+        page.wait_for_function(
+            f"() => {{ const s = document.body.innerText;"
+            f" return s.includes('BENCH-SELECTED') || s.includes('{APP_ERROR}'); }}",
+            timeout=left(),
+        )
         out["lasso_s"] = time.perf_counter() - t
         text = page.evaluate("document.body.innerText")
         if APP_ERROR in text:
@@ -153,16 +174,31 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 100_000, 1_000_000])
     ap.add_argument("--json", type=Path)
     ap.add_argument("--timeout", type=float, default=180, help="seconds each step of a size may take (default 180)")
-    ap.add_argument("--max-message-mb", type=int, help="server.maxMessageSize, MB to the browser (default: the app's, 200)")
-    ap.add_argument("--max-widget-state-mb", type=int,
-                    help="server.maxWidgetStateSize, MB from the browser, which a selection event must fit (default 25)")
-    ap.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "map_scale_streamlit.log",
-                    help="the Streamlit server's output (default: map_scale_streamlit.log in the temp folder)")
+    ap.add_argument(
+        "--max-message-mb", type=int, help="server.maxMessageSize, MB to the browser (default: the app's, 200)"
+    )
+    ap.add_argument(
+        "--max-widget-state-mb",
+        type=int,
+        help="server.maxWidgetStateSize, MB from the browser, which a selection event must fit (default 25)",
+    )
+    ap.add_argument(
+        "--log",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "map_scale_streamlit.log",
+        help="the Streamlit server's output (default: map_scale_streamlit.log in the temp folder)",
+    )
     args = ap.parse_args()
     if CHROMIUM is None:
         raise SystemExit("no system Chromium (apt-get install -y chromium)")
-    options = {k: v for k, v in (("server.maxMessageSize", args.max_message_mb),
-                                 ("server.maxWidgetStateSize", args.max_widget_state_mb)) if v is not None}
+    options = {
+        k: v
+        for k, v in (
+            ("server.maxMessageSize", args.max_message_mb),
+            ("server.maxWidgetStateSize", args.max_widget_state_mb),
+        )
+        if v is not None
+    }
     proc, url = _serve(options, args.log)
     rows = []
     try:
@@ -182,16 +218,24 @@ def main() -> None:
     finally:
         proc.terminate()
     print(f"\nlimits: {LIMITS}; server options: {options or 'the app config'}")
-    cols = (("json_mb", "JSON MB", ".1f"), ("build_s", "build s", ".2f"), ("ready_s", "ready s", ".2f"),
-            ("hover_s", "hover s", ".3f"), ("drag_s", "drag s", ".2f"), ("lasso_s", "lasso s", ".2f"),
-            ("selected", "selected", ",d"))
+    cols = (
+        ("json_mb", "JSON MB", ".1f"),
+        ("build_s", "build s", ".2f"),
+        ("ready_s", "ready s", ".2f"),
+        ("hover_s", "hover s", ".3f"),
+        ("drag_s", "drag s", ".2f"),
+        ("lasso_s", "lasso s", ".2f"),
+        ("selected", "selected", ",d"),
+    )
     print(f"{'points':>10} " + " ".join(f"{h:>8}" for _, h, _ in cols) + "  usable")
     for r in rows:
         cells = " ".join(f"{r[k]:>8{f}}" if k in r else f"{'-':>8}" for k, _, f in cols)
         print(f"{r['points']:>10,} {cells}  {r['usable']}" + (f"  ({r['error']})" if "error" in r else ""))
     if any(r.get("workaround") for r in rows):
-        print("(the app read the selection through its own workaround: memviz.figures.builders.selected_indices cannot"
-              " read customdata rows that come back as dicts)")
+        print(
+            "(the app read the selection through its own workaround: memviz.figures.builders.selected_indices cannot"
+            " read customdata rows that come back as dicts)"
+        )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

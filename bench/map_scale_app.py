@@ -60,8 +60,11 @@ def page() -> None:
     st.caption(f"built in {built:.3f} s")
     chosen = map_select(fig, key="map")
     # a marker of its own, in plain text, for the bench to find in document.body.innerText
-    st.text(f"BENCH-SELECTED {len(chosen)}" + (" (workaround)" if st.session_state.get("workaround") else "")
-            if len(chosen) else "BENCH-NOTHING-SELECTED")
+    st.text(
+        f"BENCH-SELECTED {len(chosen)}" + (" (workaround)" if st.session_state.get("workaround") else "")
+        if len(chosen)
+        else "BENCH-NOTHING-SELECTED"
+    )
 
 
 if __name__ == "__main__":  # as `streamlit run` runs it; bench/map_scale.py imports figure()

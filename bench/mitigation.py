@@ -34,8 +34,17 @@ import numpy as np
 import pandas as pd
 
 
-def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, keep: Path | None = None,
-        only: str | None = None, knobs: dict | None = None) -> pd.DataFrame:
+def run(
+    demo: str,
+    n: int,
+    seeds: list,
+    steps: int,
+    gate: str,
+    methods: list,
+    keep: Path | None = None,
+    only: str | None = None,
+    knobs: dict | None = None,
+) -> pd.DataFrame:
     from memviz.mitigate import MITIGATIONS
     from memviz.mitigate.lab import prompt_sets, run_lab
     from memviz.study.core import open_study
@@ -47,15 +56,29 @@ def run(demo: str, n: int, seeds: list, steps: int, gate: str, methods: list, ke
         methods = [m for m in methods if MITIGATIONS[m].unavailable(study.model) is None]
     frames = []
     for seed in seeds:
-        r = run_lab(study, planted + ordinary, methods, n=n, seed=seed, steps=steps, gate=gate,
-                    knobs={k: v for k, v in (knobs or {}).items() if k in methods or methods == ["all"]})
-        switched = [np.mean(np.asarray(i["switch_step"]) < i["steps"]) if "switch_step" in i else np.nan
-                    for i in r.rows["info"]]  # guidance-schedule: the share of generations guided at all
-        frames.append(r.rows.assign(demo=demo, planted=r.rows.prompt.isin(planted), threshold=r.gate.get("threshold"),
-                                    switched=switched))
+        r = run_lab(
+            study,
+            planted + ordinary,
+            methods,
+            n=n,
+            seed=seed,
+            steps=steps,
+            gate=gate,
+            knobs={k: v for k, v in (knobs or {}).items() if k in methods or methods == ["all"]},
+        )
+        switched = [
+            np.mean(np.asarray(i["switch_step"]) < i["steps"]) if "switch_step" in i else np.nan for i in r.rows["info"]
+        ]  # guidance-schedule: the share of generations guided at all
+        frames.append(
+            r.rows.assign(
+                demo=demo, planted=r.rows.prompt.isin(planted), threshold=r.gate.get("threshold"), switched=switched
+            )
+        )
         print(f"{demo} seed {seed}: done", flush=True)
         if keep is not None:  # every finished seed is kept, so a run cut short still reports what it measured
-            pd.concat(frames).drop(columns=["info"]).to_json(keep.with_suffix(f".{demo}.partial.json"), orient="records")
+            pd.concat(frames).drop(columns=["info"]).to_json(
+                keep.with_suffix(f".{demo}.partial.json"), orient="records"
+            )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -74,20 +97,25 @@ def summary(rows: pd.DataFrame) -> pd.DataFrame:
             planted, ordinary = s[s.planted], s[~s.planted]
             applied = s[s.applied]
             pa = p[p.prompt.isin(applied.prompt)]
-            per_seed.append({
-                "planted_copy_rate_plain": p[p.planted].copy_rate.mean(),
-                "planted_copy_rate": planted.copy_rate.mean(),
-                "planted_own_copy_rate": planted.own_copy_rate.mean() if "own_copy_rate" in s else np.nan,
-                "ordinary_utility_ratio": _ratio(ordinary.utility.mean(), p[~p.planted].utility.mean()),
-                "ordinary_nn_distance": ordinary.median_nn_distance.median(),
-                "ordinary_nn_distance_plain": p[~p.planted].median_nn_distance.median(),
-                "seconds_ratio": applied.seconds.sum() / max(pa.seconds.sum(), 1e-9) if len(applied) else np.nan,
-                "calls_ratio": applied.model_calls.sum() / max(pa.model_calls.sum(), 1) if len(applied) else np.nan,
-                # the gate, scored once per prompt, against the plain generation of every prompt
-                "gate_seconds_ratio": (p.gate_seconds.sum() / max(p.seconds.sum(), 1e-9)
-                                       if "gate_seconds" in p else np.nan),
-                "ordinary_flagged": ordinary.flagged.mean(), "planted_flagged": planted.flagged.mean(),
-                "switched": applied.switched.mean() if "switched" in s else np.nan})
+            per_seed.append(
+                {
+                    "planted_copy_rate_plain": p[p.planted].copy_rate.mean(),
+                    "planted_copy_rate": planted.copy_rate.mean(),
+                    "planted_own_copy_rate": planted.own_copy_rate.mean() if "own_copy_rate" in s else np.nan,
+                    "ordinary_utility_ratio": _ratio(ordinary.utility.mean(), p[~p.planted].utility.mean()),
+                    "ordinary_nn_distance": ordinary.median_nn_distance.median(),
+                    "ordinary_nn_distance_plain": p[~p.planted].median_nn_distance.median(),
+                    "seconds_ratio": applied.seconds.sum() / max(pa.seconds.sum(), 1e-9) if len(applied) else np.nan,
+                    "calls_ratio": applied.model_calls.sum() / max(pa.model_calls.sum(), 1) if len(applied) else np.nan,
+                    # the gate, scored once per prompt, against the plain generation of every prompt
+                    "gate_seconds_ratio": (
+                        p.gate_seconds.sum() / max(p.seconds.sum(), 1e-9) if "gate_seconds" in p else np.nan
+                    ),
+                    "ordinary_flagged": ordinary.flagged.mean(),
+                    "planted_flagged": planted.flagged.mean(),
+                    "switched": applied.switched.mean() if "switched" in s else np.nan,
+                }
+            )
         out.append({"demo": demo, "method": method, **pd.DataFrame(per_seed).median().to_dict()})
     return pd.DataFrame(out)
 
@@ -103,11 +131,17 @@ def by_kind(rows: pd.DataFrame) -> pd.DataFrame:
         per_seed = []
         for seed, s in g.groupby("seed"):
             p = plain[plain.seed == seed]
-            per_seed.append({"prompts": s.prompt.nunique(), "copy_rate_plain": p.copy_rate.mean(),
-                             "copy_rate": s.copy_rate.mean(), "own_copy_rate_plain": p.own_copy_rate.mean(),
-                             "own_copy_rate": s.own_copy_rate.mean(),
-                             "utility_ratio": _ratio(s.utility.mean(), p.utility.mean()),
-                             "applied": s.applied.mean()})
+            per_seed.append(
+                {
+                    "prompts": s.prompt.nunique(),
+                    "copy_rate_plain": p.copy_rate.mean(),
+                    "copy_rate": s.copy_rate.mean(),
+                    "own_copy_rate_plain": p.own_copy_rate.mean(),
+                    "own_copy_rate": s.own_copy_rate.mean(),
+                    "utility_ratio": _ratio(s.utility.mean(), p.utility.mean()),
+                    "applied": s.applied.mean(),
+                }
+            )
         out.append({"demo": demo, "memorization": kind, "method": method, **pd.DataFrame(per_seed).median().to_dict()})
     return pd.DataFrame(out)
 
@@ -120,21 +154,38 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--gate", default="wen")
     ap.add_argument("--methods", nargs="+", default=["all"])
-    ap.add_argument("--only", choices=["planted", "ordinary"], help="one prompt set (with --gate none on ordinary "
-                    "prompts: what a method costs where it is applied to every prompt)")
+    ap.add_argument(
+        "--only",
+        choices=["planted", "ordinary"],
+        help="one prompt set (with --gate none on ordinary "
+        "prompts: what a method costs where it is applied to every prompt)",
+    )
     ap.add_argument("--knob", nargs="+", default=[], metavar="METHOD=VALUE", help="a method's setting (as the CLI's)")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     knobs = {k: float(v) for k, v in (item.split("=", 1) for item in args.knob)}
-    rows = pd.concat([run(d, args.n, args.seeds, args.steps, args.gate, args.methods, args.json, args.only, knobs)
-                      for d in args.demos])
+    rows = pd.concat(
+        [
+            run(d, args.n, args.seeds, args.steps, args.gate, args.methods, args.json, args.only, knobs)
+            for d in args.demos
+        ]
+    )
     table, kinds = summary(rows), by_kind(rows)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(kinds.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     if args.json:
-        args.json.write_text(json.dumps({"summary": table.to_dict("records"), "by_kind": kinds.to_dict("records"),
-                                         "rows": rows.drop(columns=["info"]).to_dict("records")}, indent=2, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "summary": table.to_dict("records"),
+                    "by_kind": kinds.to_dict("records"),
+                    "rows": rows.drop(columns=["info"]).to_dict("records"),
+                },
+                indent=2,
+                default=str,
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,15 @@ def search_rows(n: int, rng) -> list[dict]:
             t0 = time.perf_counter()
             index.nearest(q, K)
             times.append(time.perf_counter() - t0)
-        rows.append({"n": n, "index": kind, "build_s": build, "queries_per_s": Q / float(np.median(times)),
-                     "recall_at_10": recall_at_k(index, q[:50], 10) if kind == "ivf" else 1.0})
+        rows.append(
+            {
+                "n": n,
+                "index": kind,
+                "build_s": build,
+                "queries_per_s": Q / float(np.median(times)),
+                "recall_at_10": recall_at_k(index, q[:50], 10) if kind == "ivf" else 1.0,
+            }
+        )
     return rows
 
 
@@ -47,8 +54,11 @@ def mnist_recall() -> dict:
     from memviz.data.mnist import mnist5k
 
     x = mnist5k(28).images.flatten(1).numpy()
-    return {"n": len(x), "index": "ivf (mnist5k, 28x28)", "recall_at_10": recall_at_k(NeighborIndex(x, "ivf"),
-                                                                                     x[:500] + 0.01, 10)}
+    return {
+        "n": len(x),
+        "index": "ivf (mnist5k, 28x28)",
+        "recall_at_10": recall_at_k(NeighborIndex(x, "ivf"), x[:500] + 0.01, 10),
+    }
 
 
 def blobs(n: int, d: int, centers: int, seed: int) -> np.ndarray:

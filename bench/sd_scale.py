@@ -45,17 +45,30 @@ def build(device: str, tmp: Path):
     from memviz.model.closed_form import char_clip_tokenizer
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)            # the defaults are SD v1's
-    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), latent_channels=4, sample_size=512,
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        layers_per_block=2)
-    text = transformers.CLIPTextModel(transformers.CLIPTextConfig(hidden_size=768, intermediate_size=3072,
-                                                                  num_attention_heads=12, num_hidden_layers=12,
-                                                                  max_position_embeddings=77))
-    sched = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                          steps_offset=1)
-    return DiffusionModel(unet, sched, vae=vae, text_encoder=text, tokenizer=char_clip_tokenizer(tmp, 77),
-                          device=device)
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768)  # the defaults are SD v1's
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        latent_channels=4,
+        sample_size=512,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+    )
+    text = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            max_position_embeddings=77,
+        )
+    )
+    sched = PNDMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True, steps_offset=1
+    )
+    return DiffusionModel(
+        unet, sched, vae=vae, text_encoder=text, tokenizer=char_clip_tokenizer(tmp, 77), device=device
+    )
 
 
 def measure(what: str, device: str, reps: int) -> dict:
@@ -84,6 +97,7 @@ def measure(what: str, device: str, reps: int) -> dict:
 
         fn = lambda: flipd(model, x, 0.05, cond=PROMPT, trace="hutchinson", n_probes=1)  # noqa: E731
     elif what == "hv_product":
+
         def fn():
             with math_attention():
                 _, vjp_fn = eps_and_vjp(lambda z: model.score(z, 0.05, PROMPT), x)
@@ -92,7 +106,7 @@ def measure(what: str, device: str, reps: int) -> dict:
         return _lanczos(model, x, device)
     else:
         raise SystemExit(f"unknown measurement {what!r}")
-    fn()                                                                           # warm-up
+    fn()  # warm-up
     seconds = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -112,9 +126,10 @@ def _neighbors(model, x):
     index = NeighborIndex(torch.from_numpy(train))
 
     def fn():
-        img = model.decode(x)                                                        # (1, 3, 512, 512)
-        small = torch.nn.functional.interpolate(img * 2 - 1, size=64, mode="area")   # pixel neighbours at 64 x 64
+        img = model.decode(x)  # (1, 3, 512, 512)
+        small = torch.nn.functional.interpolate(img * 2 - 1, size=64, mode="area")  # pixel neighbours at 64 x 64
         return index.nearest(small.cpu(), k=50)
+
     return fn
 
 
@@ -138,8 +153,14 @@ def _lanczos(model, x, device) -> dict:
     for _ in range(3):
         lin.matvec(v)
     per = (time.perf_counter() - t0) / 3
-    return {"what": "lanczos_k20", "seconds": per * 251, "estimated": True, "seconds_per_product": per,
-            "products": 251, **_peak(device)}
+    return {
+        "what": "lanczos_k20",
+        "seconds": per * 251,
+        "estimated": True,
+        "seconds_per_product": per,
+        "products": 251,
+        **_peak(device),
+    }
 
 
 def _peak(device: str) -> dict:
@@ -161,18 +182,25 @@ def main() -> None:
         return
     rows = []
     for what in args.only:
-        out = subprocess.run([sys.executable, __file__, "--one", what, "--device", args.device, "--reps",
-                              str(args.reps)], capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--one", what, "--device", args.device, "--reps", str(args.reps)],
+            capture_output=True,
+            text=True,
+        )
         if out.returncode != 0:
             print(f"{what}: failed\n{out.stderr[-2000:]}", flush=True)
             continue
         row = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(f"{what:14s} {row['seconds']:9.2f} s{' (estimated)' if row.get('estimated') else '':13s} "
-              f"peak {row['peak_gib']:.1f} GiB", flush=True)
+        print(
+            f"{what:14s} {row['seconds']:9.2f} s{' (estimated)' if row.get('estimated') else '':13s} "
+            f"peak {row['peak_gib']:.1f} GiB",
+            flush=True,
+        )
     if args.json:
-        args.json.write_text(json.dumps({"device": args.device, "torch_threads": torch.get_num_threads(),
-                                         "rows": rows}, indent=2))
+        args.json.write_text(
+            json.dumps({"device": args.device, "torch_threads": torch.get_num_threads(), "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":

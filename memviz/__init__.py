@@ -21,5 +21,6 @@ def __getattr__(name: str):
     """``memviz.open_study`` and ``memviz.Study`` without importing torch on ``import memviz``."""
     if name in __all__:
         from memviz.study import core as study
+
         return getattr(study, name)
     raise AttributeError(f"module 'memviz' has no attribute {name!r}")

@@ -26,9 +26,15 @@ from memviz.ui.widgets import (
     table_downloads,
 )
 
-COLOURS = {"FLIPD (LID_theta)": "flipd", "LID* (MLE)": "lid_mle", "LID* (lPCA)": "lid_lpca",
-           "MMH verdict": "verdict", "planted kind": "kind", "label": "label",
-           "nearest-neighbour distance": "nn_distance"}
+COLOURS = {
+    "FLIPD (LID_theta)": "flipd",
+    "LID* (MLE)": "lid_mle",
+    "LID* (lPCA)": "lid_lpca",
+    "MMH verdict": "verdict",
+    "planted kind": "kind",
+    "label": "label",
+    "nearest-neighbour distance": "nn_distance",
+}
 
 GRID = 128  # images shown of a selection
 
@@ -47,13 +53,20 @@ column = COLOURS[colour]
 colours = table[column].astype(str).to_numpy() if column == "label" else table[column].to_numpy()
 rows = table["row"].to_numpy()
 linked = query_rows("sel", rows)  # a shared link's selection, ringed until the reader draws another
-fig = map_figure(table[["x", "y"]].to_numpy(), color=colours, color_name=colour, index=rows,
-                 hover={"label": table.label, "FLIPD": table.flipd, "LID*": table.lid_mle, "copies": table.copies},
-                 highlight=np.flatnonzero(np.isin(rows, linked)) if len(linked) else None,
-                 title=f"UMAP of {len(table):,} training images, coloured by {colour}")
-st.caption("Each point is one analysed training image; nearby points have similar pixels (UMAP of the images "
-           "in the model's space; the axes have no units). Colour shows the chosen metric; hover for its values. Click a "
-           "point, or draw a box or a lasso, to open those images below; the selection goes into the URL.")
+fig = map_figure(
+    table[["x", "y"]].to_numpy(),
+    color=colours,
+    color_name=colour,
+    index=rows,
+    hover={"label": table.label, "FLIPD": table.flipd, "LID*": table.lid_mle, "copies": table.copies},
+    highlight=np.flatnonzero(np.isin(rows, linked)) if len(linked) else None,
+    title=f"UMAP of {len(table):,} training images, coloured by {colour}",
+)
+st.caption(
+    "Each point is one analysed training image; nearby points have similar pixels (UMAP of the images "
+    "in the model's space; the axes have no units). Colour shows the chosen metric; hover for its values. Click a "
+    "point, or draw a box or a lasso, to open those images below; the selection goes into the URL."
+)
 chosen = map_select(fig, key="map")
 export_menu(fig, "map", key="exp-map")
 if len(chosen):
@@ -69,10 +82,17 @@ if len(chosen) == 0:
     st.stop()
 picked = table[np.isin(rows, chosen)]
 st.subheader(f"{len(picked):,} selected" + (f" (the first {GRID} shown)" if len(picked) > GRID else ""))
-st.image(image_grid(to_unit(study.images(picked.row.to_numpy()[:GRID])), nrow=16, scale=3),
-         caption="the selected images, in the table's order; open one on the Samples page from its link")
-st.dataframe(picked.assign(open=[f"/samples?row={r}&n={size}" for r in picked.row]), hide_index=True, height=200,
-             column_order=["open", *picked.columns],
-             column_config=column_help(picked, open=st.column_config.LinkColumn(
-                 "open", display_text="Samples ↗", help="This row on the Samples page")))
+st.image(
+    image_grid(to_unit(study.images(picked.row.to_numpy()[:GRID])), nrow=16, scale=3),
+    caption="the selected images, in the table's order; open one on the Samples page from its link",
+)
+st.dataframe(
+    picked.assign(open=[f"/samples?row={r}&n={size}" for r in picked.row]),
+    hide_index=True,
+    height=200,
+    column_order=["open", *picked.columns],
+    column_config=column_help(
+        picked, open=st.column_config.LinkColumn("open", display_text="Samples ↗", help="This row on the Samples page")
+    ),
+)
 table_downloads(picked, "selection", key="selection")

@@ -45,58 +45,87 @@ st.subheader(f"Training data: {len(ws.train):,} images" + (f", {len(ws.test):,} 
 if kind is not None and ws.train.images.shape[-1] > 1:
     counts = pd.Series(kind).value_counts().rename_axis("planted kind").reset_index(name="training rows")
     st.dataframe(counts, hide_index=True)
-    st.caption("The ground truth this demo planted: DD-Mem rows are stored many times, OD-Mem rows are few images "
-               "each tied to its own prompt; the detectors are scored against it (the Detection page).")
-    for k, what in (("DD-Mem", "duplicated images (data-driven memorization)"),
-                    ("OD-Mem", "images tied to a planted prompt (overfitting-driven memorization)")):
+    st.caption(
+        "The ground truth this demo planted: DD-Mem rows are stored many times, OD-Mem rows are few images "
+        "each tied to its own prompt; the detectors are scored against it (the Detection page)."
+    )
+    for k, what in (
+        ("DD-Mem", "duplicated images (data-driven memorization)"),
+        ("OD-Mem", "images tied to a planted prompt (overfitting-driven memorization)"),
+    ):
         idx = [i for i in range(len(kind)) if kind[i] == k]
         first = sorted({int(ws.train.source_index[i]): i for i in idx}.values())
         if first:
             st.write(f"**{len(first)} {what}**")
             st.image(image_grid(to_unit(ws.train.images[first]), nrow=min(len(first), 16), scale=4))
             if ws.train.captions is not None:  # a text model: each planted image's unique caption
-                st.dataframe(pd.DataFrame({"caption": list(dict.fromkeys(ws.train.captions[i] for i in first))}),
-                             hide_index=True)
+                st.dataframe(
+                    pd.DataFrame({"caption": list(dict.fromkeys(ws.train.captions[i] for i in first))}), hide_index=True
+                )
 
 if ws.train.images.shape[-1] == 1:
     st.stop()  # points, not images: the Manifold page shows them
 st.subheader("What the model memorized")
 table = prepared(ws).table(t0)
 verdicts = table.verdict.value_counts().reindex(list(VERDICTS), fill_value=0)
-st.caption(f"How many of the {len(table):,} analysed training images each verdict of the Manifold Memorization "
-           "Hypothesis (Ross, Kamkari et al., ICLR 2025) gives, at t0 = " + f"{t0}.")
+st.caption(
+    f"How many of the {len(table):,} analysed training images each verdict of the Manifold Memorization "
+    "Hypothesis (Ross, Kamkari et al., ICLR 2025) gives, at t0 = " + f"{t0}."
+)
 cols = st.columns(len(verdicts))
 for col, (name, count) in zip(cols, verdicts.items()):
-    col.metric(f"MMH verdict: :{VERDICT_COLOURS[name][1]}[{name}]", f"{count:,}", border=True,
-               help=glossary.VERDICTS[name] + f" LID_theta: FLIPD at t0 = {t0}; LID*: MLE (k = 20) on the training set.")
-per_class = model.class_names is not None and ws.train.labels is not None and st.toggle(
-    "Per class", key="per_class", help="The lowest-LID_theta images of each class, one row per class.")
+    col.metric(
+        f"MMH verdict: :{VERDICT_COLOURS[name][1]}[{name}]",
+        f"{count:,}",
+        border=True,
+        help=glossary.VERDICTS[name] + f" LID_theta: FLIPD at t0 = {t0}; LID*: MLE (k = 20) on the training set.",
+    )
+per_class = (
+    model.class_names is not None
+    and ws.train.labels is not None
+    and st.toggle("Per class", key="per_class", help="The lowest-LID_theta images of each class, one row per class.")
+)
 if per_class:
     labels = ws.train.labels[table["row"].to_numpy()]
     classes = sorted(set(labels.tolist()))
     rows = [table[labels == c].sort_values("flipd").head(8)["row"].to_numpy() for c in classes]
     tiles = to_unit(ws.images(np.concatenate(rows)))
-    blank = tiles.new_zeros((8 * len(rows),) + tiles.shape[1:])  # a class with fewer than 8 analysed images: blank tiles
+    blank = tiles.new_zeros(
+        (8 * len(rows),) + tiles.shape[1:]
+    )  # a class with fewer than 8 analysed images: blank tiles
     blank[np.concatenate([8 * k + np.arange(len(r)) for k, r in enumerate(rows)])] = tiles
-    st.image(image_grid(blank, nrow=8, scale=3),
-             caption="per class, its (up to) 8 analysed images with the lowest LID_theta, most memorized first; one "
-             "row per class: " + ", ".join(model.class_names[c] for c in classes))
+    st.image(
+        image_grid(blank, nrow=8, scale=3),
+        caption="per class, its (up to) 8 analysed images with the lowest LID_theta, most memorized first; one "
+        "row per class: " + ", ".join(model.class_names[c] for c in classes),
+    )
 if not per_class:
     low = table.sort_values("flipd").head(32)
-    st.image(image_grid(to_unit(ws.images(low["row"].to_numpy())), nrow=16, scale=3),
-             caption=f"the 32 of {len(table):,} analysed training images with the lowest LID_theta (most memorized "
-             "first)")
-st.caption("Why simple images dominate: a plain digit such as a 1 lies on a low-dimensional piece of the data "
-           "manifold, so its LID is low with or without memorization (the simplicity bias the MMH paper discusses). "
-           "Low LID_theta alone is not memorization; the verdict compares it with held-out images and with LID*. "
-           "Read the grid per class to compare like with like.")
+    st.image(
+        image_grid(to_unit(ws.images(low["row"].to_numpy())), nrow=16, scale=3),
+        caption=f"the 32 of {len(table):,} analysed training images with the lowest LID_theta (most memorized first)",
+    )
+st.caption(
+    "Why simple images dominate: a plain digit such as a 1 lies on a low-dimensional piece of the data "
+    "manifold, so its LID is low with or without memorization (the simplicity bias the MMH paper discusses). "
+    "Low LID_theta alone is not memorization; the verdict compares it with held-out images and with LID*. "
+    "Read the grid per class to compare like with like."
+)
 evaluation = ws.folder / "eval_detection.json" if ws.folder else None
 if evaluation is not None and evaluation.exists():
     st.subheader("Detectors against the planted ground truth")
     rows = report(json.loads(evaluation.read_text()))
-    st.dataframe(rows, hide_index=True, column_config={"auroc": st.column_config.NumberColumn(format="%.3f"),
-                                                       "tpr_at_1pct_fpr": st.column_config.NumberColumn(format="%.3f")})
-    st.caption("Each registered detector scored on the planted ground truth, from `memviz eval-detection` (see the "
-               "model card): AUROC (0.5 is chance, 1 is perfect) and the true-positive rate at 1% false positives; "
-               "the Detection page draws the ROC curves and the cost of each.")
+    st.dataframe(
+        rows,
+        hide_index=True,
+        column_config={
+            "auroc": st.column_config.NumberColumn(format="%.3f"),
+            "tpr_at_1pct_fpr": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    st.caption(
+        "Each registered detector scored on the planted ground truth, from `memviz eval-detection` (see the "
+        "model card): AUROC (0.5 is chance, 1 is perfect) and the true-positive rate at 1% false positives; "
+        "the Detection page draws the ROC curves and the cost of each."
+    )
 warm(model)  # the UNet, built in the background once the page is complete: the first pick need not wait

@@ -26,14 +26,19 @@ if model.is_class_conditional:
     asked = [p for p in listed if p in model.class_names]
     if len(asked) < len(listed):
         unknown = ", ".join(repr(p[:40]) for p in listed if p not in asked)[:300]
-        st.warning(f"The link names classes this model does not have ({unknown}); its classes are "
-                   f"{', '.join(model.class_names)}.")
+        st.warning(
+            f"The link names classes this model does not have ({unknown}); its classes are "
+            f"{', '.join(model.class_names)}."
+        )
     default = asked or [p for p in ("3", "memorized-00") if p in model.class_names] or model.class_names[:1]
     prompts = st.multiselect("Prompts (2 to 4)", model.class_names, default=default, max_selections=4)
 elif model.is_text_conditional:
     asked = query_value("prompts", "", str)
-    text = st.text_area("Prompts, one per line (2 to 4; any free text)", asked.replace("|", "\n") if asked
-                        else "\n".join(example_prompts(model.meta)), help="Encoded by the model's own text encoder.")
+    text = st.text_area(
+        "Prompts, one per line (2 to 4; any free text)",
+        asked.replace("|", "\n") if asked else "\n".join(example_prompts(model.meta)),
+        help="Encoded by the model's own text encoder.",
+    )
     prompts = [p.strip() for p in text.splitlines() if p.strip()][:4]
 else:
     prompts = [None]
@@ -57,48 +62,93 @@ for col, r in zip(st.columns(len(results) or 1), results):
     with col:
         shown_prompt = str(r.prompt).replace("`", "'")
         st.subheader(f"`{shown_prompt}`" if r.prompt is not None else "unconditional")
-        st.metric(f"Copies ({glossary.COPY_RULE})", f"{int(r.evidence.is_copy.sum())} / {n}",
-                  help=glossary.CALIBRATED_L2)
+        st.metric(
+            f"Copies ({glossary.COPY_RULE})", f"{int(r.evidence.is_copy.sum())} / {n}", help=glossary.CALIBRATED_L2
+        )
         st.image(image_grid(r.evidence.images, nrow=n, scale=3), caption="generations")
         if r.mask is not None:
-            st.image(image_grid(overlay(r.evidence.images, r.mask), nrow=n, scale=3),
-                     caption="where it is copied (Bright Ending: red = the end token's attention at the last step)")
+            st.image(
+                image_grid(overlay(r.evidence.images, r.mask), nrow=n, scale=3),
+                caption="where it is copied (Bright Ending: red = the end token's attention at the last step)",
+            )
         st.image(image_grid(r.evidence.nearest_images, nrow=n, scale=3), caption="nearest training image of each")
         st.caption("calibrated l2: " + ", ".join(f"{c:.2f}" for c in r.evidence.calibrated))
 if results and results[0].mask is None:
     st.caption(f"Where in the image: {DETECTORS['bright-ending'].unavailable(model)}")
 st.subheader("Detectors")
-st.dataframe(scores, hide_index=True, column_config={
-    "copies": st.column_config.NumberColumn(help="Generations of the prompt that copy a training image "
-                                            f"({glossary.COPY_RULE})."),
-    "seed": st.column_config.NumberColumn(help="Generation i of the prompt is (prompt, seed, i)."), **{
-    d.name: st.column_config.NumberColumn(help=f"{d.paper}; {'higher' if d.sign > 0 else 'lower'} = more memorized; "
-                                          f"cost: {d.cost}" + ("; at the first sampling step" if d.stepwise else "")
-                                          + ("; on the initial noise" if d.noise else ""))
-    for d in detectors("prompt")}})
-st.caption("Generation i of a prompt is (prompt, seed, i); each score is the mean over the prompt's generations. "
-           "Stepwise and noise-level scores are taken at the first step of the papers' 50-step schedule, whatever "
-           "the sampling steps above, so they compare with the Detection page.")
+st.dataframe(
+    scores,
+    hide_index=True,
+    column_config={
+        "copies": st.column_config.NumberColumn(
+            help=f"Generations of the prompt that copy a training image ({glossary.COPY_RULE})."
+        ),
+        "seed": st.column_config.NumberColumn(help="Generation i of the prompt is (prompt, seed, i)."),
+        **{
+            d.name: st.column_config.NumberColumn(
+                help=f"{d.paper}; {'higher' if d.sign > 0 else 'lower'} = more memorized; "
+                f"cost: {d.cost}"
+                + ("; at the first sampling step" if d.stepwise else "")
+                + ("; on the initial noise" if d.noise else "")
+            )
+            for d in detectors("prompt")
+        },
+    },
+)
+st.caption(
+    "Generation i of a prompt is (prompt, seed, i); each score is the mean over the prompt's generations. "
+    "Stepwise and noise-level scores are taken at the first step of the papers' 50-step schedule, whatever "
+    "the sampling steps above, so they compare with the Detection page."
+)
 table_downloads(scores, "prompt-scores", key="prompt-scores")
 copied = [str(r.prompt) for r in results if r.prompt is not None and r.evidence.is_copy.any()]
 if copied:
-    st.page_link(str(app_root() / "pages" / "mitigation.py"), label="Mitigate the prompts that copy: " + ", ".join(copied)[:80],
-                 icon=":material/healing:", query_params={"prompts": "|".join(copied), "seed": str(seed)})
+    st.page_link(
+        str(app_root() / "pages" / "mitigation.py"),
+        label="Mitigate the prompts that copy: " + ", ".join(copied)[:80],
+        icon=":material/healing:",
+        query_params={"prompts": "|".join(copied), "seed": str(seed)},
+    )
 with_spectra = [r for r in results if len(r.eigenvalues)]
 figures = {}
 if with_spectra:
-    spec = spectrum_figure({str(r.prompt): r.eigenvalues for r in with_spectra}, tau=with_spectra[0].tau,
-                           title="Hessian spectra of the first generation of each prompt (t = 0.05)")
+    spec = spectrum_figure(
+        {str(r.prompt): r.eigenvalues for r in with_spectra},
+        tau=with_spectra[0].tau,
+        title="Hessian spectra of the first generation of each prompt (t = 0.05)",
+    )
     figures["spectra"] = spec
     st.plotly_chart(spec, key="spectra")
     export_menu(spec, "prompt-spectra", key="exp-spectra")
-    st.caption("n_sharp (eigenvalues below -tau) of the first generation: "
-               + ", ".join(f"{r.prompt}: {int(np.sum(r.eigenvalues < -r.tau))}" for r in with_spectra) + ". "
-               + glossary.SPECTRUM)
-grids = {f"prompt-{k}-{part}": image_grid(getattr(r.evidence, attr), nrow=n, scale=3)
-         for k, r in enumerate(results) for part, attr in (("generations", "images"), ("nearest", "nearest_images"))}
-grids |= {f"prompt-{k}-copied-where": image_grid(overlay(r.evidence.images, r.mask), nrow=n, scale=3)
-          for k, r in enumerate(results) if r.mask is not None}
-figure_pack_button(figures, {"scores": scores}, {"model": ws.path, "data": ws.data_path, "prompts": prompts, "n": n,
-                                                 "steps": steps, "guidance_scale": guidance, "seed": seed},
-                   "memviz-prompts", key="pack", images=grids)
+    st.caption(
+        "n_sharp (eigenvalues below -tau) of the first generation: "
+        + ", ".join(f"{r.prompt}: {int(np.sum(r.eigenvalues < -r.tau))}" for r in with_spectra)
+        + ". "
+        + glossary.SPECTRUM
+    )
+grids = {
+    f"prompt-{k}-{part}": image_grid(getattr(r.evidence, attr), nrow=n, scale=3)
+    for k, r in enumerate(results)
+    for part, attr in (("generations", "images"), ("nearest", "nearest_images"))
+}
+grids |= {
+    f"prompt-{k}-copied-where": image_grid(overlay(r.evidence.images, r.mask), nrow=n, scale=3)
+    for k, r in enumerate(results)
+    if r.mask is not None
+}
+figure_pack_button(
+    figures,
+    {"scores": scores},
+    {
+        "model": ws.path,
+        "data": ws.data_path,
+        "prompts": prompts,
+        "n": n,
+        "steps": steps,
+        "guidance_scale": guidance,
+        "seed": seed,
+    },
+    "memviz-prompts",
+    key="pack",
+    images=grids,
+)

@@ -40,8 +40,19 @@ def main() -> int:
 
     folder = model_path(args.model)
     start = time.perf_counter()  # the evaluation first, so that every cost it reports is a computation's
-    code = cli(["eval-detection", "--model", args.model, "--calibrate", str(args.calibrate),
-                "--json", str(folder / "eval_detection.json"), "--scores", str(folder / "eval_scores.parquet")])
+    code = cli(
+        [
+            "eval-detection",
+            "--model",
+            args.model,
+            "--calibrate",
+            str(args.calibrate),
+            "--json",
+            str(folder / "eval_detection.json"),
+            "--scores",
+            str(folder / "eval_scores.parquet"),
+        ]
+    )
     evaluated = time.perf_counter()
     if code:
         return code
@@ -53,8 +64,11 @@ def main() -> int:
         if (store / kind).is_dir():
             shutil.copytree(store / kind, shipped / kind, ignore=shutil.ignore_patterns(".*", "*.tmp"))
     size = sum(f.stat().st_size for f in shipped.rglob("*.npz"))
-    print(f"{args.model}: eval-detection {evaluated - start:.0f} s (cold store), then Study.prepare "
-          f"{done - evaluated:.0f} s; shipped {size / 2**20:.1f} MiB in {shipped}", file=sys.stderr)
+    print(
+        f"{args.model}: eval-detection {evaluated - start:.0f} s (cold store), then Study.prepare "
+        f"{done - evaluated:.0f} s; shipped {size / 2**20:.1f} MiB in {shipped}",
+        file=sys.stderr,
+    )
     shutil.rmtree(store, ignore_errors=True)
     return 0
 

@@ -22,9 +22,17 @@ DEMO_MNIST_TEXT = ROOT / "assets" / "models" / "demo-mnist-text"
 def tiny_unet(num_class_embeds: int | None = 4, channels: int = 1, size: int = 8, seed: int = 0) -> UNet2DModel:
     """A random UNet2DModel small enough for a test (channels (4, 8), 8x8 images)."""
     torch.manual_seed(seed)
-    return UNet2DModel(sample_size=size, in_channels=channels, out_channels=channels, block_out_channels=(4, 8),
-                       layers_per_block=1, norm_num_groups=4, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), num_class_embeds=num_class_embeds)
+    return UNet2DModel(
+        sample_size=size,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(4, 8),
+        layers_per_block=1,
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        num_class_embeds=num_class_embeds,
+    )
 
 
 @pytest.fixture

@@ -6,46 +6,51 @@ import re
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from memviz.ui.serve import free_port, wait_healthy
 from tests.conftest import DEMO_MNIST, ROOT
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if os.path.exists(p)), None)
-pytestmark = [pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium: .ci/run installs it"),
-              pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")]
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None, reason="no system Chromium: .ci/run installs it"),
+    pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled"),
+]
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
 def serve(name: str):
     """A fresh `streamlit run app.py` (headless): yields its base URL and its log file."""
-    port = _free_port()
+    port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.log"
     with open(path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.headless",
-                                 "true", "--server.port", str(port), "--browser.gatherUsageStats", "false"],
-                                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MEMVIZ_LOG": "1"})
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                str(ROOT / "app.py"),
+                "--server.headless",
+                "true",
+                "--server.port",
+                str(port),
+                "--browser.gatherUsageStats",
+                "false",
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MEMVIZ_LOG": "1"},
+        )
         url = f"http://127.0.0.1:{port}"
         try:
-            for _ in range(120):
-                try:
-                    if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
-                        break
-                except OSError:
-                    time.sleep(0.5)
-            else:
+            if not wait_healthy(url):
                 pytest.fail("streamlit did not start")
             yield url, path
         finally:
@@ -103,8 +108,11 @@ def _open(browser, url: str, wait_text: str, shot: str, width: int = 1400, heigh
 def _check(page, shot: str) -> None:
     """No exception box, no figure without data, no overlapping labels and no image that did not load;
     then a screenshot to test-artifacts/<shot>.png."""
-    page.wait_for_function("""() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).every(
-        c => { const g = c.querySelector('.js-plotly-plot'); return g && g._fullData; })""", timeout=120_000)
+    page.wait_for_function(
+        """() => Array.from(document.querySelectorAll('[data-testid="stPlotlyChart"]')).every(
+        c => { const g = c.querySelector('.js-plotly-plot'); return g && g._fullData; })""",
+        timeout=120_000,
+    )
     page.wait_for_timeout(500)
     where = f"{page.url} at {page.viewport_size['width']} px"
     assert page.locator('[data-testid="stException"]').count() == 0, f"an exception on {where}"
@@ -116,12 +124,17 @@ def _check(page, shot: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
 
 
-PAGES = {"overview": ("", "What the model memorized"), "samples": ("samples?n=300&row=42", "Row 42:"),
-         "prompts": ("prompts?prompts=3|memorized-05", "calibrated l2:"), "manifold": ("manifold?n=300&sel={sel}",
-                                                                                       "2 selected"),
-         "detection": ("detection", "ROC curves"),
-         "mitigation": ("mitigation?prompts=memorized-00|3&methods=none|guidance-schedule|unconditional&n=4",
-                        "Each point is one method")}
+PAGES = {
+    "overview": ("", "What the model memorized"),
+    "samples": ("samples?n=300&row=42", "Row 42:"),
+    "prompts": ("prompts?prompts=3|memorized-05", "calibrated l2:"),
+    "manifold": ("manifold?n=300&sel={sel}", "2 selected"),
+    "detection": ("detection", "ROC curves"),
+    "mitigation": (
+        "mitigation?prompts=memorized-00|3&methods=none|guidance-schedule|unconditional&n=4",
+        "Each point is one method",
+    ),
+}
 
 
 def test_every_page_at_a_laptop_and_a_desktop_width(server, browser):
@@ -131,18 +144,18 @@ def test_every_page_at_a_laptop_and_a_desktop_width(server, browser):
     from memviz.study.core import open_study
 
     url, log = server
-    sel = ",".join(map(str, open_study("demo-mnist", n=300).rows[:2]))    # two analysed rows, ringed and shown
+    sel = ",".join(map(str, open_study("demo-mnist", n=300).rows[:2]))  # two analysed rows, ringed and shown
     for name, (path, wait_text) in PAGES.items():
         page = _open(browser, f"{url}/{path.format(sel=sel)}", wait_text, f"{name}-1280", width=1280, height=3000)
-        page.set_viewport_size({"width": 1920, "height": 3000})            # the same page on a wide screen
+        page.set_viewport_size({"width": 1920, "height": 3000})  # the same page on a wide screen
         page.wait_for_timeout(1000)
         _check(page, f"{name}-1920")
         if name == "samples":
             assert page.locator(".js-plotly-plot").count() == 3
-            page.keyboard.press("ArrowRight")                                 # the next sample, without the mouse
+            page.keyboard.press("ArrowRight")  # the next sample, without the mouse
             page.wait_for_function("!document.body.innerText.includes('Row 42:')", timeout=120_000)
             assert not re.search(r"row=42(&|$)", page.url)
-        if name == "manifold":                                                # a lasso round the plot's middle
+        if name == "manifold":  # a lasso round the plot's middle
             before = re.search(r"sel=([^&]*)", page.url).group(1)
             box = page.locator(".nsewdrag").first.bounding_box()
             cx, cy, r = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, box["height"] / 3
@@ -153,10 +166,10 @@ def test_every_page_at_a_laptop_and_a_desktop_width(server, browser):
             page.mouse.up()
             page.wait_for_function("!document.body.innerText.includes('2 selected')", timeout=120_000)
             page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=120_000)
-            assert page.locator('[data-testid="stException"]').count() == 0       # the selection opens the grid
+            assert page.locator('[data-testid="stException"]').count() == 0  # the selection opens the grid
             page.wait_for_function(f"!location.href.includes('sel={before}')", timeout=60_000)  # a new selection
             assert page.get_by_text(" selected").count() >= 1
-        if name == "mitigation":                                              # plain, then each remedy, per prompt
+        if name == "mitigation":  # plain, then each remedy, per prompt
             assert page.get_by_text("nearest training image of each").count() == 2 * 3
         page.close()
     assert "Traceback" not in log.read_text()
@@ -168,8 +181,8 @@ def test_pick_a_sample_compare_prompts_and_export_a_png(server, browser):
     url, log = server
     page = _open(browser, f"{url}/samples?n=300&row=42", "Row 42:", "samples")
     page.locator(".js-plotly-plot").nth(2).wait_for(timeout=60_000)
-    assert page.locator(".js-plotly-plot").count() == 3                     # curve, spectrum, map
-    assert page.get_by_text("nearest training images").count() >= 1         # the fourth panel
+    assert page.locator(".js-plotly-plot").count() == 3  # curve, spectrum, map
+    assert page.get_by_text("nearest training images").count() >= 1  # the fourth panel
     page.get_by_role("button", name="Export").first.click()
     with page.expect_download(timeout=120_000) as download:
         page.get_by_role("button", name="PNG").first.click()
@@ -178,7 +191,7 @@ def test_pick_a_sample_compare_prompts_and_export_a_png(server, browser):
     assert image.format == "PNG" and image.size[0] > 100
     page.close()
     page = _open(browser, f"{url}/prompts?prompts=3|memorized-05", "Detectors", "prompts")
-    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)       # the spectra come after the table
+    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)  # the spectra come after the table
     page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=120_000)
     assert page.get_by_text("memorized-05").count() >= 1 and page.locator(".js-plotly-plot").count() == 1
     page.close()
@@ -190,13 +203,14 @@ def test_ten_sessions_opening_a_fresh_server_at_once_all_render_and_load_the_mod
         pages = [browser.new_page() for _ in range(10)]
         targets = [url] * 8 + [f"{url}/prompts?prompts=3|memorized-05"] * 2
         for page, target in zip(pages, targets, strict=True):
-            page.goto(target, wait_until="commit")                            # all ten connect at once
+            page.goto(target, wait_until="commit")  # all ten connect at once
         for page, target in zip(pages, targets, strict=True):
             page.get_by_text("Detectors" if "prompts" in target else "What the model memorized").first.wait_for(
-                timeout=480_000)
+                timeout=480_000
+            )
             assert page.locator('[data-testid="stException"]').count() == 0, target
         numbers = [p.get_by_text("calibrated l2:").all_inner_texts() for p in pages[8:]]
-        assert len(numbers[0]) == 2 and numbers[0] == numbers[1]            # two sessions, one model, same answer
+        assert len(numbers[0]) == 2 and numbers[0] == numbers[1]  # two sessions, one model, same answer
         for p in pages:
             p.close()
         text = log.read_text()
@@ -209,9 +223,11 @@ def _shown(page) -> list[str]:
     page.get_by_text("eigenvalues below").first.wait_for(timeout=300_000)
     page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=300_000)
     page.locator('[data-testid="stMetric"]').nth(1).wait_for(timeout=60_000)
-    return ([page.get_by_role("heading", name="Row ").first.inner_text()]
-            + page.locator('[data-testid="stMetric"]').all_inner_texts()
-            + page.get_by_text("eigenvalues below").all_inner_texts())
+    return (
+        [page.get_by_role("heading", name="Row ").first.inner_text()]
+        + page.locator('[data-testid="stMetric"]').all_inner_texts()
+        + page.get_by_text("eigenvalues below").all_inner_texts()
+    )
 
 
 def test_sessions_picking_at_once_get_a_single_sessions_answers(server, browser):
@@ -227,7 +243,7 @@ def test_sessions_picking_at_once_get_a_single_sessions_answers(server, browser)
         page.get_by_text(f"Row {row}:").first.wait_for(timeout=300_000)
         first.append(_shown(page))
     for page in pages:
-        page.get_by_role("button", name="Next").click()                     # all five pick again at once
+        page.get_by_role("button", name="Next").click()  # all five pick again at once
     second = []
     for page, row in zip(pages, rows, strict=True):
         page.wait_for_function(f"!document.body.innerText.includes('Row {row}:')", timeout=300_000)
@@ -236,7 +252,7 @@ def test_sessions_picking_at_once_get_a_single_sessions_answers(server, browser)
     assert first[0] == first[2] and first[1] == first[4] and second[0] == second[2] and second[1] == second[4]
     for page in pages:
         page.close()
-    for row, shown in ((rows[0], first[0]), (rows[3], first[3])):            # one session alone, afterwards
+    for row, shown in ((rows[0], first[0]), (rows[3], first[3])):  # one session alone, afterwards
         page = _open(browser, f"{url}/samples?n=300&row={row}", f"Row {row}:", f"alone-{row}")
         assert _shown(page) == shown
         page.close()
@@ -248,8 +264,12 @@ def test_hostile_links_get_one_sentence_in_a_real_browser(server, browser):
     for query in ("model=../../../../etc&row=1", "data=/etc/passwd", "model=%2Fproc%2Fself&data=..%2F..%2F.."):
         page = _open(browser, f"{url}/samples?{query}", "outside the folders this app may open", "hostile-path")
         page.close()
-    page = _open(browser, f"{url}/samples?row=-99999999999999999999&t0=nan&n=1e999&sample=-4", "LID_theta (FLIPD)",
-                 "hostile-numbers")
+    page = _open(
+        browser,
+        f"{url}/samples?row=-99999999999999999999&t0=nan&n=1e999&sample=-4",
+        "LID_theta (FLIPD)",
+        "hostile-numbers",
+    )
     page.close()
     page = _open(browser, f"{url}/prompts?seed=1e99&prompts=" + "x" * 5000, "Detectors", "hostile-prompts")
     page.close()
@@ -261,7 +281,7 @@ def test_the_server_listens_on_loopback_only(server):
     port = int(url.rsplit(":", 1)[1])
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
-            s.connect(("10.255.255.255", 1))                                 # no packet is sent
+            s.connect(("10.255.255.255", 1))  # no packet is sent
             address = s.getsockname()[0]
         except OSError:
             address = "127.0.0.1"
@@ -272,8 +292,14 @@ def test_the_server_listens_on_loopback_only(server):
     assert "Network URL" not in log.read_text()
 
 
-TITLES = {"overview": "memviz", "samples": "Samples", "prompts": "Prompts", "manifold": "Manifold",
-          "detection": "Detection", "mitigation": "Mitigation"}
+TITLES = {
+    "overview": "memviz",
+    "samples": "Samples",
+    "prompts": "Prompts",
+    "manifold": "Manifold",
+    "detection": "Detection",
+    "mitigation": "Mitigation",
+}
 
 
 @pytest.mark.parametrize("name", list(TITLES))
@@ -288,5 +314,5 @@ def test_a_deep_link_to_a_fresh_server_shows_the_page_inside_the_app(browser, na
             nav.get_by_text(title, exact=True).wait_for(timeout=60_000)
         page.locator("h1", has_text=TITLES[name]).first.wait_for(timeout=120_000)
         assert nav.get_by_text("app", exact=True).count() == 0 and nav.get_by_text(name, exact=True).count() == 0
-        assert page.url.rstrip("/") == f"{url}/{'' if name == 'overview' else name}".rstrip("/")
+        assert page.url.split("?")[0].rstrip("/") == f"{url}/{'' if name == 'overview' else name}".rstrip("/")
         page.close()

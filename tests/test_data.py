@@ -69,8 +69,9 @@ def test_unknown_builtin_is_named():
 @pytest.fixture(scope="module")
 def planted():
     base = mnist5k(16)
-    truth = plant_memorization(base, n_duplicated=6, copies=5, images_per_prompt=(1, 1, 2), oversample=4,
-                               n_test=500, seed=3)
+    truth = plant_memorization(
+        base, n_duplicated=6, copies=5, images_per_prompt=(1, 1, 2), oversample=4, n_test=500, seed=3
+    )
     return base, truth
 
 
@@ -128,7 +129,8 @@ def test_image_folder_with_captions(tmp_path):
     _png(tmp_path / "a.png", 0)
     _png(tmp_path / "b.png", 255)
     (tmp_path / "metadata.jsonl").write_text(
-        json.dumps({"file_name": "a.png", "text": "black"}) + "\n" + json.dumps({"file_name": "b.png", "text": "white"}))
+        json.dumps({"file_name": "a.png", "text": "black"}) + "\n" + json.dumps({"file_name": "b.png", "text": "white"})
+    )
     data = load_image_folder(tmp_path)
     assert data.images.shape == (2, 1, 6, 6) and data.captions == ["black", "white"]
     assert data.images[0].max() == -1 and data.images[1].min() == 1

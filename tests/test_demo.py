@@ -51,12 +51,13 @@ def test_planted_images_sit_in_sharp_peaks_and_planted_prompts_score_high(demo):
 
     model, _, _, unique, _, _ = demo
     kind = np.asarray(unique.meta["kind"])
-    pick = np.r_[np.flatnonzero(kind == "DD-Mem")[:3], np.flatnonzero(kind == "OD-Mem")[:3],
-                 np.flatnonzero(kind == "none")[:6]]
+    pick = np.r_[
+        np.flatnonzero(kind == "DD-Mem")[:3], np.flatnonzero(kind == "OD-Mem")[:3], np.flatnonzero(kind == "none")[:6]
+    ]
     data = unique.subset(pick)
     s = summarize(spectrum(model, data.images, 0.05, cond=data.labels.tolist()), default_tau(model, 0.05))
-    assert (s["n_sharp"][:6] == 256).all() and (s["n_flat"][:6] == 0).all()      # no flat direction at all
-    assert s["n_sharp"][6:].max() < 250 and s["n_flat"][6:].min() >= 6           # ordinary: a tangent space
+    assert (s["n_sharp"][:6] == 256).all() and (s["n_flat"][:6] == 0).all()  # no flat direction at all
+    assert s["n_sharp"][6:].max() < 250 and s["n_flat"][6:].min() >= 6  # ordinary: a tangent space
     planted = [float(jeon_score(model, f"memorized-{i:02d}", n=2).mean()) for i in (0, 6, 11)]
     digits = [float(jeon_score(model, d, n=2).mean()) for d in ("1", "4", "7")]
     assert min(planted) > max(digits), (planted, digits)

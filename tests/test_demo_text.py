@@ -28,7 +28,7 @@ def test_loads_offline_with_minilm_and_follows_free_text(demo):
     model, train, unique, index, _ = demo
     assert model.is_text_conditional and isinstance(model.text_encoder, TokenEmbeddings)
     assert model.encode_cond("anything at all", 1).shape == (1, 16, 384)
-    assert train.captions is not None and len(set(train.captions)) == 10 + 10 + 12   # one per digit, 22 planted
+    assert train.captions is not None and len(set(train.captions)) == 10 + 10 + 12  # one per digit, 22 planted
     ev = copy_evidence(model, index, cond="seven scribbled on paper", n=8, steps=25, seed=0)
     labels = unique.labels[ev.neighbors[:, :5]]
     assert (labels == 7).mean() >= 0.8, labels
@@ -39,8 +39,9 @@ def test_planted_captions_reproduce_their_training_images(demo, which):
     model, train, unique, index, truth = demo
     kind, j = which
     caption = model.meta["captions"][kind][j]
-    src, kinds, group, lab = (np.asarray(v) for v in (truth.train_source, truth.train_kind, truth.train_group,
-                                                       truth.train_label))
+    src, kinds, group, lab = (
+        np.asarray(v) for v in (truth.train_source, truth.train_kind, truth.train_group, truth.train_label)
+    )
     own = src[(kinds == "DD-Mem") & (group == j)] if kind == "dd" else src[lab == truth.n_ordinary + j]
     ev = copy_evidence(model, index, cond=caption, n=8, steps=25, seed=1)
     copies_of_own = ev.is_copy & np.isin(unique.source_index[ev.neighbors[:, 0]], own)
@@ -65,6 +66,8 @@ def test_planted_captions_are_sharper_at_the_first_step(demo):
     model, *_ = demo
     table = model.meta["captions"]
     planted = [float(jeon_score(model, c, n=2).mean()) for c in (table["dd"][2], table["od"][3], table["od"][11])]
-    ordinary = [float(jeon_score(model, c, n=2).mean()) for c in ("a handwritten digit one", "a scanned four",
-                                                                   "a drawing of the figure seven")]
+    ordinary = [
+        float(jeon_score(model, c, n=2).mean())
+        for c in ("a handwritten digit one", "a scanned four", "a drawing of the figure seven")
+    ]
     assert min(planted) > max(ordinary), (planted, ordinary)

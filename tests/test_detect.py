@@ -16,7 +16,7 @@ def test_metrics_by_hand():
     pos = np.array([1, 1, 0, 0, 0], bool)
     assert auroc(pos, [5, 4, 3, 2, 1]) == 1.0 and auroc(pos, [1, 2, 3, 4, 5]) == 0.0
     assert auroc(pos, [5, 2, 3, 4, 1]) == pytest.approx(4 / 6)
-    assert tpr_at_fpr(pos, [5, 2, 3, 4, 1], 0.01) == 0.5   # above every negative: only the first positive
+    assert tpr_at_fpr(pos, [5, 2, 3, 4, 1], 0.01) == 0.5  # above every negative: only the first positive
     assert tpr_at_fpr(pos, [5, 2, 3, 4, 1], 0.34) == 0.5 and tpr_at_fpr(pos, [5, 2, 3, 4, 1], 0.67) == 1.0
     with pytest.raises(ValueError, match="both"):
         auroc(np.ones(3, bool), [1, 2, 3])
@@ -28,14 +28,14 @@ def test_wen_score_is_the_closed_form_guidance_norm():
     t = 0.6
     model, score = class_gaussian_model()
     x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0))
-    ref = model.sigma(t) * (score(x, t, True) - score(x, t, False)).norm(dim=1)      # eps = -sigma s
+    ref = model.sigma(t) * (score(x, t, True) - score(x, t, False)).norm(dim=1)  # eps = -sigma s
     torch.testing.assert_close(wen_score(model, "c", x, t), ref, rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="condition"):
         wen_score(model, None, x, t)
 
 
 def test_prompt_scores_on_a_tiny_random_model(make_model):
-    model = make_model()                                               # class-conditional, 3 classes + null
+    model = make_model()  # class-conditional, 3 classes + null
     index = NeighborIndex(torch.rand(40, *SHAPE) * 2 - 1)
     ps = prompt_scores(model, [0, 1, 2], index, n=2, steps=3, reps=2, sample_steps=4, n_probes=2, progress=False)
     assert ps.scores["wen"].shape == (3, 2, 2, 3) and ps.scores["jeon"].shape == (3, 2, 2, 1)  # Jeon: first step
@@ -48,7 +48,7 @@ def test_prompt_scores_on_a_tiny_random_model(make_model):
     np.testing.assert_allclose(table.flipd_uncond, -ps.scores["flipd_uncond"][:, :, :1].mean(2).ravel())
     assert 0 < ps.seconds_for("jeon", 1, 2) < ps.seconds_for("jeon", 2, 3)
     again = prompt_scores(model, [0, 1, 2], index, n=2, steps=3, reps=2, sample_steps=4, n_probes=2, progress=False)
-    np.testing.assert_array_equal(again.scores["jeon"], ps.scores["jeon"])      # stored per prompt: read back
+    np.testing.assert_array_equal(again.scores["jeon"], ps.scores["jeon"])  # stored per prompt: read back
     with pytest.raises(ValueError, match="n = 2"):
         ps.table(n=3, steps=1)
     with pytest.raises(ValueError, match="steps"):
@@ -60,11 +60,11 @@ def test_sample_level_detectors_on_demo_toy():
 
     study = open_study("demo-toy", n=None)
     kind = study.kind(study.rows)
-    rows = np.r_[study.rows[kind == "DD-Mem"], study.rows[kind == "none"][:5]]   # the point mass: one distinct row
+    rows = np.r_[study.rows[kind == "DD-Mem"], study.rows[kind == "none"][:5]]  # the point mass: one distinct row
     score = {d.name: d.sample(study, rows, 0.05) for d in detectors("sample") if "condition" not in d.needs}
-    assert set(score) == {"flipd_uncond", "nn_distance", "n_sharp_uncond", "mmh_verdict"}   # unconditional model
-    assert score["nn_distance"][0] == 0 and (score["nn_distance"][1:] > 0).all()   # the point mass's copies
-    assert score["n_sharp_uncond"][0] == 2                                   # a point mass: every direction sharp
+    assert set(score) == {"flipd_uncond", "nn_distance", "n_sharp_uncond", "mmh_verdict"}  # unconditional model
+    assert score["nn_distance"][0] == 0 and (score["nn_distance"][1:] > 0).all()  # the point mass's copies
+    assert score["n_sharp_uncond"][0] == 2  # a point mass: every direction sharp
     assert score["flipd_uncond"][0] < score["flipd_uncond"][1:].min()
     assert score["mmh_verdict"][0] == 1.0
 
@@ -80,7 +80,7 @@ def test_every_detector_declares_itself_and_the_cli_lists_them(capsys):
     assert all({"name", "levels", "needs", "sign", "cost", "model_calls"} <= set(d) for d in listed)
     by_name = {d["name"]: d for d in listed}
     assert by_name["wen"]["levels"] == ["prompt"] and by_name["wen"]["sign"] == 1
-    assert by_name["flipd_cond"]["sign"] == -1 and by_name["n_sharp_cond"]["model_calls"] == 257   # 1 + D
+    assert by_name["flipd_cond"]["sign"] == -1 and by_name["n_sharp_cond"]["model_calls"] == 257  # 1 + D
     assert main(["eval-detection", "--model", "demo-mnist", "--detectors", "wen", "sharpness"]) == 2
     assert "Unknown detector 'sharpness'; the registered ones are" in capsys.readouterr().err
 
@@ -89,15 +89,26 @@ def test_adding_a_detector_is_one_registration(make_model):
     """A new prompt-level detector, registered, is scored by the same loop with no other change."""
     from memviz.detect import Detector, register
 
-    register(Detector("mean_pixel", ("prompt",), ("generation",), +1, "0", lambda d, p: 0, "a test",
-                      generation=lambda g: g.out.images.flatten(1).mean(1).numpy()))
+    register(
+        Detector(
+            "mean_pixel",
+            ("prompt",),
+            ("generation",),
+            +1,
+            "0",
+            lambda d, p: 0,
+            "a test",
+            generation=lambda g: g.out.images.flatten(1).mean(1).numpy(),
+        )
+    )
     try:
         model = make_model()
         index = NeighborIndex(torch.rand(40, *SHAPE) * 2 - 1)
-        ps = prompt_scores(model, [0, 1], index, n=2, steps=1, reps=1, sample_steps=3, progress=False,
-                           names=["mean_pixel", "wen"])
+        ps = prompt_scores(
+            model, [0, 1], index, n=2, steps=1, reps=1, sample_steps=3, progress=False, names=["mean_pixel", "wen"]
+        )
         assert set(ps.scores) == {"mean_pixel", "wen"}
-        out = model.sample(2, 1, 3, seed=1000)                                 # prompt 1's seed: seed + 1000 i
+        out = model.sample(2, 1, 3, seed=1000)  # prompt 1's seed: seed + 1000 i
         np.testing.assert_allclose(ps.scores["mean_pixel"][1, 0], out.images.flatten(1).mean(1).numpy(), rtol=1e-6)
     finally:
         DETECTORS.pop("mean_pixel")
@@ -112,8 +123,9 @@ def test_wen_from_the_sampler_equals_wen_at_the_trajectory(make_model):
     scores, _, g = score_generations(model, 2, index, 3, 3, 4, seed=5, dets=[DETECTORS["wen"]])
     traj = model.sample(3, 2, 4, seed=5, return_trajectory=True)
     for s in range(3):
-        np.testing.assert_allclose(scores["wen"][:, s], wen_score(model, 2, traj.trajectory[s], float(traj.ts[s])),
-                                   rtol=1e-4)
+        np.testing.assert_allclose(
+            scores["wen"][:, s], wen_score(model, 2, traj.trajectory[s], float(traj.ts[s])), rtol=1e-4
+        )
 
 
 def test_eval_detection_writes_the_rows(tmp_path):
@@ -123,9 +135,28 @@ def test_eval_detection_writes_the_rows(tmp_path):
     from memviz.detect import KEYS
 
     out = tmp_path / "eval.json"
-    rc = main(["eval-detection", "--model", "demo-mnist", "--n", "1",
-               "--steps", "1", "2", "--reps", "1", "--n-ordinary", "6", "--sample-steps", "4", "--json", str(out),
-               "--scores", str(tmp_path / "scores.parquet")])
+    rc = main(
+        [
+            "eval-detection",
+            "--model",
+            "demo-mnist",
+            "--n",
+            "1",
+            "--steps",
+            "1",
+            "2",
+            "--reps",
+            "1",
+            "--n-ordinary",
+            "6",
+            "--sample-steps",
+            "4",
+            "--json",
+            str(out),
+            "--scores",
+            str(tmp_path / "scores.parquet"),
+        ]
+    )
     rows = json.loads(out.read_text())
     import pandas as pd
 
@@ -133,29 +164,30 @@ def test_eval_detection_writes_the_rows(tmp_path):
 
     scores = pd.read_parquet(tmp_path / "scores.parquet")
     jeon1 = scores[(scores.detector == "jeon") & (scores.steps == 1)]
-    assert len(jeon1) == 22 and jeon1.positive.sum() == 12          # one query per prompt at reps = 1
-    assert auroc(jeon1.positive, jeon1.score) == next(r["auroc"] for r in rows
-                                                      if r["detector"] == "jeon" and r["steps"] == 1)
+    assert len(jeon1) == 22 and jeon1.positive.sum() == 12  # one query per prompt at reps = 1
+    assert auroc(jeon1.positive, jeon1.score) == next(
+        r["auroc"] for r in rows if r["detector"] == "jeon" and r["steps"] == 1
+    )
     assert rc == 0 and all(tuple(r) == KEYS for r in rows)
     prompt = [r for r in rows if r["level"] == "prompt"]
     assert {r["detector"] for r in prompt} == {d.name for d in detectors("prompt")} - {"bright-ending"}  # no attention
     assert all(r["n_pos"] == 12 and r["n_neg"] == 10 and r["split"] == "exact" for r in prompt)
-    assert all(r["guidance_scale"] == 1.0 for r in prompt)                    # the demo's recommended scale
-    assert {r["steps"] for r in prompt if r["detector"] == "jeon"} == {1}     # its paper's protocol: the first step
+    assert all(r["guidance_scale"] == 1.0 for r in prompt)  # the demo's recommended scale
+    assert {r["steps"] for r in prompt if r["detector"] == "jeon"} == {1}  # its paper's protocol: the first step
     sample = [r for r in rows if r["level"] == "sample"]
     assert all(r["n_pos"] == 26 and r["n_neg"] == 6 and r["n"] is None for r in sample)
     assert all(r["seconds_per_query"] > 0 for r in prompt) and all(r["seconds_per_query"] >= 0 for r in sample)
     assert all(0 <= r["auroc_low"] <= r["auroc"] <= r["auroc_high"] <= 1 for r in rows)
     calls = {(r["detector"], r["steps"]): r["model_calls_per_query"] for r in prompt}
     assert calls["asthana", None] == 2 and calls["wen", 1] == 1 and calls["wen", 2] == 2
-    assert calls["nn_distance", 4] == 4 and calls["flipd_cond", 4] > 4        # the sampler's 4 calls, FLIPD's own
+    assert calls["nn_distance", 4] == 4 and calls["flipd_cond", 4] > 4  # the sampler's 4 calls, FLIPD's own
     assert all(r["peak_memory_mb"] >= 0 for r in prompt)
     auc = {(r["level"], r["detector"], r["steps"]): r["auroc"] for r in rows if not r["setting"].startswith("cal")}
-    assert auc["prompt", "jeon", 1] >= 0.9            # planted prompts are found even at n = 1, one step
-    assert auc["sample", "nn_distance", None] > 0.6   # the 10 duplicated images sit at 0 from their copies
+    assert auc["prompt", "jeon", 1] >= 0.9  # planted prompts are found even at n = 1, one step
+    assert auc["sample", "nn_distance", None] > 0.6  # the 10 duplicated images sit at 0 from their copies
     assert auc["sample", "mmh_verdict", None] >= 0.9 and auc["sample", "flipd_cond", None] >= 0.9
-    assert auc["sample", "n_sharp_cond", None] >= 0.9                          # planted images sit in sharp peaks
-    assert set(scores.columns) >= {"row", "prompt", "group"}                   # every query names what it scored
+    assert auc["sample", "n_sharp_cond", None] >= 0.9  # planted images sit in sharp peaks
+    assert set(scores.columns) >= {"row", "prompt", "group"}  # every query names what it scored
     assert set(scores[scores.level == "sample"].row) <= set(range(6000))
 
 

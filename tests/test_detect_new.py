@@ -25,8 +25,12 @@ def planted_gaussians():
     mu = torch.linspace(-0.8, 0.8, D, dtype=torch.float64)
     means = torch.stack([torch.zeros(D, dtype=torch.float64), mu, torch.zeros(D, dtype=torch.float64)])
     covs = torch.stack([0.8 * eye, 1e-4 * eye, eye])
-    model = DiffusionModel(ClassGaussianDenoiser(means, covs, SHAPE), DDPMScheduler(),
-                           meta={"class_names": ["ordinary", "memorized"]}, device="cpu")
+    model = DiffusionModel(
+        ClassGaussianDenoiser(means, covs, SHAPE),
+        DDPMScheduler(),
+        meta={"class_names": ["ordinary", "memorized"]},
+        device="cpu",
+    )
 
     def score(x, t, k):
         a, s = model.alpha(t), model.sigma(t)
@@ -53,14 +57,14 @@ def test_anisotropy_is_the_closed_form_and_ranks_the_planted_prompt_first():
         s_u, s_c = score(x_T, t48, 2).view(6, *SHAPE), score(x_T, t48, k).view(6, *SHAPE)
         ref_cos = torch.nn.functional.cosine_similarity(s_u, s_c - s_u, dim=1).flatten(1).mean(1)
         torch.testing.assert_close(cos_part(p), ref_cos, rtol=1e-4, atol=1e-5)
-        assert p.spent.keys() == {0, 47}                           # two batched calls, each computed once
+        assert p.spent.keys() == {0, 47}  # two batched calls, each computed once
     norm = {n: norm_part(Noise(model, n, x_T)).mean() for n in ("ordinary", "memorized")}
-    assert norm["memorized"] > 3 * norm["ordinary"]               # the planted prompt ranks first
+    assert norm["memorized"] > 3 * norm["ordinary"]  # the planted prompt ranks first
     g1, g2 = weights(model)
     both = DETECTORS["asthana"].noise(Noise(model, "memorized", x_T))
     p = Noise(model, "memorized", x_T)
     torch.testing.assert_close(both, g1 * norm_part(p) + g2 * cos_part(p))
-    assert (g1, g2) == (2.0, 1.0)                                 # the documented default outside SD v1 / v2
+    assert (g1, g2) == (2.0, 1.0)  # the documented default outside SD v1 / v2
 
 
 def test_anisotropy_norm_is_wens_first_step_and_costs_two_calls(make_model):
@@ -73,13 +77,13 @@ def test_anisotropy_norm_is_wens_first_step_and_costs_two_calls(make_model):
     index = NeighborIndex(torch.rand(40, 1, 8, 8) * 2 - 1)
     dets = [DETECTORS[n] for n in ("asthana", "asthana-norm", "asthana-cos", "wen")]
     scores, costs, g = score_generations(model, 1, index, 4, 1, 8, seed=3, dets=dets)
-    assert g is None                                              # nothing needed a generation: none was made
+    assert g is None  # nothing needed a generation: none was made
     np.testing.assert_allclose(scores["asthana-norm"], scores["wen"][:, 0], rtol=1e-5)
     assert costs["asthana"].calls[0] == 2 and costs["asthana-norm"].calls[0] == 1
     assert costs["asthana-cos"].calls[0] == 1 and costs["wen"].calls[0] == 1
-    assert model.unet_calls == 2                                  # shared: two calls in all
+    assert model.unet_calls == 2  # shared: two calls in all
     full, _, _ = score_generations(model, 1, index, 4, 3, 50, seed=3, dets=[DETECTORS["wen"]])
-    np.testing.assert_allclose(full["wen"][:, 0], scores["wen"][:, 0], rtol=1e-5)   # from the sampler's callback
+    np.testing.assert_allclose(full["wen"][:, 0], scores["wen"][:, 0], rtol=1e-5)  # from the sampler's callback
 
 
 def test_bright_ending_mask_and_masked_norm():
@@ -98,7 +102,7 @@ def test_bright_ending_mask_and_masked_norm():
         torch.testing.assert_close(model.eps(x, 0.5, "a scanned seven"), plain)
     probs = next(iter(store.values()))
     torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:2]))
-    assert end_token_map(model, store, "a scanned seven", 2).shape == (2, 4, 4)    # the 4 x 4 down block
+    assert end_token_map(model, store, "a scanned seven", 2).shape == (2, 4, 4)  # the 4 x 4 down block
     index = NeighborIndex(torch.rand(20, *model.pixel_shape) * 2 - 1)
     planted, ordinary = model.meta["captions"]["dd"][0], "a handwritten digit three"
     dets = [DETECTORS["bright-ending"], DETECTORS["wen"]]
@@ -106,7 +110,7 @@ def test_bright_ending_mask_and_masked_norm():
     for p in (planted, ordinary):
         scores, _, g = score_generations(model, p, index, 3, 5, 10, seed=1, dets=dets)
         g.attention = torch.ones_like(g.attention)
-        np.testing.assert_allclose(masked_norm(g), scores["wen"], rtol=1e-4)     # a uniform mask: Wen's norm
+        np.testing.assert_allclose(masked_norm(g), scores["wen"], rtol=1e-4)  # a uniform mask: Wen's norm
         out[p] = scores["bright-ending"].mean()
         assert scores["bright-ending"].shape == (3, 5)
         mask = pixel_mask(g)
@@ -126,7 +130,7 @@ def test_a_detector_the_model_cannot_serve_gets_one_sentence(capsys):
     assert "unconditional" in DETECTORS["asthana"].unavailable(toy)
     mnist = DiffusionModel.from_pretrained("demo-mnist", device="cpu")
     assert DETECTORS["asthana"].unavailable(mnist) is None
-    notes = []                                  # not asked by name: left out, and said once
+    notes = []  # not asked by name: left out, and said once
     names = [d.name for d in serving(mnist, "prompt", None, notes)]
     serving(mnist, "prompt", None, notes)
     assert "bright-ending" not in names and "asthana" in names
@@ -143,7 +147,7 @@ def test_the_meter_counts_calls_and_nests(make_model):
         with Meter(model) as inner:
             model.eps(x, 0.5, 1)
             model.eps(x, 0.5, 1)
-            big = np.ones(2**24)                                  # 128 MiB held inside the inner span
+            big = np.ones(2**24)  # 128 MiB held inside the inner span
             big += 1
         del big
     assert (outer.calls, inner.calls) == (3, 2)
@@ -155,14 +159,14 @@ def test_auroc_interval_is_honest_at_a_perfect_ranking():
     from memviz.detect.metrics import auroc_interval
 
     pos = np.r_[np.ones(60, bool), np.zeros(50, bool)]
-    groups = np.r_[np.repeat(np.arange(12), 5), 100 + np.repeat(np.arange(10), 5)]   # 12 and 10 prompts
+    groups = np.r_[np.repeat(np.arange(12), 5), 100 + np.repeat(np.arange(10), 5)]  # 12 and 10 prompts
     rng = np.random.default_rng(0)
     perfect = np.r_[1 + rng.random(60), rng.random(50)]
     low, high = auroc_interval(pos, perfect, groups)
-    assert high == 1.0 and low == pytest.approx(0.025 ** (1 / 10))   # 10 comparisons all right: not a certainty
+    assert high == 1.0 and low == pytest.approx(0.025 ** (1 / 10))  # 10 comparisons all right: not a certainty
     chance = rng.random(110)
     low, high = auroc_interval(pos, chance, groups)
     assert low < 0.5 < high and high - low < 0.5
-    assert auroc_interval(pos, chance, groups) == (low, high)                   # seeded
+    assert auroc_interval(pos, chance, groups) == (low, high)  # seeded
     wide, _ = auroc_interval(pos, chance, groups, level=0.99)
     assert wide < low

@@ -12,6 +12,7 @@ def test_map_keeps_clusters_places_copies_next_to_originals_and_is_cached(tmp_pa
     import umap
 
     from memviz.neighbors import embed as embed_mod
+
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
     x = blobs(600, 16, centers=3, seed=1)
     out = embed_mod.embed(x, x[:5] + 0.01, n_neighbors=10)
@@ -20,11 +21,10 @@ def test_map_keeps_clusters_places_copies_next_to_originals_and_is_cached(tmp_pa
     assert np.linalg.norm(out.generated - out.train[:5], axis=1).max() < 0.1 * spread  # copies land on originals
     from sklearn.metrics import silhouette_score
 
-
     assert silhouette_score(out.train, _clusters(x)) > 0.5
     monkeypatch.setattr(umap.UMAP, "fit", lambda *a, **k: pytest.fail("refitted instead of read from the cache"))
     again = embed_mod.embed(x, x[5:8] + 0.01, n_neighbors=10)
-    np.testing.assert_array_equal(again.train, out.train)          # the training map does not move
+    np.testing.assert_array_equal(again.train, out.train)  # the training map does not move
     assert again.generated.shape == (3, 2)
 
 

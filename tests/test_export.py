@@ -36,8 +36,9 @@ def test_without_a_browser_static_export_says_what_to_install(monkeypatch):
         export.figure_bytes(FIG, "png")
     grid = np.zeros((5, 7, 3), dtype=np.uint8)
     grid[1, 2] = 255
-    z = zipfile.ZipFile(io.BytesIO(export.figure_pack({"spectrum": FIG}, settings={"t": 0.05},
-                                                      images={"generations": grid})))
+    z = zipfile.ZipFile(
+        io.BytesIO(export.figure_pack({"spectrum": FIG}, settings={"t": 0.05}, images={"generations": grid}))
+    )
     assert sorted(z.namelist()) == ["generations.png", "settings.json", "spectrum.html"]  # the rest still works
     from PIL import Image
 

@@ -10,7 +10,7 @@ def test_flipd_curve_figure_marks_t0_and_lid_star():
     ts = np.array([0.01, 0.05, 0.2])
     fig = flipd_curve_figure(ts, {"uncond": [1.0, 2.0, 5.0], "cond": [0.5, 1.0, 4.0]}, t0=0.05, lid_star={"lpca": 3})
     assert [tr.name for tr in fig.data] == ["uncond", "cond"] and fig.layout.xaxis.type == "log"
-    assert fig.layout.xaxis.dtick == "D2"                     # readable: 1, 2 and 5 of each decade
+    assert fig.layout.xaxis.dtick == "D2"  # readable: 1, 2 and 5 of each decade
     assert {s.y0 for s in fig.layout.shapes if s.y0 == s.y1} == {3.0} and any(s.x0 == 0.05 for s in fig.layout.shapes)
     with pytest.raises(ValueError, match="one value per t"):
         flipd_curve_figure(ts, {"bad": [1.0, 2.0]})
@@ -36,18 +36,24 @@ def test_map_figure_draws_one_trace_per_label_with_the_verdicts_own_colours():
     verdicts = np.array(["DD-Mem", "not memorized", "OD-Mem", "not memorized", "zzz", "DD-Mem"], dtype=object)
     fig = map_figure(xy, color=verdicts, color_name="verdict", index=np.arange(100, 106))
     assert [t.name for t in fig.data] == ["DD-Mem", "OD-Mem", "not memorized", "zzz"]
-    assert [t.marker.color for t in fig.data[:3]] == [VERDICT_COLOURS[v][0] for v in ("DD-Mem", "OD-Mem", "not memorized")]
+    assert [t.marker.color for t in fig.data[:3]] == [
+        VERDICT_COLOURS[v][0] for v in ("DD-Mem", "OD-Mem", "not memorized")
+    ]
     assert fig.data[0].customdata[:, 0].tolist() == [0, 5] and fig.data[0].customdata[:, 1].tolist() == [100, 105]
     assert sorted(i for t in fig.data for i in t.customdata[:, 0]) == list(range(6))
     assert fig.layout.legend.y >= 1 and fig.layout.xaxis.showticklabels is False  # the legend sits above the plot
 
 
 def test_selection_reads_customdata_not_per_trace_point_indices():
-    event = {"points": [{"curve_number": 0, "point_index": 1, "customdata": [1]},
-                        {"curve_number": 1, "point_index": 1, "customdata": 6},
-                        {"curve_number": 1, "point_index": 0, "customdata": [5]},
-                        {"curve_number": 2, "point_index": 3, "customdata": {"0": 9, "1": 4321, "2": 0.5}}]}
-    assert selected_indices(event).tolist() == [1, 5, 6, 9]   # the last: a typed-array row, as a lasso returns it
+    event = {
+        "points": [
+            {"curve_number": 0, "point_index": 1, "customdata": [1]},
+            {"curve_number": 1, "point_index": 1, "customdata": 6},
+            {"curve_number": 1, "point_index": 0, "customdata": [5]},
+            {"curve_number": 2, "point_index": 3, "customdata": {"0": 9, "1": 4321, "2": 0.5}},
+        ]
+    }
+    assert selected_indices(event).tolist() == [1, 5, 6, 9]  # the last: a typed-array row, as a lasso returns it
     assert selected_indices({}).tolist() == [] and selected_indices(None).tolist() == []
 
 
@@ -61,9 +67,20 @@ def test_cost_figure_puts_each_detector_at_its_cost_on_a_readable_log_axis():
 
     from memviz.figures.builders import cost_figure
 
-    rows = pd.DataFrame({"detector": ["cheap", "dear"], "setting": ["", ""], "auroc": [0.9, 1.0],
-                         "auroc_low": [0.8, 0.7], "auroc_high": [1.0, 1.0], "seconds_per_query": [0.003, 0.6],
-                         "level": "prompt", "split": "exact", "n": 4, "steps": [1, 50]})
+    rows = pd.DataFrame(
+        {
+            "detector": ["cheap", "dear"],
+            "setting": ["", ""],
+            "auroc": [0.9, 1.0],
+            "auroc_low": [0.8, 0.7],
+            "auroc_high": [1.0, 1.0],
+            "seconds_per_query": [0.003, 0.6],
+            "level": "prompt",
+            "split": "exact",
+            "n": 4,
+            "steps": [1, 50],
+        }
+    )
     fig = cost_figure(rows)
     assert fig.layout.xaxis.type == "log" and fig.layout.xaxis.dtick == "D2"
     xs = sorted(x for tr in fig.data for x in tr.x)
@@ -75,18 +92,25 @@ def test_pareto_figure_joins_a_sweeps_settings_and_marks_the_front():
 
     from memviz.figures.builders import pareto_figure
 
-    sweep = pd.DataFrame({"method": ["none", "a", "a", "a", "b"], "knob": [None, 0.5, 0.1, 0.9, 2.0],
-                          "copy_rate": [1.0, 0.5, 0.9, 0.1, 0.6], "utility": [1.0, 0.8, 0.95, 0.4, 0.7],
-                          "seconds": [1.0] * 5, "model_calls": [10] * 5})
+    sweep = pd.DataFrame(
+        {
+            "method": ["none", "a", "a", "a", "b"],
+            "knob": [None, 0.5, 0.1, 0.9, 2.0],
+            "copy_rate": [1.0, 0.5, 0.9, 0.1, 0.6],
+            "utility": [1.0, 0.8, 0.95, 0.4, 0.7],
+            "seconds": [1.0] * 5,
+            "model_calls": [10] * 5,
+        }
+    )
     fig = pareto_figure(sweep)
     traces = {t.name: t for t in fig.data}
     assert list(traces["a"].text) == ["a 0.1", "a 0.5", "a 0.9"] and "lines" in traces["a"].mode  # in knob order
     assert traces["none"].mode == "markers+text" and list(traces["none"].text) == ["none"]
     both = pareto_figure(sweep.assign(copy_rate=[1.0, 0.5, 0.9, 0.1, 0.5], utility=[1.0, 0.8, 0.95, 0.4, 0.8]))
     labels = {t.name: list(t.text) for t in both.data if t.name != "Pareto front"}
-    assert labels["a"][1] == "a 0.5, b" and labels["b"] == [""]                 # one label for coinciding points
+    assert labels["a"][1] == "a 0.5, b" and labels["b"] == [""]  # one label for coinciding points
     front = traces["Pareto front"]
-    assert list(zip(front.x, front.y)) == [(0.4, 0.1), (0.8, 0.5), (0.95, 0.9), (1.0, 1.0)]   # b is dominated by a 0.5
+    assert list(zip(front.x, front.y)) == [(0.4, 0.1), (0.8, 0.5), (0.95, 0.9), (1.0, 1.0)]  # b is dominated by a 0.5
 
 
 def test_attribution_figure_shows_shares_in_prompt_order_with_the_dropped_words_red():

@@ -46,12 +46,13 @@ def ends(ev, k):
 @pytest.mark.parametrize("t", [0.02, 0.2, 0.7])
 def test_exact_spectrum_is_the_closed_form(t):
     model, cov = gaussian_model()
-    ref = gaussian_hessian_eigenvalues(cov, model.alpha(t), model.sigma(t))      # -(alpha^2 Sigma + sigma^2 I)^-1
+    ref = gaussian_hessian_eigenvalues(cov, model.alpha(t), model.sigma(t))  # -(alpha^2 Sigma + sigma^2 I)^-1
     ev = spectrum(model, points(), t, method="exact")
     assert ev.shape == (3, 64) and ev.dtype == torch.float64
-    torch.testing.assert_close(ev, ref.expand(3, -1), rtol=2e-5, atol=1e-6)   # float32 precision
-    torch.testing.assert_close(spectrum(model, points(), t, method="exact", noise=True), ref.expand(3, -1),
-                               rtol=2e-5, atol=1e-6)  # a Gaussian's Hessian is the same everywhere
+    torch.testing.assert_close(ev, ref.expand(3, -1), rtol=2e-5, atol=1e-6)  # float32 precision
+    torch.testing.assert_close(
+        spectrum(model, points(), t, method="exact", noise=True), ref.expand(3, -1), rtol=2e-5, atol=1e-6
+    )  # a Gaussian's Hessian is the same everywhere
 
 
 def test_lanczos_and_arnoldi_match_the_closed_form_at_the_ends():
@@ -85,12 +86,14 @@ def test_matvec_is_the_exact_jacobian_product_through_attention(unet_model):
     y = points(2, seed=1)
     op = ScoreJacobian(unet_model, y, 0.3)
     _, f = vjp(lambda z: unet_model.score(z, 0.3), y)
-    j = jacobian(f, y)                                                  # (B, D, D)
+    j = jacobian(f, y)  # (B, D, D)
     v = torch.randn(2, *SHAPE)
-    torch.testing.assert_close(op.matvec(v).flatten(1), torch.einsum("bij,bj->bi", j, v.flatten(1)),
-                               rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(op.rmatvec(v).flatten(1), torch.einsum("bij,bi->bj", j, v.flatten(1)),
-                               rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        op.matvec(v).flatten(1), torch.einsum("bij,bj->bi", j, v.flatten(1)), rtol=1e-4, atol=1e-4
+    )
+    torch.testing.assert_close(
+        op.rmatvec(v).flatten(1), torch.einsum("bij,bi->bj", j, v.flatten(1)), rtol=1e-4, atol=1e-4
+    )
     assert (j - j.transpose(1, 2)).abs().max() > 1e-3  # a learned score: not symmetric, so sym matters
 
 
@@ -107,9 +110,9 @@ def test_arnoldi_matches_the_eigenvalues_of_the_unsymmetrized_jacobian(unet_mode
     full = spectrum(unet_model, x, t, method="exact", k=None).numpy()
     op_ev = ScoreJacobian(unet_model, model_point(unet_model, x, t), t, need_matvec=False)
     j = jacobian(op_ev._vjp, op_ev.y)[0].double().numpy()
-    dense = np.sort_complex(np.linalg.eigvals(j))                       # sorted by real part
+    dense = np.sort_complex(np.linalg.eigvals(j))  # sorted by real part
     ar = spectrum(unet_model, x, t, method="arnoldi", k=k)[0].numpy()
-    assert np.abs(ar.real[0] - dense.real[0]) < 1e-3 * np.abs(dense).max()    # the extreme real parts
+    assert np.abs(ar.real[0] - dense.real[0]) < 1e-3 * np.abs(dense).max()  # the extreme real parts
     assert np.abs(ar.real[-1] - dense.real[-1]) < 1e-3 * np.abs(dense).max()
     assert not np.allclose(dense.real, full)  # Arnoldi's H is not the symmetrized one
 
@@ -136,7 +139,7 @@ def test_exact_refuses_a_dimension_too_large_before_any_work(monkeypatch):
     x = torch.zeros(1, 3, 256, 256)
     with pytest.raises(ValueError, match="lanczos"):
         spectrum(model, x, 0.1, method="exact")
-    model.unet.config.sample_size = 16                       # D = 768: affordable in time, not in this memory
+    model.unet.config.sample_size = 16  # D = 768: affordable in time, not in this memory
     monkeypatch.setattr("memviz.hessian.exact.available_memory", lambda device: 2**20)
     with pytest.raises(ValueError, match="GiB.*lanczos"):
         spectrum(model, torch.zeros(1, 3, 16, 16), 0.1, method="exact")
@@ -175,7 +178,7 @@ def test_slq_density_estimates_counts_trace_and_extremes():
     ref = gaussian_hessian_eigenvalues(cov, model.alpha(t), model.sigma(t)).numpy()
     dens = density(model, points(2), t, n_probes=32, n_steps=24)
     s = summarize_density(dens, default_tau(model, t))
-    np.testing.assert_allclose(s["n_sharp"], D - d, atol=4)       # Rademacher probes: a few eigenvalues of noise
+    np.testing.assert_allclose(s["n_sharp"], D - d, atol=4)  # Rademacher probes: a few eigenvalues of noise
     np.testing.assert_allclose(s["trace"], ref.sum(), rtol=0.05)
     np.testing.assert_allclose(s["lambda_min"], ref[0], rtol=1e-4)
     np.testing.assert_allclose(s["lambda_max"], ref[-1], rtol=1e-3)
@@ -188,11 +191,12 @@ def test_jeon_score_matches_its_closed_form():
     model, score = class_gaussian_model()
     x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0))
     s_delta = score(x, t, True) - score(x, t, False)
-    h_c_minus_h_u = (score(x + s_delta.view_as(x).float(), t, True) - score(x, t, True)) \
-        - (score(x + s_delta.view_as(x).float(), t, False) - score(x, t, False))      # affine scores: H s exactly
-    ref = h_c_minus_h_u.norm(dim=1)                                                   # ||H_c s_d - H_u s_d||
+    h_c_minus_h_u = (score(x + s_delta.view_as(x).float(), t, True) - score(x, t, True)) - (
+        score(x + s_delta.view_as(x).float(), t, False) - score(x, t, False)
+    )  # affine scores: H s exactly
+    ref = h_c_minus_h_u.norm(dim=1)  # ||H_c s_d - H_u s_d||
     torch.testing.assert_close(jeon_score(model, "c", x_t=x, t=t), ref, rtol=1e-4, atol=1e-6)
-    default = jeon_score(model, 0, n=3, seed=0)                              # x_T as sample() draws it, t = T
+    default = jeon_score(model, 0, n=3, seed=0)  # x_T as sample() draws it, t = T
     assert default.shape == (3,) and torch.isfinite(default).all()
     with pytest.raises(ValueError, match="condition"):
         jeon_score(model, None)
@@ -203,7 +207,7 @@ def test_trajectory_spectra_are_taken_where_the_sampler_passes(unet_model):
     assert out.eigenvalues.shape == (2, 2, 6) and out.images.shape == (2, *SHAPE)
     assert out.ts[0] > out.ts[1] and out.steps.tolist() == [0, 5]
     sample = unet_model.sample(2, steps=6, seed=4, return_trajectory=True)
-    torch.testing.assert_close(sample.trajectory[0], sample.noise)     # step 0 is x_T
+    torch.testing.assert_close(sample.trajectory[0], sample.noise)  # step 0 is x_T
     ref = spectrum_at(unet_model, sample.trajectory[5], float(sample.ts[5]), method="exact", k=3)
     torch.testing.assert_close(out.eigenvalues[1], ref)
 

@@ -33,6 +33,7 @@ class CreatesFile:
 
 # ---- 2. allowed roots ----------------------------------------------------------------------------
 
+
 def test_paths_outside_the_roots_are_refused_after_resolving_dots_and_symlinks(tmp_path, monkeypatch):
     from memviz.io.guard import inside_roots, roots
 
@@ -42,16 +43,23 @@ def test_paths_outside_the_roots_are_refused_after_resolving_dots_and_symlinks(t
     (root / "models" / "escape").symlink_to(outside, target_is_directory=True)
     monkeypatch.setenv("MEMVIZ_ROOTS", str(root))
     assert inside_roots(root / "models") == (root / "models").resolve()
-    for bad in (outside, root / ".." / "outside", root / "models" / "escape", root / "models" / "escape" / "x",
-                "/etc/passwd", "~/../../etc", str(root) + "/../../../../etc/shadow"):
+    for bad in (
+        outside,
+        root / ".." / "outside",
+        root / "models" / "escape",
+        root / "models" / "escape" / "x",
+        "/etc/passwd",
+        "~/../../etc",
+        str(root) + "/../../../../etc/shadow",
+    ):
         with pytest.raises(ValueError, match="outside the folders this app may open.*MEMVIZ_ROOTS"):
             inside_roots(bad, "model")
     with pytest.raises(ValueError, match="not a usable path"):
         inside_roots("a\x00b")
-    assert roots()[0].name == "models"                                  # the bundled demos are always allowed
+    assert roots()[0].name == "models"  # the bundled demos are always allowed
     monkeypatch.delenv("MEMVIZ_ROOTS")
     monkeypatch.chdir(root)
-    assert roots()[1:] == [root.resolve()]                              # default: where the app was started
+    assert roots()[1:] == [root.resolve()]  # default: where the app was started
 
 
 def test_the_app_never_opens_a_model_outside_the_roots(tmp_path, monkeypatch, make_model):
@@ -63,8 +71,9 @@ def test_the_app_never_opens_a_model_outside_the_roots(tmp_path, monkeypatch, ma
     make_model().save_pretrained(tmp_path / "model")
     monkeypatch.setenv("MEMVIZ_ROOTS", str(tmp_path / "elsewhere"))
     opened = []
-    monkeypatch.setattr(memviz.model.adapter.DiffusionModel, "from_pretrained",
-                        classmethod(lambda cls, p, **k: opened.append(p)))
+    monkeypatch.setattr(
+        memviz.model.adapter.DiffusionModel, "from_pretrained", classmethod(lambda cls, p, **k: opened.append(p))
+    )
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
     at.query_params["model"] = str(tmp_path / "model")
     at.query_params["data"] = "/etc/passwd"
@@ -75,6 +84,7 @@ def test_the_app_never_opens_a_model_outside_the_roots(tmp_path, monkeypatch, ma
 
 
 # ---- 3. no code from data --------------------------------------------------------------------------
+
 
 def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, make_model):
     from memviz.model.adapter import DiffusionModel
@@ -118,8 +128,11 @@ def test_an_npz_with_an_object_array_is_refused_unread(tmp_path):
     from memviz.data.folder import load_npz
 
     marker = tmp_path / "ran-code"
-    np.savez(tmp_path / "evil.npz", images=np.zeros((2, 1, 4, 4), np.uint8),
-             captions=np.array([CreatesFile(marker), "x"], dtype=object))
+    np.savez(
+        tmp_path / "evil.npz",
+        images=np.zeros((2, 1, 4, 4), np.uint8),
+        captions=np.array([CreatesFile(marker), "x"], dtype=object),
+    )
     with pytest.raises(ValueError, match="object array 'captions'.*pickle"):
         load_npz(tmp_path / "evil.npz")
     assert not marker.exists()
@@ -131,15 +144,16 @@ def test_truncated_safetensors_are_one_sentence(tmp_path, make_model):
     make_model().save_pretrained(tmp_path / "m")
     weights = next((tmp_path / "m" / "unet").glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
-    for lazy in (False, True):                                            # the app's lazy load names it too
+    for lazy in (False, True):  # the app's lazy load names it too
         with pytest.raises(ValueError, match="Could not load UNet2DModel"):
             DiffusionModel.from_pretrained(tmp_path / "m", lazy=lazy)
-    weights.write_bytes(b"\xff" * 8 + b"{")                               # a header length of 2**64 - 1
+    weights.write_bytes(b"\xff" * 8 + b"{")  # a header length of 2**64 - 1
     with pytest.raises(ValueError, match="Could not load UNet2DModel"):
         DiffusionModel.from_pretrained(tmp_path / "m")
 
 
 # ---- 4. bounded input --------------------------------------------------------------------------------
+
 
 def _lying_npz(path: Path, shape: tuple) -> None:
     """An .npz whose 'images' header declares ``shape`` (float32) but holds 16 bytes."""
@@ -152,7 +166,7 @@ def _lying_npz(path: Path, shape: tuple) -> None:
 def test_an_npz_declaring_a_terabyte_is_refused_from_its_header(tmp_path):
     from memviz.data.folder import load_npz
 
-    _lying_npz(tmp_path / "tb.npz", (2**28, 1, 32, 32))                  # 1 TiB declared, 16 bytes held
+    _lying_npz(tmp_path / "tb.npz", (2**28, 1, 32, 32))  # 1 TiB declared, 16 bytes held
     start = time.perf_counter()
     with pytest.raises(ValueError, match="cut short: array 'images' declares 1.0 TiB"):
         load_npz(tmp_path / "tb.npz")
@@ -178,30 +192,52 @@ def test_an_npz_over_the_size_limit_is_refused_before_it_is_read(tmp_path, monke
 
 def test_the_cli_refuses_a_huge_npz_with_exit_2_and_no_traceback(tmp_path):
     _lying_npz(tmp_path / "tb.npz", (2**28, 1, 16, 16))
-    out = subprocess.run([sys.executable, "-m", "memviz.cli.commands", "compute", "lid", "--model", "demo-toy", "--data",
-                          str(tmp_path / "tb.npz")], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memviz.cli.commands",
+            "compute",
+            "lid",
+            "--model",
+            "demo-toy",
+            "--data",
+            str(tmp_path / "tb.npz"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and "cut short" in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("case, message", [
-    ("empty", "is empty"),
-    ("nan", "NaN or infinite"),
-    ("inf", "NaN or infinite"),
-    ("range", r"must lie in \[-1, 1\]"),
-    ("labels", "'labels' .* has"),
-    ("strings", "must be uint8 or float"),
-    ("channels", "must have shape"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("empty", "is empty"),
+        ("nan", "NaN or infinite"),
+        ("inf", "NaN or infinite"),
+        ("range", r"must lie in \[-1, 1\]"),
+        ("labels", "'labels' .* has"),
+        ("strings", "must be uint8 or float"),
+        ("channels", "must have shape"),
+    ],
+)
 def test_bad_arrays_get_one_sentence_each(tmp_path, case, message):
     from memviz.data.folder import load_npz
 
     good = np.zeros((4, 1, 8, 8), np.float32)
-    arrays = {"empty": {"images": good[:0]}, "nan": {"images": np.where(np.eye(8) > 0, np.nan, good)},
-              "inf": {"images": np.full_like(good, np.inf)}, "range": {"images": good + 3},
-              "labels": {"images": good, "labels": np.arange(3)}, "strings": {"images": np.full((4, 1, 8, 8), "a")},
-              "channels": {"images": good[..., 0, 0]}}[case]
+    arrays = {
+        "empty": {"images": good[:0]},
+        "nan": {"images": np.where(np.eye(8) > 0, np.nan, good)},
+        "inf": {"images": np.full_like(good, np.inf)},
+        "range": {"images": good + 3},
+        "labels": {"images": good, "labels": np.arange(3)},
+        "strings": {"images": np.full((4, 1, 8, 8), "a")},
+        "channels": {"images": good[..., 0, 0]},
+    }[case]
     np.savez(tmp_path / "x.npz", **arrays)
     with pytest.raises(ValueError, match=message):
         load_npz(tmp_path / "x.npz")
@@ -228,16 +264,17 @@ def test_a_folder_of_non_images_and_a_decompression_bomb(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="fake.png is not a readable image"):
         load_image_folder(tmp_path / "text")
     (tmp_path / "big").mkdir()
-    Image.new("L", (4000, 4000)).save(tmp_path / "big" / "a.png")      # 16 Mpx, a few KB on disk
+    Image.new("L", (4000, 4000)).save(tmp_path / "big" / "a.png")  # 16 Mpx, a few KB on disk
     monkeypatch.setenv("MEMVIZ_MAX_BYTES", "32M")
     decoded = []
     monkeypatch.setattr(Image.Image, "convert", lambda *a, **k: decoded.append(a))
     with pytest.raises(ValueError, match="The 1 images in .* over the limit of 32.0 MiB"):
         load_image_folder(tmp_path / "big")
-    assert decoded == []                                                 # refused from the header alone
+    assert decoded == []  # refused from the header alone
 
 
 # ---- 5. caches that cannot poison --------------------------------------------------------------------
+
 
 def _entries(kind: str) -> list[Path]:
     from memviz.io.cache import cache_dir
@@ -261,17 +298,17 @@ def test_a_damaged_cache_entry_is_recomputed_never_shown(tmp_path, monkeypatch, 
         if damage == "cut in half":
             data = data[: len(data) // 2]
         elif damage == "one flipped byte":
-            data[len(data) // 2] ^= 0x01                                    # inside the array's bytes
+            data[len(data) // 2] ^= 0x01  # inside the array's bytes
         else:
             data = bytearray()
         entry.write_bytes(bytes(data))
     got = cached("k", "key", compute)
     np.testing.assert_array_equal(got["v"], value)
-    assert len(calls) == 2                                                  # recomputed, not read
+    assert len(calls) == 2  # recomputed, not read
     np.testing.assert_array_equal(cached("k", "key", compute)["v"], value)
-    assert len(calls) == 2                                                  # and stored again, whole
+    assert len(calls) == 2  # and stored again, whole
     found, _ = store.read(["a", "b"])
-    assert not found.any() and _entries("rows") == []                       # the damaged batch is gone
+    assert not found.any() and _entries("rows") == []  # the damaged batch is gone
 
 
 _WRITER = """
@@ -292,8 +329,8 @@ def test_two_processes_writing_one_key_leave_a_whole_entry(tmp_path, monkeypatch
 
     while any(p.poll() is None for p in procs):
         entry = tmp_path / "race" / "key.npz"
-        if entry.exists():                                                 # once written, it is always there
-            arrays = load_npz(entry, checksum=True)                        # every read is whole and checks out
+        if entry.exists():  # once written, it is always there
+            arrays = load_npz(entry, checksum=True)  # every read is whole and checks out
             assert len(set(arrays["v"])) == 1 and arrays["v"][0] == arrays["w"][0]
             seen.add(float(arrays["v"][0]))
     assert [p.returncode for p in procs] == [0, 0]
@@ -315,7 +352,7 @@ def test_a_process_killed_mid_write_leaves_nothing_that_is_read(tmp_path, monkey
     env = {**os.environ, "MEMVIZ_CACHE": str(tmp_path)}
     proc = subprocess.Popen([sys.executable, "-c", _SLOW_WRITER], env=env)
     folder = tmp_path / "killed"
-    for _ in range(600):                                                     # until it is writing its temp file
+    for _ in range(600):  # until it is writing its temp file
         if folder.is_dir() and any(folder.iterdir()):
             break
         time.sleep(0.05)
@@ -323,15 +360,16 @@ def test_a_process_killed_mid_write_leaves_nothing_that_is_read(tmp_path, monkey
     proc.wait()
     assert not (folder / "key.npz").exists()
     leftover = next(folder.iterdir())
-    assert leftover.name.startswith(".key.npz.")                             # the interrupted temporary file
+    assert leftover.name.startswith(".key.npz.")  # the interrupted temporary file
     assert cached("killed", "key", lambda: {"v": np.zeros(3)})["v"].tolist() == [0, 0, 0]
-    assert leftover.exists()                                                 # young: another writer may own it
+    assert leftover.exists()  # young: another writer may own it
     os.utime(leftover, (time.time() - 7200,) * 2)
     cached("killed", "other", lambda: {"v": np.zeros(3)})
-    assert not leftover.exists()                                             # swept once an hour old
+    assert not leftover.exists()  # swept once an hour old
 
 
 # ---- prompts and numbers ---------------------------------------------------------------------------
+
 
 def test_unicode_prompts_work_and_overlong_ones_are_one_sentence():
     from memviz.model.text import encode_text, minilm
@@ -352,18 +390,22 @@ def test_unknown_classes_are_named(make_model):
         model.eps(torch.zeros(1, 1, 8, 8), 0.5, cond="no-such-class")
 
 
-ABSURD = {"row": ["-1", "99999999999999999999999", "1e309", "nan", "'; DROP TABLE"],
-          "t0": ["nan", "-1", "0", "inf", "1e308", "1e-320", "x"],
-          "n": ["-3", "0", "1e999", "99999999999999999999"],
-          "seed": ["-1", "1e99", "99999999999999999999", "nan"],
-          "sample": ["-5", "10000000"],
-          "colour": ["<script>alert(1)</script>"], "level": ["../../etc"],
-          "prompts": ["../../etc/passwd|" + "x" * 5000, "|||", "memorized-00|" * 50]}
+ABSURD = {
+    "row": ["-1", "99999999999999999999999", "1e309", "nan", "'; DROP TABLE"],
+    "t0": ["nan", "-1", "0", "inf", "1e308", "1e-320", "x"],
+    "n": ["-3", "0", "1e999", "99999999999999999999"],
+    "seed": ["-1", "1e99", "99999999999999999999", "nan"],
+    "sample": ["-5", "10000000"],
+    "colour": ["<script>alert(1)</script>"],
+    "level": ["../../etc"],
+    "prompts": ["../../etc/passwd|" + "x" * 5000, "|||", "memorized-00|" * 50],
+}
 
 
 @pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/samples.py", "pages/prompts.py",
-                                  "pages/manifold.py", "pages/detection.py"])
+@pytest.mark.parametrize(
+    "page", ["pages/overview.py", "pages/samples.py", "pages/prompts.py", "pages/manifold.py", "pages/detection.py"]
+)
 def test_absurd_numbers_in_every_url_parameter_are_ignored(page):
     """Every page, each parameter at its worst (one value per parameter at a time would be 30 runs:
     the values are cycled, all parameters set at once)."""
@@ -385,8 +427,12 @@ def test_traversal_in_the_model_and_data_parameters_is_refused(monkeypatch, tmp_
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("MEMVIZ_ROOTS", str(tmp_path))
-    for model, data in (("../../../../etc", None), ("demo-mnist", "../../../../etc/passwd"),
-                        ("demo-mnist", "/proc/self/environ"), (str(tmp_path / ".." / ".."), None)):
+    for model, data in (
+        ("../../../../etc", None),
+        ("demo-mnist", "../../../../etc/passwd"),
+        ("demo-mnist", "/proc/self/environ"),
+        (str(tmp_path / ".." / ".."), None),
+    ):
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300)
         at.query_params["model"] = model
         if data:
@@ -406,16 +452,19 @@ def test_the_apps_defaults_are_safe():
     assert config["client"]["showErrorDetails"] == "none" and config["client"]["toolbarMode"] == "minimal"
 
 
-@pytest.mark.parametrize("argv", [
-    ["sample", "demo-toy", "--out", "x.png", "--n", "-3"],
-    ["sample", "demo-toy", "--out", "x.png", "--n", "1e999"],
-    ["sample", "demo-toy", "--out", "x.png", "--seed", "-1"],
-    ["sample", "demo-toy", "--out", "x.png", "--guidance-scale", "nan"],
-    ["compute", "lid", "--model", "demo-toy", "--t0", "inf"],
-    ["compute", "lid", "--model", "demo-toy", "--n", "99999999999999999999"],
-    ["compute", "spectra", "--model", "demo-toy", "--t", "-0.1"],
-    ["eval-detection", "--model", "demo-toy", "--steps", "0"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["sample", "demo-toy", "--out", "x.png", "--n", "-3"],
+        ["sample", "demo-toy", "--out", "x.png", "--n", "1e999"],
+        ["sample", "demo-toy", "--out", "x.png", "--seed", "-1"],
+        ["sample", "demo-toy", "--out", "x.png", "--guidance-scale", "nan"],
+        ["compute", "lid", "--model", "demo-toy", "--t0", "inf"],
+        ["compute", "lid", "--model", "demo-toy", "--n", "99999999999999999999"],
+        ["compute", "spectra", "--model", "demo-toy", "--t", "-0.1"],
+        ["eval-detection", "--model", "demo-toy", "--steps", "0"],
+    ],
+)
 def test_absurd_numbers_on_the_command_line_are_exit_2_without_a_traceback(argv, capsys):
     from memviz.cli.commands import main
 

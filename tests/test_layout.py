@@ -10,8 +10,12 @@ def _py(folder):
 
 
 def test_library_never_imports_streamlit_outside_ui():
-    offenders = [str(p.relative_to(ROOT)) for p in _py("memviz") if "ui" not in p.relative_to(ROOT).parts
-                 and re.search(r"^\s*(import streamlit|from streamlit)", p.read_text(), re.M)]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in _py("memviz")
+        if "ui" not in p.relative_to(ROOT).parts
+        and re.search(r"^\s*(import streamlit|from streamlit)", p.read_text(), re.M)
+    ]
     assert offenders == []
 
 
@@ -30,21 +34,40 @@ def test_readme_opens_with_the_two_commands_ci_runs():
 
 # The layers of memviz, bottom first: a module may import its own subpackage and the layers below it,
 # never one above (function-level imports count too; only `if TYPE_CHECKING:` blocks are left out).
-LAYERS = ["io", "data", "model", "runner", "neighbors", "lid", "hessian", "glossary", "train", "detect",
-          "mitigate", "study", "figures", "ui", "cli"]
+LAYERS = [
+    "io",
+    "data",
+    "model",
+    "runner",
+    "neighbors",
+    "lid",
+    "hessian",
+    "glossary",
+    "train",
+    "detect",
+    "mitigate",
+    "study",
+    "figures",
+    "ui",
+    "cli",
+]
 
 
 def _memviz_imports(path):
     import ast
 
     tree, mod = ast.parse(path.read_text()), ".".join(path.relative_to(ROOT).with_suffix("").parts)
-    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
-                   and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+    typing_only = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
     for node in ast.walk(tree):
         if id(node) in typing_only:
             continue
         if isinstance(node, ast.ImportFrom):
-            base = mod.split(".")[:len(mod.split(".")) - node.level] if node.level else []
+            base = mod.split(".")[: len(mod.split(".")) - node.level] if node.level else []
             name = ".".join(base + [node.module or ""]).strip(".")
             yield from ([f"{name}.{a.name}" for a in node.names] if name == "memviz" else [name])
         elif isinstance(node, ast.Import):

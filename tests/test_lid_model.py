@@ -82,7 +82,7 @@ def test_knee_of_a_curve_with_a_plateau():
     x = on_manifold(mean, cov, 3, 2, shape)
     c = flipd_curve(model, x, ts=[0.01, 0.1], trace="exact")
     assert c.shape == (2, 2) and torch.allclose(c[:, 0], flipd(model, x, t0=0.01, trace="exact"))
-    knee = flipd(model, x, t0="knee", trace="exact")       # the plateau at d = 3, left as t0 grows
+    knee = flipd(model, x, t0="knee", trace="exact")  # the plateau at d = 3, left as t0 grows
     assert knee.shape == (2,) and (knee - 3).abs().max() < 0.6
     falling = np.where(np.arange(16) < 8, 5.0, 5.0 - 0.5 * (np.arange(16) - 7) ** 2)[None]
     assert knee_index(ts, falling)[0] in (7, 8, 9)
@@ -116,8 +116,9 @@ def test_mixture_of_subspaces_gives_each_component_its_dimension():
 
     data = affine_union(dims=(2, 5), side=4, n_per=3, seed=0)
     covs = torch.as_tensor(data.meta["covs"]) + 1e-6 * torch.eye(16, dtype=torch.float64)
-    model = DiffusionModel(GaussianMixtureDenoiser(torch.as_tensor(data.meta["means"]), covs, (1, 4, 4)),
-                           DDPMScheduler(), device="cpu")
+    model = DiffusionModel(
+        GaussianMixtureDenoiser(torch.as_tensor(data.meta["means"]), covs, (1, 4, 4)), DDPMScheduler(), device="cpu"
+    )
     lid = flipd(model, data.images, t0=0.01, trace="exact")
     assert torch.allclose(lid, torch.as_tensor(data.lid), atol=0.5)
     assert normal_bundle(model, data.images, t=0.01).tolist() == data.lid.astype(int).tolist()

@@ -125,8 +125,9 @@ def test_sampling_is_reproducible_from_the_seed(make_model):
     assert torch.equal(a.noise, torch.randn((3, 1, 8, 8), generator=torch.Generator().manual_seed(7)))
     assert (a.seed, a.steps) == (7, 4)
     assert model.sample(2, cond=[0, 1], steps=2, guidance_scale=2.0).images.shape == (2, 1, 8, 8)
-    assert torch.allclose(model.sample(5, steps=3, seed=1, batch_size=2).images, model.sample(5, steps=3, seed=1).images,
-                          atol=1e-5)  # chunking changes only float rounding
+    assert torch.allclose(
+        model.sample(5, steps=3, seed=1, batch_size=2).images, model.sample(5, steps=3, seed=1).images, atol=1e-5
+    )  # chunking changes only float rounding
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
@@ -146,7 +147,12 @@ def test_save_replaces_an_existing_model_whole(make_model, tmp_path):
     make_model().save_pretrained(tmp_path / "m")
     make_model("v_prediction").save_pretrained(tmp_path / "m")
     assert DiffusionModel.from_pretrained(tmp_path / "m").prediction_type == "v_prediction"
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["memviz.json", "model_index.json", "scheduler", "unet"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == [
+        "memviz.json",
+        "model_index.json",
+        "scheduler",
+        "unet",
+    ]
 
 
 def _broken(tmp_path, make_model, what):
@@ -154,6 +160,7 @@ def _broken(tmp_path, make_model, what):
     make_model().save_pretrained(path)
     if what == "no unet":
         import shutil
+
         shutil.rmtree(path / "unet")
     elif what == "pickle weights":
         (path / "unet" / "diffusion_pytorch_model.safetensors").rename(path / "unet" / "diffusion_pytorch_model.bin")
@@ -172,20 +179,23 @@ def _broken(tmp_path, make_model, what):
     return path
 
 
-@pytest.mark.parametrize("what, message", [
-    ("no unet", "unet/ folder is missing"),
-    ("pickle weights", "pickled weights"),
-    ("no weights", "no .safetensors weights"),
-    ("bad json", "not readable JSON"),
-    ("truncated weights", "Could not load UNet2DModel"),
-    ("no scheduler config", "no scheduler_config.json"),
-    ("wrong model class", "holds a AutoencoderKL"),
-])
+@pytest.mark.parametrize(
+    "what, message",
+    [
+        ("no unet", "unet/ folder is missing"),
+        ("pickle weights", "pickled weights"),
+        ("no weights", "no .safetensors weights"),
+        ("bad json", "not readable JSON"),
+        ("truncated weights", "Could not load UNet2DModel"),
+        ("no scheduler config", "no scheduler_config.json"),
+        ("wrong model class", "holds a AutoencoderKL"),
+    ],
+)
 @pytest.mark.parametrize("lazy", [False, True])
 def test_broken_folders_get_one_clear_sentence(tmp_path, make_model, what, message, lazy):
     path = _broken(tmp_path, make_model, what)
     with pytest.raises(ValueError, match=message) as info:
-        DiffusionModel.from_pretrained(path, lazy=lazy)   # lazy: named when opened, not at the first model call
+        DiffusionModel.from_pretrained(path, lazy=lazy)  # lazy: named when opened, not at the first model call
     assert "\n" not in str(info.value) and str(path) in str(info.value)
 
 
@@ -200,14 +210,18 @@ def test_a_lazy_model_is_the_same_model_built_on_first_use(name, cond):
     lazy, eager = DiffusionModel.from_pretrained(name, lazy=True), DiffusionModel.from_pretrained(name)
     for what in ("sample_shape", "dim", "is_text_conditional", "is_class_conditional", "class_names", "guidance_scale"):
         assert getattr(lazy, what) == getattr(eager, what), what
-    assert model_fingerprint(lazy) == model_fingerprint(eager) and hasattr(lazy._unet, "load")   # not built yet
+    assert model_fingerprint(lazy) == model_fingerprint(eager) and hasattr(lazy._unet, "load")  # not built yet
     import subprocess
 
-    code = (f"import sys; from memviz.model.adapter import DiffusionModel; from memviz.io.cache import model_fingerprint; "
-            f"m = DiffusionModel.from_pretrained({name!r}, lazy=True); model_fingerprint(m); m.class_names; "
-            "print('diffusers.models.unets' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
-        == "False"                                                            # the UNet package is not even imported
+    code = (
+        f"import sys; from memviz.model.adapter import DiffusionModel; from memviz.io.cache import model_fingerprint; "
+        f"m = DiffusionModel.from_pretrained({name!r}, lazy=True); model_fingerprint(m); m.class_names; "
+        "print('diffusers.models.unets' in sys.modules)"
+    )
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )  # the UNet package is not even imported
     from memviz.hessian.spectrum import spectrum
     from memviz.lid.flipd import flipd_curve
 
@@ -233,16 +247,19 @@ def test_the_sampler_starts_from_given_noise_and_shows_every_step(make_model):
 
     model = make_model()
     out = model.sample(3, cond=1, steps=4, seed=2)
-    again = model.sample(3, cond=1, steps=4, seed=9, noise=out.noise)             # DDIM: the noise decides
+    again = model.sample(3, cond=1, steps=4, seed=9, noise=out.noise)  # DDIM: the noise decides
     torch.testing.assert_close(again.images, out.images)
     ddpm = model.sample(3, cond=1, steps=4, seed=2, scheduler="ddpm")
-    torch.testing.assert_close(model.sample(3, cond=1, steps=4, seed=2, scheduler="ddpm", noise=ddpm.noise).images,
-                               ddpm.images)
+    torch.testing.assert_close(
+        model.sample(3, cond=1, steps=4, seed=2, scheduler="ddpm", noise=ddpm.noise).images, ddpm.images
+    )
     with pytest.raises(ValueError, match=r"noise must be x_T of shape \(3, 1, 8, 8\)"):
         model.sample(3, cond=1, steps=4, noise=torch.zeros(2, 1, 8, 8))
     seen: list[Step] = []
     model.sample(3, cond=1, steps=4, seed=2, callback=seen.append, uncond=True, batch_size=2)
-    assert [(s.index, s.rows) for s in seen] == [(i, slice(0, 2)) for i in range(4)] + [(i, slice(2, 3)) for i in range(4)]
+    assert [(s.index, s.rows) for s in seen] == [(i, slice(0, 2)) for i in range(4)] + [
+        (i, slice(2, 3)) for i in range(4)
+    ]
     first = seen[0]
     torch.testing.assert_close(first.x_t, out.noise[:2])
     torch.testing.assert_close(first.eps_cond, model.eps(first.x_t, first.t, cond=1), rtol=1e-5, atol=1e-5)
@@ -252,11 +269,18 @@ def test_the_sampler_starts_from_given_noise_and_shows_every_step(make_model):
 def test_a_guidance_schedule_is_a_callable_of_t(make_model):
     model = make_model()
     constant = model.sample(2, cond=0, steps=5, seed=1, guidance_scale=3.0)
-    torch.testing.assert_close(model.sample(2, cond=0, steps=5, seed=1, guidance_scale=lambda t: 3.0).images,
-                               constant.images)
+    torch.testing.assert_close(
+        model.sample(2, cond=0, steps=5, seed=1, guidance_scale=lambda t: 3.0).images, constant.images
+    )
     ws = []
-    late = model.sample(2, cond=0, steps=5, seed=1, guidance_scale=lambda t: 0.0 if t > 0.5 else 3.0,
-                        callback=lambda s: ws.append((s.t, s.guidance_scale)))
+    late = model.sample(
+        2,
+        cond=0,
+        steps=5,
+        seed=1,
+        guidance_scale=lambda t: 0.0 if t > 0.5 else 3.0,
+        callback=lambda s: ws.append((s.t, s.guidance_scale)),
+    )
     assert [w for t, w in ws] == [0.0 if t > 0.5 else 3.0 for t, _ in ws] and {0.0, 3.0} == {w for _, w in ws}
     assert not torch.allclose(late.images, constant.images)
 
@@ -269,7 +293,7 @@ def test_schedulers_are_built_as_diffusers_builds_them_without_importing_every_s
 
     DDIMScheduler(beta_schedule="scaled_linear", prediction_type="v_prediction").save_pretrained(tmp_path)
     config = json.loads((tmp_path / "scheduler_config.json").read_text()) | {"a_compatible_class_key": 3}
-    for c in (config, config | {"_use_default_values": ["beta_end"], "beta_end": 0.5}):   # defaults the file names
+    for c in (config, config | {"_use_default_values": ["beta_end"], "beta_end": 0.5}):  # defaults the file names
         ours, theirs = _scheduler_from_config(DDIMScheduler, c), DDIMScheduler.from_config(c)
         assert dict(ours.config) == dict(theirs.config) and torch.equal(ours.alphas_cumprod, theirs.alphas_cumprod)
     with pytest.raises(ValueError, match="does not build a DDIMScheduler"):

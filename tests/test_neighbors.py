@@ -60,7 +60,7 @@ def test_ivf_recall_against_exact_is_measured():
     assert recall_at_k(NeighborIndex(x), q, k=10) == 1.0
     ivf = NeighborIndex(x, kind="ivf", nprobe=4)
     r = recall_at_k(ivf, q, k=10)
-    assert 0.8 <= r <= 1.0, r                              # clustered data: IVF finds most neighbours
+    assert 0.8 <= r <= 1.0, r  # clustered data: IVF finds most neighbours
     assert recall_at_k(NeighborIndex(x, kind="ivf", nprobe=1), q, k=10) <= r
     with pytest.raises(ValueError, match="kind"):
         NeighborIndex(x, kind="hnsw")
@@ -71,15 +71,16 @@ def test_copy_scores_by_hand():
 
     s = copy_scores(np.array([[1.0, 5.0, 5.0, 9.0], [0.0, 0.0, 1.0, 1.0], [3.0, 3.0, 3.0, 3.0]]), threshold=0.5, n=4)
     assert s.nearest.tolist() == [1.0, 0.0, 3.0]
-    assert s.ratio.tolist() == [0.2, 0.0, 1.0]            # two copies at 0: ratio 0, not NaN
+    assert s.ratio.tolist() == [0.2, 0.0, 1.0]  # two copies at 0: ratio 0, not NaN
     np.testing.assert_allclose(s.calibrated, [1 / (0.5 * 5), 0.0, 2.0])
     assert s.is_copy.tolist() == [True, True, False] and s.threshold == 0.5
 
 
 def test_neighbor_graph_leaves_each_point_out_and_keeps_duplicates(tmp_path, monkeypatch):
     from memviz.neighbors import index as neighbors
+
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
-    x = np.r_[blobs(200, 8), blobs(1, 8, seed=5).repeat(3, 0)]   # the last three rows are one point, thrice
+    x = np.r_[blobs(200, 8), blobs(1, 8, seed=5).repeat(3, 0)]  # the last three rows are one point, thrice
     g = neighbors.neighbor_graph(x, k=5)
     assert g.index.shape == (203, 5) and not (g.index == np.arange(203)[:, None]).any()
     assert set(g.index[200, :2]) == {201, 202} and np.allclose(g.distance[200, :2], 0)

@@ -19,8 +19,9 @@ ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'memviz[ra
 
 def _cli(*args, cache: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "MEMVIZ_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
-    return subprocess.run([sys.executable, "-m", "memviz.cli.commands", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "memviz.cli.commands", *args], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,37 +44,66 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 def test_the_ray_engine_gives_the_local_table_and_a_rerun_reuses_it(tmp_path, local_table):
-    out = _cli("compute", "lid", "--model", "demo-toy", "--engine", "ray", "--workers", "2", "--batch-size", "128",
-               "--out", str(tmp_path / "t.parquet"), cache=tmp_path / "cache")
+    out = _cli(
+        "compute",
+        "lid",
+        "--model",
+        "demo-toy",
+        "--engine",
+        "ray",
+        "--workers",
+        "2",
+        "--batch-size",
+        "128",
+        "--out",
+        str(tmp_path / "t.parquet"),
+        cache=tmp_path / "cache",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     _same(local_table, pd.read_parquet(tmp_path / "t.parquet"))
     # the local engine (what the app runs) reads every row the Ray engine stored
-    again = _cli("compute", "lid", "--model", "demo-toy", "--out", str(tmp_path / "u.parquet"), cache=tmp_path / "cache")
+    again = _cli(
+        "compute", "lid", "--model", "demo-toy", "--out", str(tmp_path / "u.parquet"), cache=tmp_path / "cache"
+    )
     assert again.returncode == 0 and f"reused {len(local_table)} of {len(local_table)} rows" in again.stderr
 
 
 def test_a_rerun_after_a_killed_driver_resumes_from_the_finished_batches(tmp_path, local_table):
     cache = tmp_path / "cache"
     env = {**os.environ, "MEMVIZ_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
-    args = [sys.executable, "-m", "memviz.cli.commands", "compute", "lid", "--model", "demo-toy", "--engine", "ray",
-            "--batch-size", "16", "--out", str(tmp_path / "t.parquet")]
-    driver = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    args = [
+        sys.executable,
+        "-m",
+        "memviz.cli.commands",
+        "compute",
+        "lid",
+        "--model",
+        "demo-toy",
+        "--engine",
+        "ray",
+        "--batch-size",
+        "16",
+        "--out",
+        str(tmp_path / "t.parquet"),
+    ]
+    driver = subprocess.Popen(
+        args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     parts = lambda: list(cache.glob("flipd/*/part-*.npz"))  # noqa: E731
     deadline = time.time() + 300
     while len(parts()) < 3 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.1)
-    os.kill(driver.pid, signal.SIGKILL)                                   # the driver only: its Ray lingers
+    os.kill(driver.pid, signal.SIGKILL)  # the driver only: its Ray lingers
     driver.wait()
     stored = len(parts())
     assert 3 <= stored and not (tmp_path / "t.parquet").exists()
     out = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     reused = int(out.stderr.split("reused ")[1].split(" of ")[0])
-    assert 16 * 3 <= reused < len(local_table)                            # the finished batches, not the rest
+    assert 16 * 3 <= reused < len(local_table)  # the finished batches, not the rest
     _same(local_table, pd.read_parquet(tmp_path / "t.parquet"))
     try:
-        os.killpg(driver.pid, signal.SIGKILL)                             # what the killed driver left running
+        os.killpg(driver.pid, signal.SIGKILL)  # what the killed driver left running
     except ProcessLookupError:
         pass
 
@@ -124,11 +154,10 @@ def test_without_ray_or_with_an_unreachable_address_one_sentence_in_seconds(tmp_
     from memviz.cli.commands import main
 
     start = time.perf_counter()
-    out = _cli("compute", "lid", "--model", "demo-toy", "--engine", "ray", "--address", "127.0.0.1:9",
-               cache=tmp_path)
+    out = _cli("compute", "lid", "--model", "demo-toy", "--engine", "ray", "--address", "127.0.0.1:9", cache=tmp_path)
     assert out.returncode == 2 and "No Ray cluster answers at 127.0.0.1:9" in out.stderr
     assert time.perf_counter() - start < 60 and "Traceback" not in out.stderr
-    monkeypatch.setitem(sys.modules, "ray", None)                        # as if Ray were not installed
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     assert main(["compute", "lid", "--model", "demo-toy", "--engine", "ray"]) == 2
     assert 'pip install "memviz[ray]"' in capsys.readouterr().err
 
@@ -152,13 +181,13 @@ def test_tasks_rebuild_the_same_batch_functions(tmp_path, monkeypatch):
     from memviz.study.core import open_study
 
     monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "a"))
-    monkeypatch.setenv("MEMVIZ_SHIPPED", "0")                             # computed, not read from the demo's store
+    monkeypatch.setenv("MEMVIZ_SHIPPED", "0")  # computed, not read from the demo's store
     study = open_study("demo-mnist", n=24)
     expected = study.flipd_grid(conditional=False), study.spectra(study.rows[:3])
     prompts = ["3", "memorized-00"]
     kw = dict(n=1, steps=1, reps=1, sample_steps=3, progress=False, names=["wen", "nn_distance"])
     scores = prompt_scores(study.model, prompts, study.reference, **kw).scores
-    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "b"))                # nothing stored: all recomputed
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "b"))  # nothing stored: all recomputed
     remote = open_study("demo-mnist", n=24)
     remote.runner = RebuildingRunner()
     np.testing.assert_allclose(remote.flipd_grid(conditional=False), expected[0], rtol=1e-5, atol=1e-4)
@@ -174,12 +203,26 @@ def test_eval_detection_on_ray_gives_the_local_rows(tmp_path):
     """A small eval-detection (every detector, both levels) by both engines: the same AUROCs."""
     import json
 
-    args = ["eval-detection", "--model", "demo-mnist", "--n", "1", "--steps", "1", "--reps", "1", "--sample-steps",
-            "4", "--n-ordinary", "6"]
+    args = [
+        "eval-detection",
+        "--model",
+        "demo-mnist",
+        "--n",
+        "1",
+        "--steps",
+        "1",
+        "--reps",
+        "1",
+        "--sample-steps",
+        "4",
+        "--n-ordinary",
+        "6",
+    ]
     rows = {}
     for engine in ("local", "ray"):
         out = _cli(*args, "--engine", engine, "--json", str(tmp_path / f"{engine}.json"), cache=tmp_path / engine)
         assert out.returncode == 0, out.stderr[-3000:]
         rows[engine] = json.loads((tmp_path / f"{engine}.json").read_text())
-    assert [(r["detector"], r["level"], r["auroc"]) for r in rows["local"]] == \
-        [(r["detector"], r["level"], r["auroc"]) for r in rows["ray"]]
+    assert [(r["detector"], r["level"], r["auroc"]) for r in rows["local"]] == [
+        (r["detector"], r["level"], r["auroc"]) for r in rows["ray"]
+    ]

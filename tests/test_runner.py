@@ -13,6 +13,7 @@ def _square(calls):
     def fn(ids):
         calls.append(ids.tolist())
         return {"sq": ids.astype(float) ** 2, "vec": np.stack([np.full(3, i) for i in ids])}
+
     return fn
 
 
@@ -28,9 +29,10 @@ def test_a_pass_resumes_from_its_finished_batches():
         run(breaks_at_third, np.arange(10), store=store, batch_size=3)
     assert calls == [[0, 1, 2], [3, 4, 5]]
     done = []
-    table = run(_square(calls), np.arange(10), store=store, batch_size=3,
-                on_batch=lambda d, total: done.append((d, total)))
-    assert calls[2:] == [[6, 7, 8], [9]] and done == [(3, 4), (4, 4)]      # only the unfinished rows
+    table = run(
+        _square(calls), np.arange(10), store=store, batch_size=3, on_batch=lambda d, total: done.append((d, total))
+    )
+    assert calls[2:] == [[6, 7, 8], [9]] and done == [(3, 4), (4, 4)]  # only the unfinished rows
     np.testing.assert_array_equal(table["id"], np.arange(10))
     np.testing.assert_array_equal(table["sq"], np.arange(10) ** 2)
     assert table["vec"].shape == (10, 3)
@@ -39,7 +41,7 @@ def test_a_pass_resumes_from_its_finished_batches():
 def test_equal_keys_are_computed_once_and_a_damaged_batch_again():
     store, calls = RowStore("test-runner", "keys"), []
     table = run(_square(calls), [5, 3, 7], keys=["a", "b", "a"], store=store, batch_size=8)
-    assert calls == [[5, 3]] and table["sq"].tolist() == [25, 9, 25]          # 7 is the same item as 5
+    assert calls == [[5, 3]] and table["sq"].tolist() == [25, 9, 25]  # 7 is the same item as 5
     for part in store.path.glob("part-*.npz"):
         part.write_bytes(b"cut in half")
     run(_square(calls), [5], keys=["a"], store=store)
@@ -64,7 +66,7 @@ def test_shipped_stores_are_read_behind_the_cache_and_never_trusted_blindly(tmp_
     assert cache.cached("whole", "k1", compute)["a"].tolist() == [0, 1, 2] and not calls
 
     store = RowStore("rows", "p")
-    store.write(["y", "z"], {"v": np.array([20.0, 30.0])})       # the cache wins over package data
+    store.write(["y", "z"], {"v": np.array([20.0, 30.0])})  # the cache wins over package data
     found, cols = store.read(["x", "y", "z", "w"])
     assert found.tolist() == [True, True, True, False] and cols["v"].tolist() == [1.0, 20.0, 30.0]
 
@@ -84,5 +86,5 @@ def test_a_bundled_demo_opens_from_its_shipped_store_without_calling_the_model()
     study.model.unet_calls = 0
     table = study.prepare().table()
     assert study.model.unet_calls == 0 and len(table) == study.n and table.flipd.notna().all()
-    planted = study.rows[study.kind(study.rows) != "none"]                 # eval-detection's sample-level spectra
+    planted = study.rows[study.kind(study.rows) != "none"]  # eval-detection's sample-level spectra
     assert np.isfinite(study.spectra(planted, conditional=True)).all() and study.model.unet_calls == 0

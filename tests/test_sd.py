@@ -21,22 +21,60 @@ def build_tiny_sd(path, prediction_type="epsilon"):
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32),
-                                layers_per_block=1, norm_num_groups=8, cross_attention_dim=32,
-                                attention_head_dim=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=4, sample_size=16)
-    encoder = transformers.CLIPTextModel(transformers.CLIPTextConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
-        max_position_embeddings=16, bos_token_id=0, eos_token_id=1, pad_token_id=2))
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                              clip_sample=False, set_alpha_to_one=False, steps_offset=1,
-                              prediction_type=prediction_type)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=encoder, tokenizer=char_clip_tokenizer(path.parent / "tok"),
-                                   unet=unet, scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        norm_num_groups=8,
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+    encoder = transformers.CLIPTextModel(
+        transformers.CLIPTextConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=2,
+            max_position_embeddings=16,
+            bos_token_id=0,
+            eos_token_id=1,
+            pad_token_id=2,
+        )
+    )
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type=prediction_type,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=encoder,
+        tokenizer=char_clip_tokenizer(path.parent / "tok"),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(path, safe_serialization=True)
     return path
 
@@ -58,14 +96,14 @@ def test_the_pipeline_loads_as_a_latent_text_model(sd, train_images):
     assert sd.sample_shape == (4, 8, 8) and sd.pixel_shape == (3, 16, 16) and sd.dim == 256
     z = sd.encode(train_images[:3])
     f = sd.vae.config.scaling_factor
-    torch.testing.assert_close(z, sd.vae.encode(train_images[:3]).latent_dist.mean * f)   # the posterior mean, scaled
+    torch.testing.assert_close(z, sd.vae.encode(train_images[:3]).latent_dist.mean * f)  # the posterior mean, scaled
     assert sd.decode(z).shape == (3, 3, 16, 16)
     with pytest.raises(ValueError, match=r"\(B, 3, 16, 16\)"):
         sd.encode(torch.zeros(1, 1, 16, 16))
     e1, e2 = sd.encode_cond(PROMPTS[0], 1), sd.encode_cond(PROMPTS[1], 1)
     assert e1.shape == (1, 16, 32) and not torch.allclose(e1, e2)
-    assert PROMPTS[0] in sd._prompt_cache                                                 # encoded once, cached
-    torch.testing.assert_close(sd.encode_cond(None, 1), sd.encode_cond("", 1))           # unconditional: ""
+    assert PROMPTS[0] in sd._prompt_cache  # encoded once, cached
+    torch.testing.assert_close(sd.encode_cond(None, 1), sd.encode_cond("", 1))  # unconditional: ""
 
 
 def test_sampling_with_guidance_is_the_pipelines(sd, tmp_path):
@@ -73,12 +111,27 @@ def test_sampling_with_guidance_is_the_pipelines(sd, tmp_path):
     (eps_u + w (eps_c - eps_u)), scheduler steps, prediction type and VAE decoding."""
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
-                                   scheduler=make_scheduler(sd, "ddim", 4), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        vae=sd.vae,
+        text_encoder=sd.text_encoder,
+        tokenizer=sd.tokenizer,
+        unet=sd.unet,
+        scheduler=make_scheduler(sd, "ddim", 4),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     ours = sd.sample(2, PROMPTS[0], steps=4, guidance_scale=7.5, seed=3)
-    theirs = pipe(PROMPTS[0], num_inference_steps=4, guidance_scale=7.5, latents=ours.noise, output_type="pt",
-                  num_images_per_prompt=2, height=16, width=16).images
+    theirs = pipe(
+        PROMPTS[0],
+        num_inference_steps=4,
+        guidance_scale=7.5,
+        latents=ours.noise,
+        output_type="pt",
+        num_images_per_prompt=2,
+        height=16,
+        width=16,
+    ).images
     torch.testing.assert_close(ours.images, theirs, rtol=1e-4, atol=1e-4)
 
 
@@ -90,10 +143,10 @@ def test_flipd_and_the_spectrum_run_in_latent_space(sd, train_images):
     hutch = flipd(sd, z, 0.05, cond=PROMPTS[0], trace="hutchinson", n_probes=64, seed=0)
     exact = flipd(sd, z, 0.05, cond=PROMPTS[0], trace="exact")
     assert torch.isfinite(hutch).all()
-    assert (hutch - exact).abs().max() < 0.15 * sd.dim                      # Hutchinson's error at 64 probes
+    assert (hutch - exact).abs().max() < 0.15 * sd.dim  # Hutchinson's error at 64 probes
     lz = spectrum(sd, z[:1], 0.1, PROMPTS[0], method="lanczos", k=4).numpy()[0]
     ez = spectrum(sd, z[:1], 0.1, PROMPTS[0], method="exact").numpy()[0]
-    np.testing.assert_allclose(lz[[0, -1]], ez[[0, -1]], rtol=1e-4)         # the extremes agree
+    np.testing.assert_allclose(lz[[0, -1]], ez[[0, -1]], rtol=1e-4)  # the extremes agree
 
 
 def test_every_detector_and_a_two_prompt_comparison(sd, train_images):
@@ -103,7 +156,7 @@ def test_every_detector_and_a_two_prompt_comparison(sd, train_images):
     from memviz.study.views import compare_prompts
 
     study = open_study(sd, ImageDataset("pixels", train_images))
-    index = study.reference                                               # pixel-space neighbours
+    index = study.reference  # pixel-space neighbours
     ps = prompt_scores(sd, PROMPTS, index, n=2, steps=2, reps=1, sample_steps=3, n_probes=2, progress=False)
     table = ps.table(2, 2)
     assert set(table.prompt) == set(PROMPTS) and table.drop(columns="prompt").notna().all().all()
@@ -114,7 +167,7 @@ def test_every_detector_and_a_two_prompt_comparison(sd, train_images):
         assert r.evidence.images.shape == (2, 3, 16, 16) and r.evidence.x0.shape == (2, 4, 8, 8)
         assert np.isfinite([r.scores[k] for k in ("wen", "jeon", "flipd_cond", "calibrated_l2")]).all()
         assert r.eigenvalues.shape == (256,)
-    again = compare_prompts(study, PROMPTS, n=2, steps=3, seed=0)         # seeded: reproducible
+    again = compare_prompts(study, PROMPTS, n=2, steps=3, seed=0)  # seeded: reproducible
     torch.testing.assert_close(again[0].evidence.images, results[0].evidence.images)
 
 
@@ -174,7 +227,7 @@ def test_a_study_and_a_sample_view_in_latent_space(sd, train_images, monkeypatch
     v = sample_view(study, 3)
     assert v.image.shape == (3, 16, 16) and v.neighbor_images.shape[1:] == (3, 16, 16)
     assert set(v.curves) == {"uncond", "cond"} and v.eigenvalues.shape == (256,) and v.spectrum_note is None
-    monkeypatch.setattr("memviz.model.autodiff.DENSE_MAX_DIM", 100)       # as D = 16,384 on a CPU: no spectrum on pick
+    monkeypatch.setattr("memviz.model.autodiff.DENSE_MAX_DIM", 100)  # as D = 16,384 on a CPU: no spectrum on pick
     monkeypatch.setattr(study, "spectra", lambda *a, **k: pytest.fail("hours on a CPU"))
     far = sample_view(study, 4)
     assert far.eigenvalues.shape == (0,) and "GPU" in far.spectrum_note

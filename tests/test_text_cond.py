@@ -19,7 +19,7 @@ class WordTokenizer:
     def __call__(self, prompt, padding, max_length, truncation, return_tensors):
         self.calls += 1
         rows = []
-        for p in [prompt] if isinstance(prompt, str) else prompt:   # one prompt or a list, as CLIPTokenizer
+        for p in [prompt] if isinstance(prompt, str) else prompt:  # one prompt or a list, as CLIPTokenizer
             ids = [hash(w) % 50 + 1 for w in p.split()][:max_length]
             rows.append(ids + [0] * (max_length - len(ids)))
         return SimpleNamespace(input_ids=torch.tensor(rows))
@@ -37,12 +37,25 @@ class TinyEncoder(torch.nn.Module):
 
 def _model():
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16),
-                                layers_per_block=1, norm_num_groups=4, cross_attention_dim=8, attention_head_dim=2,
-                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
-    return DiffusionModel(unet, DDPMScheduler(prediction_type="v_prediction"), text_encoder=TinyEncoder(),
-                          tokenizer=WordTokenizer(), device="cpu")
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        norm_num_groups=4,
+        cross_attention_dim=8,
+        attention_head_dim=2,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+    )
+    return DiffusionModel(
+        unet,
+        DDPMScheduler(prediction_type="v_prediction"),
+        text_encoder=TinyEncoder(),
+        tokenizer=WordTokenizer(),
+        device="cpu",
+    )
 
 
 def test_prompts_embeddings_and_guidance():

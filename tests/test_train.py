@@ -24,8 +24,14 @@ def tiny_data():
 
 def test_train_saves_a_loadable_class_conditional_model(tmp_path, tiny_data):
     data, truth = tiny_data
-    out = train(data, tmp_path / "m", TrainConfig(steps=3, **TINY), weights=data.meta["weight"],
-                meta={"planted": truth.to_dict(), "class_names": truth.class_names}, progress=False)
+    out = train(
+        data,
+        tmp_path / "m",
+        TrainConfig(steps=3, **TINY),
+        weights=data.meta["weight"],
+        meta={"planted": truth.to_dict(), "class_names": truth.class_names},
+        progress=False,
+    )
     model = DiffusionModel.from_pretrained(out)
     assert model.is_class_conditional and model.class_names[-1] == "memorized-01"
     assert model.null_class == len(truth.class_names)
@@ -57,9 +63,9 @@ def _check_toy(model: DiffusionModel):
     x = model.sample(1000, steps=100, seed=0).x0.flatten(1)
     r = x.norm(dim=1)
     iso = 0.8 * torch.tensor([np.cos(np.pi / 3), np.sin(np.pi / 3)])
-    assert ((r - 0.8).abs() < 0.05).float().mean() > 0.8          # the circle
-    assert (r < 0.1).float().mean() > 0.02                          # the point mass (5% of the data)
-    assert ((x - iso).norm(dim=1) < 0.1).float().mean() > 0.002     # the isolated point (1% of what is seen)
+    assert ((r - 0.8).abs() < 0.05).float().mean() > 0.8  # the circle
+    assert (r < 0.1).float().mean() > 0.02  # the point mass (5% of the data)
+    assert ((x - iso).norm(dim=1) < 0.1).float().mean() > 0.002  # the isolated point (1% of what is seen)
 
 
 def test_bundled_demo_toy_learned_its_toy():

@@ -38,7 +38,9 @@ def _finite(text: str, low: float, strict: bool) -> float:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not math.isfinite(value) or value < low or (strict and value == low):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number {'above' if strict else 'of at least'} {low:g}")
+        raise argparse.ArgumentTypeError(
+            f"{text} must be a finite number {'above' if strict else 'of at least'} {low:g}"
+        )
     return value
 
 
@@ -75,8 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=count, default=50)
     p.add_argument("--guidance-scale", type=non_negative_float)
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--out", type=Path, required=True,
-                   help="a .png grid of the images, or an .npz of x0, noise and seed (any model)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="a .png grid of the images, or an .npz of x0, noise and seed (any model)",
+    )
     p = sub.add_parser("info", help="describe a model (a bundled demo's name or a folder)")
     p.add_argument("model")
     p = sub.add_parser("compute", help="dataset-wide passes into the Study's store (what the app and eval read)")
@@ -84,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
     p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
     p.add_argument("--n", type=count, help="training images analysed (every planted one first; default: all)")
-    p.add_argument("--t0", type=positive_float, default=0.05, help="lid: t0 of the reported FLIPD (inside the model's t grid)")
+    p.add_argument(
+        "--t0", type=positive_float, default=0.05, help="lid: t0 of the reported FLIPD (inside the model's t grid)"
+    )
     p.add_argument("--trace", default="hutchinson", choices=["auto", "exact", "hutchinson"])
     p.add_argument("--n-probes", type=count, default=2)
     p.add_argument("--methods", nargs="+", default=["lpca", "mle"], help="lid: LID* estimators")
@@ -106,11 +114,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample-steps", type=count, default=50, help="the sampler's number of steps")
     p.add_argument("--n-ordinary", type=count, default=200, help="ordinary training images at sample level")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--guidance-scale", type=non_negative_float,
-                   help="w along the sampled trajectories (default: the model's; 7.5 for Stable Diffusion)")
-    p.add_argument("--calibrate", type=fraction, nargs="?", const=0.5, metavar="FRACTION",
-                   help="fit the anisotropy score's weights on this fraction of the prompts (default 0.5) and "
-                        "report it on the others only, beside the paper's weights")
+    p.add_argument(
+        "--guidance-scale",
+        type=non_negative_float,
+        help="w along the sampled trajectories (default: the model's; 7.5 for Stable Diffusion)",
+    )
+    p.add_argument(
+        "--calibrate",
+        type=fraction,
+        nargs="?",
+        const=0.5,
+        metavar="FRACTION",
+        help="fit the anisotropy score's weights on this fraction of the prompts (default 0.5) and "
+        "report it on the others only, beside the paper's weights",
+    )
     p.add_argument("--json", type=Path, help="write the rows here")
     _engine_arguments(p)
     p.add_argument("--scores", type=Path, help="write every query's score here (.parquet or .csv), for ROC curves")
@@ -123,25 +140,50 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--steps", type=count, default=50, help="sampling steps")
     p.add_argument("--guidance-scale", type=non_negative_float, help="w (default: the model's)")
-    p.add_argument("--gate", default="wen", help="a prompt-level detector that decides where a method is applied, "
-                                                  "or none to apply it always (default wen, the cheapest; flipd_cond "
-                                                  "misses fewer planted captions at the cost of a generation)")
-    p.add_argument("--gate-threshold", type=float, help="flag above this score (default: calibrated on ordinary "
-                                                        "training conditions, their 95th percentile)")
+    p.add_argument(
+        "--gate",
+        default="wen",
+        help="a prompt-level detector that decides where a method is applied, "
+        "or none to apply it always (default wen, the cheapest; flipd_cond "
+        "misses fewer planted captions at the cost of a generation)",
+    )
+    p.add_argument(
+        "--gate-threshold",
+        type=float,
+        help="flag above this score (default: calibrated on ordinary training conditions, their 95th percentile)",
+    )
     p.add_argument("--knob", nargs="+", default=[], metavar="METHOD=VALUE", help="a method's setting")
     p.add_argument("--out", type=Path, help="write generations.npz and report.json here")
-    p.add_argument("--sweep", action="store_true", help="also trace each method's knob over 5 settings and write "
-                                                         "pareto.json (copy rate against utility, the front marked)")
-    p = sub.add_parser("app", help="run the app (streamlit run app.py) with memviz's safe defaults, from anywhere")
-    p.add_argument("streamlit_args", nargs=argparse.REMAINDER, help="passed on to streamlit run (--server.port 8502)")
-    args = parser.parse_args(argv)
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also trace each method's knob over 5 settings and write "
+        "pareto.json (copy rate against utility, the front marked)",
+    )
+    sub.add_parser(
+        "app",
+        help="run the app (streamlit run app.py) with memviz's safe defaults, from anywhere; "
+        "further options go to streamlit run (--server.port 8502)",
+    )
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "app":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.streamlit_args = extra
     runner_log = logging.getLogger("memviz.runner.local")
     if not runner_log.handlers:  # "reused N of M rows stored by an earlier run", on stderr
         runner_log.addHandler(logging.StreamHandler(sys.stderr))
         runner_log.setLevel(logging.INFO)
     try:
-        return {"train": _train, "sample": _sample, "info": _info, "compute": _compute, "detectors": _detectors,
-                "eval-detection": _eval_detection, "mitigate": _mitigate, "app": _app}[args.command](args)
+        return {
+            "train": _train,
+            "sample": _sample,
+            "info": _info,
+            "compute": _compute,
+            "detectors": _detectors,
+            "eval-detection": _eval_detection,
+            "mitigate": _mitigate,
+            "app": _app,
+        }[args.command](args)
     except ValueError as exc:  # bad input: one clear sentence, no traceback
         print(f"memviz: {exc}", file=sys.stderr)
         return 2
@@ -152,10 +194,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _engine_arguments(p) -> None:
     g = p.add_argument_group("engine", "where the dataset-wide passes run (results land in the same store)")
-    g.add_argument("--engine", choices=["local", "ray"], default="local",
-                   help="local: this process; ray: Ray Data actors (pip install 'memviz[ray]')")
-    g.add_argument("--address", help="ray: an existing cluster (host:port or ray://host:port); default: a private "
-                                     "Ray on this machine, stopped at the end")
+    g.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="local: this process; ray: Ray Data actors (pip install 'memviz[ray]')",
+    )
+    g.add_argument(
+        "--address",
+        help="ray: an existing cluster (host:port or ray://host:port); default: a private "
+        "Ray on this machine, stopped at the end",
+    )
     g.add_argument("--workers", type=count, default=2, help="ray: actors, each loading the model once")
     g.add_argument("--gpus-per-worker", type=non_negative_float, default=0.0, help="ray: num_gpus of each actor")
     g.add_argument("--batch-size", type=count, help="rows per batch (both engines; default: each pass's own)")
@@ -197,8 +246,9 @@ def _train(args) -> int:
 
         encoder, tokenizer = packaged_text_encoder(recipe.meta["text_encoder"])
         text = CaptionConditioning(recipe.captions, lambda p: encode_text(encoder, tokenizer, p))
-    train(recipe.data, args.out, cfg, weights=recipe.weights, meta=recipe.meta, progress=not args.no_progress,
-          text=text)
+    train(
+        recipe.data, args.out, cfg, weights=recipe.weights, meta=recipe.meta, progress=not args.no_progress, text=text
+    )
     print(f"saved {args.out}")
     return 0
 
@@ -211,8 +261,14 @@ def _sample(args) -> int:
     from memviz.model.adapter import DiffusionModel
 
     model = DiffusionModel.from_pretrained(args.model)
-    cond = int(args.cond) if args.cond is not None and args.cond.isdigit() and model.is_class_conditional \
-        and args.cond not in model.class_names else args.cond
+    cond = (
+        int(args.cond)
+        if args.cond is not None
+        and args.cond.isdigit()
+        and model.is_class_conditional
+        and args.cond not in model.class_names
+        else args.cond
+    )
     if args.out.suffix not in (".png", ".npz"):
         raise ValueError(f"--out must end in .png or .npz; got {args.out.name}.")
     out = model.sample(args.n, cond=cond, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed)
@@ -237,9 +293,14 @@ def _app(args) -> int:
         raise ValueError('the app needs streamlit: pip install "memviz[app]".') from None
     root = app_root()
     config = tomllib.loads((root / ".streamlit" / "config.toml").read_text())
-    flags = [f"--{section}.{key}={str(value).lower() if isinstance(value, bool) else value}"
-             for section, table in config.items() for key, value in table.items()]
-    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(root / "app.py"), *flags, *args.streamlit_args])
+    flags = [
+        f"--{section}.{key}={str(value).lower() if isinstance(value, bool) else value}"
+        for section, table in config.items()
+        for key, value in table.items()
+    ]
+    return subprocess.call(
+        [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), *flags, *args.streamlit_args]
+    )
 
 
 def _info(args) -> int:
@@ -248,8 +309,18 @@ def _info(args) -> int:
     from memviz.model.adapter import DiffusionModel
 
     model = DiffusionModel.from_pretrained(args.model)
-    print(json.dumps({"shape": model.sample_shape, "prediction_type": model.prediction_type, "T": model.T,
-                      "classes": model.class_names, "training": model.meta.get("training", {})}, indent=2))
+    print(
+        json.dumps(
+            {
+                "shape": model.sample_shape,
+                "prediction_type": model.prediction_type,
+                "T": model.T,
+                "classes": model.class_names,
+                "training": model.meta.get("training", {}),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 
@@ -278,12 +349,19 @@ def _compute_spectra(args, study):
 
     tau = args.tau or default_tau(study.model, args.t)
     rows = study.rows
-    eigenvalues = study.spectra(rows, args.t, conditional=False if args.unconditional else None, method=args.method,
-                                on_batch=lambda done, n: print(f"spectra: {done:,} of {n:,} images", flush=True))
-    table = pd.concat([pd.DataFrame({"row": rows, "kind": study.kind(rows)}),
-                       pd.DataFrame(summarize(eigenvalues, tau))], axis=1)
-    print(table.groupby("kind").median(numeric_only=True).drop(columns="row")
-          .to_string(float_format=lambda v: f"{v:.2f}"))
+    eigenvalues = study.spectra(
+        rows,
+        args.t,
+        conditional=False if args.unconditional else None,
+        method=args.method,
+        on_batch=lambda done, n: print(f"spectra: {done:,} of {n:,} images", flush=True),
+    )
+    table = pd.concat(
+        [pd.DataFrame({"row": rows, "kind": study.kind(rows)}), pd.DataFrame(summarize(eigenvalues, tau))], axis=1
+    )
+    print(
+        table.groupby("kind").median(numeric_only=True).drop(columns="row").to_string(float_format=lambda v: f"{v:.2f}")
+    )
     print(f"t = {args.t}, tau = {tau:.2f}")
     return table
 
@@ -293,8 +371,11 @@ def _compute_lid(args, study):
     table = study.table(args.t0)
     for m in args.methods:
         table[f"lid_{m}"] = study.lid_data(m)
-    print(table.groupby("kind")[[c for c in table if c == "flipd" or c.startswith("lid_")]]
-          .median().to_string(float_format=lambda v: f"{v:.2f}"))
+    print(
+        table.groupby("kind")[[c for c in table if c == "flipd" or c.startswith("lid_")]]
+        .median()
+        .to_string(float_format=lambda v: f"{v:.2f}")
+    )
     print(f"FLIPD threshold (5% of held-out below): {study.threshold(args.t0):.2f}")
     print(table["verdict"].value_counts().to_string())
     return table
@@ -330,9 +411,20 @@ def _eval_detection(args) -> int:
     scores: list[dict] = []
     with _engine(args, open_study(args.model)) as study:
         notes: list[str] = []
-        rows = eval_detection(study, n=args.n, steps=args.steps, reps=args.reps, n_ordinary=args.n_ordinary,
-                              sample_steps=args.sample_steps, seed=args.seed, scores=scores, names=args.detectors,
-                              calibrate=args.calibrate, guidance_scale=args.guidance_scale, notes=notes)
+        rows = eval_detection(
+            study,
+            n=args.n,
+            steps=args.steps,
+            reps=args.reps,
+            n_ordinary=args.n_ordinary,
+            sample_steps=args.sample_steps,
+            seed=args.seed,
+            scores=scores,
+            names=args.detectors,
+            calibrate=args.calibrate,
+            guidance_scale=args.guidance_scale,
+            notes=notes,
+        )
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     table = pd.DataFrame(rows, columns=list(KEYS)).astype({"n": "Int64", "steps": "Int64"})
@@ -351,8 +443,6 @@ def _eval_detection(args) -> int:
     return 0
 
 
-
-
 def _mitigate(args) -> int:
     import numpy as np
 
@@ -363,7 +453,11 @@ def _mitigate(args) -> int:
     if args.list:
         for m in MITIGATIONS.values():
             d = m.describe()
-            knob = "" if d["knob"] is None else f"{d['knob']['name']} in {d['knob']['range']} (default {d['knob']['default']:g})"
+            knob = (
+                ""
+                if d["knob"] is None
+                else f"{d['knob']['name']} in {d['knob']['range']} (default {d['knob']['default']:g})"
+            )
             print(f"{d['name']:18} changes the {d['changes']:20} {knob:34} {d['cost']}")
         return 0
     missing = [name for name, v in (("--model", args.model), ("--prompts", args.prompts), ("--out", args.out)) if not v]
@@ -379,27 +473,71 @@ def _mitigate(args) -> int:
     from memviz.study.core import open_study
 
     study, memo = open_study(args.model, n=1), {}  # memo: the sweep reuses the plain generations and gate scores
-    result = run_lab(study, args.prompts, args.methods, n=args.n, seed=args.seed, steps=args.steps,
-                     guidance_scale=args.guidance_scale, gate=args.gate, threshold=args.gate_threshold, knobs=knobs,
-                     memo=memo)
+    result = run_lab(
+        study,
+        args.prompts,
+        args.methods,
+        n=args.n,
+        seed=args.seed,
+        steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        gate=args.gate,
+        threshold=args.gate_threshold,
+        knobs=knobs,
+        memo=memo,
+    )
     for note in result.notes:
         print(f"skipped: {note}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
-    save_npz(args.out / "generations.npz", images=result.images, prompt=result.prompt.astype(str),
-             method=result.method.astype(str))
+    save_npz(
+        args.out / "generations.npz",
+        images=result.images,
+        prompt=result.prompt.astype(str),
+        method=result.method.astype(str),
+    )
     rows = result.rows.replace({np.nan: None}).to_dict("records")
-    write_json(args.out / "report.json", {"model": args.model, "n": args.n, "seed": args.seed, "steps": args.steps,
-                                          "gate": result.gate, "skipped": result.notes, "rows": rows})
-    shown = result.rows[["prompt", "memorization", "method", "applied", "copy_rate", "median_nn_distance", "utility",
-                         "seconds", "model_calls"]]
+    write_json(
+        args.out / "report.json",
+        {
+            "model": args.model,
+            "n": args.n,
+            "seed": args.seed,
+            "steps": args.steps,
+            "gate": result.gate,
+            "skipped": result.notes,
+            "rows": rows,
+        },
+    )
+    shown = result.rows[
+        [
+            "prompt",
+            "memorization",
+            "method",
+            "applied",
+            "copy_rate",
+            "median_nn_distance",
+            "utility",
+            "seconds",
+            "model_calls",
+        ]
+    ]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"wrote {args.out / 'generations.npz'} and {args.out / 'report.json'}")
     if args.sweep:
         from memviz.mitigate.lab import sweep
 
-        front = sweep(study, args.prompts, args.methods, n=args.n, seed=args.seed, steps=args.steps,
-                      guidance_scale=args.guidance_scale, gate=args.gate, threshold=result.gate.get("threshold"),
-                      memo=memo)
+        front = sweep(
+            study,
+            args.prompts,
+            args.methods,
+            n=args.n,
+            seed=args.seed,
+            steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            gate=args.gate,
+            threshold=result.gate.get("threshold"),
+            memo=memo,
+        )
         write_json(args.out / "pareto.json", front.replace({np.nan: None}).to_dict("records"))
         print(front.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(f"wrote {args.out / 'pareto.json'}")

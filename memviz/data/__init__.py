@@ -7,8 +7,21 @@ from memviz.data.base import ImageDataset, check_images, from_uint8, from_unit, 
 from memviz.data.mnist import digits, mnist5k
 from memviz.data.planted import PlantedTruth, plant_memorization, planted_split
 
-__all__ = ["ImageDataset", "PlantedTruth", "check_images", "digits", "from_uint8", "from_unit", "load_builtin",
-           "mnist5k", "plant_memorization", "planted_split", "to_unit", "training_data", "BUILTIN"]
+__all__ = [
+    "ImageDataset",
+    "PlantedTruth",
+    "check_images",
+    "digits",
+    "from_uint8",
+    "from_unit",
+    "load_builtin",
+    "mnist5k",
+    "plant_memorization",
+    "planted_split",
+    "to_unit",
+    "training_data",
+    "BUILTIN",
+]
 
 BUILTIN = {"mnist5k": mnist5k, "digits": digits}
 
@@ -39,8 +52,10 @@ def _with_captions(train: ImageDataset, test: ImageDataset, table: dict, truth: 
     from memviz.data.captions import ordinary_captions, row_captions
 
     rows = row_captions(table, train.meta["kind"], train.labels, train.meta["group"], truth.n_ordinary)
-    return (replace(train, captions=[r[0] for r in rows]),
-            replace(test, captions=[ordinary_captions(table, int(c))[0] for c in test.labels]))
+    return (
+        replace(train, captions=[r[0] for r in rows]),
+        replace(test, captions=[ordinary_captions(table, int(c))[0] for c in test.labels]),
+    )
 
 
 def load_builtin(name: str, **kwargs) -> ImageDataset:

@@ -60,9 +60,10 @@ class ImageDataset:
     def subset(self, index: np.ndarray | list[int]) -> "ImageDataset":
         """The samples at ``index`` (every per-sample field follows)."""
         index = np.asarray(index, dtype=np.int64)
-        pick = lambda v: None if v is None else (  # noqa: E731
-            [v[i] for i in index] if isinstance(v, list) else v[index]
-        )
+
+        def pick(v):
+            return None if v is None else ([v[i] for i in index] if isinstance(v, list) else v[index])
+
         n = len(self)
         meta = {k: v[index] if isinstance(v, np.ndarray) and v.shape[:1] == (n,) else v for k, v in self.meta.items()}
         return replace(
@@ -99,8 +100,9 @@ class ImageDataset:
         """(first row of each distinct image, each row's distinct image, its number of rows): one rule
         of what a duplicate is, the source image when known, else identical pixels."""
         keys = self.source_index if self.source_index is not None else self.images.flatten(1).numpy()
-        _, first, inverse, counts = np.unique(keys, axis=0 if keys.ndim > 1 else None, return_index=True,
-                                              return_inverse=True, return_counts=True)
+        _, first, inverse, counts = np.unique(
+            keys, axis=0 if keys.ndim > 1 else None, return_index=True, return_inverse=True, return_counts=True
+        )
         return first, inverse.ravel(), counts
 
     def resized(self, resolution: int) -> "ImageDataset":

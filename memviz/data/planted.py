@@ -96,28 +96,43 @@ def plant_memorization(
         raise ValueError(f"plant_memorization needs a labelled dataset; {base.name!r} has no labels.")
     n_od = int(sum(images_per_prompt))
     if n_test + n_duplicated + n_od >= len(base):
-        raise ValueError(f"{base.name!r} has {len(base)} images, too few for {n_test} test, "
-                         f"{n_duplicated} duplicated and {n_od} planted-prompt images.")
+        raise ValueError(
+            f"{base.name!r} has {len(base)} images, too few for {n_test} test, "
+            f"{n_duplicated} duplicated and {n_od} planted-prompt images."
+        )
     rng = np.random.default_rng(seed)
-    order = rng.permutation(len(base))                                       # 1.
+    order = rng.permutation(len(base))  # 1.
     test, rest = np.sort(order[:n_test]), order[n_test:]
-    dd = _spread_over_classes(rest, base.labels, n_duplicated)               # 2.
-    od = [i for i in rest if i not in set(dd)][:n_od]                        # 3.
+    dd = _spread_over_classes(rest, base.labels, n_duplicated)  # 2.
+    od = [i for i in rest if i not in set(dd)][:n_od]  # 3.
     n_ordinary = len(base.class_names)
     prompt_names = [f"memorized-{p:02d}" for p in range(len(images_per_prompt))]
     od_label = np.repeat(n_ordinary + np.arange(len(images_per_prompt)), images_per_prompt)
     ordinary = np.sort([i for i in rest if i not in set(dd) and i not in set(od)])
-    rows: list[tuple[int, int, str, int, float]] = []                        # 4.
+    rows: list[tuple[int, int, str, int, float]] = []  # 4.
     rows += [(int(i), int(base.labels[i]), "none", -1, 1.0) for i in ordinary]
     rows += [(int(i), int(base.labels[i]), "DD-Mem", g, 1.0) for g, i in enumerate(dd) for _ in range(copies)]
     rows += [(int(i), int(lab), "OD-Mem", int(lab), float(oversample)) for i, lab in zip(od, od_label)]
     src, lab, kind, group, weight = (list(c) for c in zip(*rows))
     return PlantedTruth(
-        base=base.name, resolution=int(base.images.shape[-1]), class_names=list(base.class_names) + prompt_names,
-        n_ordinary=n_ordinary, train_source=src, train_label=lab, train_kind=kind, train_group=group,
-        train_weight=weight, test_source=[int(i) for i in test],
-        params=dict(n_duplicated=n_duplicated, copies=copies, images_per_prompt=list(images_per_prompt),
-                    oversample=oversample, n_test=n_test, seed=seed),
+        base=base.name,
+        resolution=int(base.images.shape[-1]),
+        class_names=list(base.class_names) + prompt_names,
+        n_ordinary=n_ordinary,
+        train_source=src,
+        train_label=lab,
+        train_kind=kind,
+        train_group=group,
+        train_weight=weight,
+        test_source=[int(i) for i in test],
+        params=dict(
+            n_duplicated=n_duplicated,
+            copies=copies,
+            images_per_prompt=list(images_per_prompt),
+            oversample=oversample,
+            n_test=n_test,
+            seed=seed,
+        ),
     )
 
 
@@ -144,13 +159,26 @@ def planted_split(base: ImageDataset, truth: PlantedTruth) -> tuple[ImageDataset
         raise ValueError(f"This ground truth was planted in {truth.base!r}, not {base.name!r}.")
     base = base.resized(truth.resolution)
     train = base.subset(truth.train_source)
-    truth_meta = {"kind": np.asarray(truth.train_kind), "group": np.asarray(truth.train_group),
-                  "weight": np.asarray(truth.train_weight, dtype=np.float64)}
+    truth_meta = {
+        "kind": np.asarray(truth.train_kind),
+        "group": np.asarray(truth.train_group),
+        "weight": np.asarray(truth.train_weight, dtype=np.float64),
+    }
     train = ImageDataset(
-        f"{base.name}-planted", train.images, labels=np.asarray(truth.train_label, dtype=np.int64),
-        class_names=truth.class_names, source_index=np.asarray(truth.train_source), meta={**base.meta, **truth_meta},
+        f"{base.name}-planted",
+        train.images,
+        labels=np.asarray(truth.train_label, dtype=np.int64),
+        class_names=truth.class_names,
+        source_index=np.asarray(truth.train_source),
+        meta={**base.meta, **truth_meta},
     )
     test = base.subset(truth.test_source)
-    test = ImageDataset(f"{base.name}-test", test.images, labels=test.labels, class_names=truth.class_names,
-                        source_index=np.asarray(truth.test_source), meta=dict(base.meta))
+    test = ImageDataset(
+        f"{base.name}-test",
+        test.images,
+        labels=test.labels,
+        class_names=truth.class_names,
+        source_index=np.asarray(truth.test_source),
+        meta=dict(base.meta),
+    )
     return train, test

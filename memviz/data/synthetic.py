@@ -46,12 +46,17 @@ def toy_mmh(n: int = 2000, ambient: int = 2, n_point_mass: int = 100, seed: int 
     lid = np.array([1.0, 1.0, 0.0])[labels]
     kind = np.array(["none", "OD-Mem", "DD-Mem"])[labels]
     images = torch.as_tensor(pts, dtype=torch.float32).view(n, ambient, 1, 1)
-    return ImageDataset("toy-mmh", images, labels=labels, class_names=TOY_NAMES, lid=lid,
-                        meta={"kind": kind, "ambient": ambient, "seed": seed})
+    return ImageDataset(
+        "toy-mmh",
+        images,
+        labels=labels,
+        class_names=TOY_NAMES,
+        lid=lid,
+        meta={"kind": kind, "ambient": ambient, "seed": seed},
+    )
 
 
-def affine_union(dims: tuple[int, ...] = (2, 4, 8, 16), side: int = 8, n_per: int = 500,
-                 seed: int = 0) -> ImageDataset:
+def affine_union(dims: tuple[int, ...] = (2, 4, 8, 16), side: int = 8, n_per: int = 500, seed: int = 0) -> ImageDataset:
     """Gaussians N(b_i, U_i U_i^T) on random affine subspaces of dimension d_i in R^(side^2).
 
     The whole set is rescaled by one constant into [-1, 1] (a global scaling keeps every LID).
@@ -66,7 +71,7 @@ def affine_union(dims: tuple[int, ...] = (2, 4, 8, 16), side: int = 8, n_per: in
     rng = np.random.default_rng(seed)
     parts, labels, lid, means, covs = [], [], [], [], []
     for i, d in enumerate(dims):
-        basis, _ = np.linalg.qr(rng.normal(size=(D, d)))   # (D, d) orthonormal columns
+        basis, _ = np.linalg.qr(rng.normal(size=(D, d)))  # (D, d) orthonormal columns
         offset = rng.uniform(-0.5, 0.5, size=D)
         parts.append(offset + rng.normal(size=(n_per, d)) @ basis.T * 0.5)
         means.append(offset)
@@ -78,8 +83,14 @@ def affine_union(dims: tuple[int, ...] = (2, 4, 8, 16), side: int = 8, n_per: in
     images = torch.as_tensor(x * scale, dtype=torch.float32).view(-1, 1, side, side)
     # the exact distribution of each component after scaling, for closed-form denoisers
     meta = {"dims": list(dims), "seed": seed, "means": np.stack(means) * scale, "covs": np.stack(covs) * scale**2}
-    return ImageDataset(f"affine-union-D{D}", images, labels=np.asarray(labels), lid=np.asarray(lid, float),
-                        class_names=[f"d={d}" for d in dims], meta=meta)
+    return ImageDataset(
+        f"affine-union-D{D}",
+        images,
+        labels=np.asarray(labels),
+        lid=np.asarray(lid, float),
+        class_names=[f"d={d}" for d in dims],
+        meta=meta,
+    )
 
 
 BUILTIN = {"toy-mmh": toy_mmh, "affine-union": affine_union}

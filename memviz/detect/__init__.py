@@ -17,5 +17,16 @@ from memviz.detect.metrics import auroc, tpr_at_fpr  # noqa: E402
 from memviz.detect.prompts import PromptScores, prompt_scores  # noqa: E402
 from memviz.detect.wen import wen_score  # noqa: E402
 
-__all__ = ["DETECTORS", "Detector", "KEYS", "PromptScores", "auroc", "detectors", "eval_detection", "prompt_scores",
-           "register", "tpr_at_fpr", "wen_score"]
+__all__ = [
+    "DETECTORS",
+    "Detector",
+    "KEYS",
+    "PromptScores",
+    "auroc",
+    "detectors",
+    "eval_detection",
+    "prompt_scores",
+    "register",
+    "tpr_at_fpr",
+    "wen_score",
+]

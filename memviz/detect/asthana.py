@@ -59,9 +59,39 @@ def combined(p) -> torch.Tensor:
 
 
 _NEEDS = ("condition", "pure noise", "unconditional output")
-register(Detector("asthana", ("prompt",), _NEEDS, +1, "2 batched (conditional + unconditional) forward calls",
-                  lambda d, p: 2, PAPER + " (g1 norm + g2 cosine)", noise=combined))
-register(Detector("asthana-norm", ("prompt",), _NEEDS, +1, "1 batched forward call", lambda d, p: 1,
-                  PAPER + " (the norm at the first step)", noise=norm_part))
-register(Detector("asthana-cos", ("prompt",), _NEEDS, +1, "1 batched forward call", lambda d, p: 1,
-                  PAPER + " (the cosine at the third-to-last step)", noise=cos_part))
+register(
+    Detector(
+        "asthana",
+        ("prompt",),
+        _NEEDS,
+        +1,
+        "2 batched (conditional + unconditional) forward calls",
+        lambda d, p: 2,
+        PAPER + " (g1 norm + g2 cosine)",
+        noise=combined,
+    )
+)
+register(
+    Detector(
+        "asthana-norm",
+        ("prompt",),
+        _NEEDS,
+        +1,
+        "1 batched forward call",
+        lambda d, p: 1,
+        PAPER + " (the norm at the first step)",
+        noise=norm_part,
+    )
+)
+register(
+    Detector(
+        "asthana-cos",
+        ("prompt",),
+        _NEEDS,
+        +1,
+        "1 batched forward call",
+        lambda d, p: 1,
+        PAPER + " (the cosine at the third-to-last step)",
+        noise=cos_part,
+    )
+)

@@ -44,13 +44,22 @@ def pixel_mask(g) -> np.ndarray:
 
 def masked_norm(g) -> np.ndarray:
     """(m, S) BE_t of each generation at each scored step."""
-    m = mask(g).double()[None, :, None]                                   # (1, m, 1, H, W)
-    d = g.diffs.double()                                                  # (S, m, C, H, W)
-    score = (m * d).flatten(2).norm(dim=2) / m.flatten(2).mean(2)        # (S, m)
+    m = mask(g).double()[None, :, None]  # (1, m, 1, H, W)
+    d = g.diffs.double()  # (S, m, C, H, W)
+    score = (m * d).flatten(2).norm(dim=2) / m.flatten(2).mean(2)  # (S, m)
     return score.T.numpy()
 
 
-register(Detector("bright-ending", ("prompt",), ("condition", "cross-attention", "first steps",
-                                                 "unconditional output", "generation"), +1,
-                  "2 forward passes per step (the sampler's own) and the sampling run", lambda d, p: 2,
-                  "Chen, Liu, Shah, Xu, ICLR 2025 (Bright Ending)", per_step=True, generation=masked_norm))
+register(
+    Detector(
+        "bright-ending",
+        ("prompt",),
+        ("condition", "cross-attention", "first steps", "unconditional output", "generation"),
+        +1,
+        "2 forward passes per step (the sampler's own) and the sampling run",
+        lambda d, p: 2,
+        "Chen, Liu, Shah, Xu, ICLR 2025 (Bright Ending)",
+        per_step=True,
+        generation=masked_norm,
+    )
+)

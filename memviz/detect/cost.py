@@ -89,4 +89,3 @@ class Meter:
         if any(m._cuda for m in _ACTIVE):
             torch.cuda.reset_peak_memory_stats()
         _reset_peak()
-

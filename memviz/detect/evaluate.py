@@ -16,15 +16,42 @@ from memviz.detect.registry import detectors, serving
 from memviz.lid.flipd import DEFAULT_T0
 from memviz.model.adapter import DiffusionModel
 
-KEYS = ("detector", "level", "split", "n", "steps", "guidance_scale", "auroc", "auroc_low", "auroc_high",
-        "tpr_at_1pct_fpr", "n_pos", "n_neg", "seconds_per_query", "model_calls_per_query", "peak_memory_mb", "setting")
+KEYS = (
+    "detector",
+    "level",
+    "split",
+    "n",
+    "steps",
+    "guidance_scale",
+    "auroc",
+    "auroc_low",
+    "auroc_high",
+    "tpr_at_1pct_fpr",
+    "n_pos",
+    "n_neg",
+    "seconds_per_query",
+    "model_calls_per_query",
+    "peak_memory_mb",
+    "setting",
+)
 
 
-def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 5, 50), reps: int = 5,
-                   n_ordinary: int = 200, sample_steps: int = 50, seed: int = 0, progress: bool = True,
-                   scores: list | None = None, names: Sequence[str] | None = None, t0: float = DEFAULT_T0,
-                   calibrate: float | None = None, guidance_scale: float | None = None,
-                   notes: list | None = None) -> list[dict]:
+def eval_detection(
+    study,
+    n: Sequence[int] = (1, 4),
+    steps: Sequence[int] = (1, 5, 50),
+    reps: int = 5,
+    n_ordinary: int = 200,
+    sample_steps: int = 50,
+    seed: int = 0,
+    progress: bool = True,
+    scores: list | None = None,
+    names: Sequence[str] | None = None,
+    t0: float = DEFAULT_T0,
+    calibrate: float | None = None,
+    guidance_scale: float | None = None,
+    notes: list | None = None,
+) -> list[dict]:
     """Rows of ``KEYS``, one per registered detector (or only ``names``), level, split and (n, steps)
     (None where it does not apply), with a 95% bootstrap interval of the AUROC and the costs
     measured in this run (``memviz.detect.cost``).
@@ -58,9 +85,22 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
     prompt_dets = [d.name for d in serving(study.model, "prompt", names, notes)]
     if prompt_dets:
         prompts, splits, ordinary = _prompts(study.model, truth)
-        ps = prompt_scores(study.model, prompts, study.reference, max(n), max(steps), reps, sample_steps, t0=t0,
-                           seed=seed, progress=progress, names=prompt_dets, runner=study.runner, spec=study.spec,
-                           guidance_scale=guidance_scale)
+        ps = prompt_scores(
+            study.model,
+            prompts,
+            study.reference,
+            max(n),
+            max(steps),
+            reps,
+            sample_steps,
+            t0=t0,
+            seed=seed,
+            progress=progress,
+            names=prompt_dets,
+            runner=study.runner,
+            spec=study.spec,
+            guidance_scale=guidance_scale,
+        )
         for split, planted in splits.items():
             for n_, s_ in ((a, b) for a in sorted(set(n)) for b in sorted(set(steps))):
                 table = ps.table(n_, s_)
@@ -71,10 +111,23 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
                         continue  # scored once; or past its protocol's steps
                     at = s_ if det.stepwise else (None if det.noise is not None else sample_steps)
                     cost = (ps.seconds_for(det.name, n_, s_), ps.calls_for(det.name, s_), ps.peak_mb[det.name])
-                    rows.append(_row(det.name, "prompt", split, n_, at, positive, table[det.name].to_numpy(),
-                                     table.prompt.map(str).to_numpy(), cost, ps.guidance_scale, _setting(det, study),
-                                     scores, [{"row": -1, "prompt": str(p), "group": int(g)}
-                                              for p, g in zip(table.prompt, table.group)]))
+                    rows.append(
+                        _row(
+                            det.name,
+                            "prompt",
+                            split,
+                            n_,
+                            at,
+                            positive,
+                            table[det.name].to_numpy(),
+                            table.prompt.map(str).to_numpy(),
+                            cost,
+                            ps.guidance_scale,
+                            _setting(det, study),
+                            scores,
+                            [{"row": -1, "prompt": str(p), "group": int(g)} for p, g in zip(table.prompt, table.group)],
+                        )
+                    )
         if calibrate is not None and {"asthana-norm", "asthana-cos"} <= set(prompt_dets):
             rows += _calibrated(ps, splits, ordinary, sorted(set(n)), calibrate, seed, study.model, scores)
         elif calibrate is not None and notes is not None:
@@ -89,9 +142,23 @@ def eval_detection(study, n: Sequence[int] = (1, 4), steps: Sequence[int] = (1, 
             with Meter(study.model) as m:
                 score = det.sign * np.asarray(det.sample(sample, sample.rows, t0), dtype=float)
             k = len(sample.rows)
-            rows.append(_row(det.name, "sample", "exact", None, None, positive, score, np.arange(k),
-                             (m.seconds / k, m.calls / k, m.peak_mb), None, "", scores,
-                             [{"row": int(r), "prompt": "", "group": -1} for r in sample.rows]))
+            rows.append(
+                _row(
+                    det.name,
+                    "sample",
+                    "exact",
+                    None,
+                    None,
+                    positive,
+                    score,
+                    np.arange(k),
+                    (m.seconds / k, m.calls / k, m.peak_mb),
+                    None,
+                    "",
+                    scores,
+                    [{"row": int(r), "prompt": "", "group": -1} for r in sample.rows],
+                )
+            )
     return rows
 
 
@@ -118,9 +185,14 @@ def _calibrated(ps, splits: dict, ordinary: list, ns: list, fraction: float, see
     fit_on = set()
     for group in (planted, ordinary):
         order = rng.permutation(len(group))
-        fit_on |= {group[i] for i in order[:max(1, int(round(fraction * len(group))))]}
-    fit_on |= {p for split, items in splits.items() if split != "exact"  # a near copy goes where its source went
-               for p, source in zip(items, planted) if source in fit_on}
+        fit_on |= {group[i] for i in order[: max(1, int(round(fraction * len(group))))]}
+    fit_on |= {
+        p
+        for split, items in splits.items()
+        if split != "exact"  # a near copy goes where its source went
+        for p, source in zip(items, planted)
+        if source in fit_on
+    }
     rows = []
     for n_ in ns:
         table = ps.table(n_, 1)
@@ -135,12 +207,30 @@ def _calibrated(ps, splits: dict, ordinary: list, ns: list, fraction: float, see
             held = (~fit) & table.prompt.isin(items + ordinary).to_numpy()
             positive = table.prompt[held].isin(items).to_numpy()
             groups = table.prompt[held].map(str).to_numpy()
-            who = [{"row": -1, "prompt": str(p), "group": int(r)} for p, r in zip(table.prompt[held], table.group[held])]
-            for setting, (g1, g2) in (paper,
-                                      (f"calibrated g1 = {g[0]:.3g}, g2 = {g[1]:.3g} on {len(fit_on)} prompts", g)):
-                rows.append(_row("asthana", "prompt", f"{split}, held out", n_, None, positive,
-                                 g1 * feats[held, 0] + g2 * feats[held, 1], groups, cost, ps.guidance_scale, setting,
-                                 keep, who))
+            who = [
+                {"row": -1, "prompt": str(p), "group": int(r)} for p, r in zip(table.prompt[held], table.group[held])
+            ]
+            for setting, (g1, g2) in (
+                paper,
+                (f"calibrated g1 = {g[0]:.3g}, g2 = {g[1]:.3g} on {len(fit_on)} prompts", g),
+            ):
+                rows.append(
+                    _row(
+                        "asthana",
+                        "prompt",
+                        f"{split}, held out",
+                        n_,
+                        None,
+                        positive,
+                        g1 * feats[held, 0] + g2 * feats[held, 1],
+                        groups,
+                        cost,
+                        ps.guidance_scale,
+                        setting,
+                        keep,
+                        who,
+                    )
+                )
     return rows
 
 
@@ -155,33 +245,64 @@ def _prompts(model: DiffusionModel, truth: PlantedTruth) -> tuple[list, dict, li
 
         table = model.meta["captions"]
         planted, near = planted_prompts(table), paraphrased_prompts(table)
-        ordinary = [ordinary_captions(table, d, which)[0] for which in ("templates", "unseen_templates")
-                    for d in range(truth.n_ordinary)]
+        ordinary = [
+            ordinary_captions(table, d, which)[0]
+            for which in ("templates", "unseen_templates")
+            for d in range(truth.n_ordinary)
+        ]
         return planted + near + ordinary, {"exact": planted, "paraphrase": near}, ordinary
     prompts = list(range(len(truth.class_names)))
-    return prompts, {"exact": prompts[truth.n_ordinary:]}, prompts[:truth.n_ordinary]
+    return prompts, {"exact": prompts[truth.n_ordinary :]}, prompts[: truth.n_ordinary]
 
 
-def _row(detector, level, split, n, steps, positive, score, groups, cost, guidance_scale, setting, keep=None,
-         ids=None) -> dict:
+def _row(
+    detector, level, split, n, steps, positive, score, groups, cost, guidance_scale, setting, keep=None, ids=None
+) -> dict:
     """One evaluation row; with ``keep``, every query's score too, named by its identity (a training
     row at sample level; a prompt and a group of its generations at prompt level)."""
     if keep is not None:
-        keep += [{"detector": detector, "level": level, "split": split, "n": n, "steps": steps, "setting": setting,
-                  **who, "positive": bool(p), "score": float(v)} for p, v, who in zip(positive, score, ids, strict=True)]
+        keep += [
+            {
+                "detector": detector,
+                "level": level,
+                "split": split,
+                "n": n,
+                "steps": steps,
+                "setting": setting,
+                **who,
+                "positive": bool(p),
+                "score": float(v),
+            }
+            for p, v, who in zip(positive, score, ids, strict=True)
+        ]
     low, high = auroc_interval(positive, score, groups)
     seconds, calls, peak = cost
-    return {"detector": detector, "level": level, "split": split, "n": n, "steps": steps,
-            "guidance_scale": guidance_scale, "auroc": auroc(positive, score), "auroc_low": low, "auroc_high": high,
-            "tpr_at_1pct_fpr": tpr_at_fpr(positive, score, 0.01), "n_pos": int(positive.sum()),
-            "n_neg": int((~positive).sum()), "seconds_per_query": float(seconds),
-            "model_calls_per_query": float(calls), "peak_memory_mb": float(peak), "setting": setting}
+    return {
+        "detector": detector,
+        "level": level,
+        "split": split,
+        "n": n,
+        "steps": steps,
+        "guidance_scale": guidance_scale,
+        "auroc": auroc(positive, score),
+        "auroc_low": low,
+        "auroc_high": high,
+        "tpr_at_1pct_fpr": tpr_at_fpr(positive, score, 0.01),
+        "n_pos": int(positive.sum()),
+        "n_neg": int((~positive).sum()),
+        "seconds_per_query": float(seconds),
+        "model_calls_per_query": float(calls),
+        "peak_memory_mb": float(peak),
+        "setting": setting,
+    }
 
 
 def _truth(model: DiffusionModel) -> PlantedTruth:
     if "planted" not in model.meta:
-        raise ValueError("This model has no planted ground truth in its memviz.json; eval-detection needs a model "
-                         "trained on planted data (a bundled demo, or `memviz train`).")
+        raise ValueError(
+            "This model has no planted ground truth in its memviz.json; eval-detection needs a model "
+            "trained on planted data (a bundled demo, or `memviz train`)."
+        )
     return PlantedTruth.from_dict(model.meta["planted"])
 
 
@@ -196,8 +317,9 @@ def report(rows: list[dict]):
     frame = pd.DataFrame(rows, columns=list(KEYS))
     frame = frame[frame.detector.isin(list(DETECTORS))]
     order = {name: i for i, name in enumerate(DETECTORS)}
-    frame = frame.assign(_order=frame.detector.map(order)).sort_values(["level", "split", "_order", "n", "steps"],
-                                                                        kind="stable")
+    frame = frame.assign(_order=frame.detector.map(order)).sort_values(
+        ["level", "split", "_order", "n", "steps"], kind="stable"
+    )
     info = {name: (d.sign, d.cost, d.paper) for name, d in DETECTORS.items()}
     for i, col in enumerate(("sign", "cost", "paper")):
         frame[col] = frame.detector.map(lambda name, i=i: info[name][i])
@@ -210,10 +332,14 @@ def backwards(rows) -> list[str]:
     out = []
     for name, part in rows[rows.auroc_high < 0.5].groupby("detector", sort=False):
         worst = part.sort_values("auroc").iloc[0]
-        where = ", ".join(f"{k} = {worst[k]:g}" for k in ("n", "steps") if worst[k] == worst[k] and worst[k] is not None)
+        where = ", ".join(
+            f"{k} = {worst[k]:g}" for k in ("n", "steps") if worst[k] == worst[k] and worst[k] is not None
+        )
         setting = f" with {worst.setting}" if isinstance(worst.setting, str) and worst.setting else ""
-        out.append(f"{name}{setting} ranks the memorized queries backwards on this model: AUROC {worst.auroc:.2f} "
-                   f"(95% interval {worst.auroc_low:.2f} to {worst.auroc_high:.2f}{', ' + where if where else ''}). "
-                   f"Its sign comes from its paper's models; here a higher score means less memorized, so do not "
-                   f"read it as the paper does (a calibration, --calibrate, fits the sign where it combines parts).")
+        out.append(
+            f"{name}{setting} ranks the memorized queries backwards on this model: AUROC {worst.auroc:.2f} "
+            f"(95% interval {worst.auroc_low:.2f} to {worst.auroc_high:.2f}{', ' + where if where else ''}). "
+            f"Its sign comes from its paper's models; here a higher score means less memorized, so do not "
+            f"read it as the paper does (a calibration, --calibrate, fits the sign where it combines parts)."
+        )
     return out

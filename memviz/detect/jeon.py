@@ -20,8 +20,15 @@ from memviz.model.autodiff import jvp_from_vjp, math_attention
 from memviz.model.sampling import Step, initial_noise, sampling_times
 
 
-def jeon_score(model: DiffusionModel, cond: Cond, n: int = 1, seed: int = 0, steps: int = 50,
-               x_t: torch.Tensor | None = None, t: float | None = None) -> torch.Tensor:
+def jeon_score(
+    model: DiffusionModel,
+    cond: Cond,
+    n: int = 1,
+    seed: int = 0,
+    steps: int = 50,
+    x_t: torch.Tensor | None = None,
+    t: float | None = None,
+) -> torch.Tensor:
     """||H_c s_Delta - H_u s_Delta|| of each of n generations of ``cond``.
 
     Args:
@@ -36,15 +43,15 @@ def jeon_score(model: DiffusionModel, cond: Cond, n: int = 1, seed: int = 0, ste
     if cond is None:
         raise ValueError("Jeon's score compares a condition with the unconditional model; give a condition.")
     if x_t is None:
-        x_t = initial_noise(model, n, torch.Generator().manual_seed(seed))                 # 1. x_T
+        x_t = initial_noise(model, n, torch.Generator().manual_seed(seed))  # 1. x_T
         t = float(sampling_times(model, steps)[0]) if t is None else t
     elif t is None:
         raise ValueError("Give the time t of the points x_t.")
     y = x_t.to(model.device, torch.float32)
     with math_attention():  # the double backward of J v needs the math attention kernel
         s_delta, vjp_fn = vjp(lambda z: model.score(z, t, cond) - model.score(z, t, None), y)  # 2. s_Delta
-    h_s = jvp_from_vjp(vjp_fn, y)(s_delta.detach())                                      # 3. J s_Delta
-    return h_s.flatten(1).double().norm(dim=1).detach().cpu()                           # 4.
+    h_s = jvp_from_vjp(vjp_fn, y)(s_delta.detach())  # 3. J s_Delta
+    return h_s.flatten(1).double().norm(dim=1).detach().cpu()  # 4.
 
 
 def _step(model: DiffusionModel, cond: Cond, s: Step) -> torch.Tensor:
@@ -59,7 +66,17 @@ def _sample(study, rows, t0: float):
     return study.per_row("jeon", (float(t0),), rows, fn, conditional=True)["jeon"]
 
 
-register(Detector("jeon", ("prompt", "sample"), ("condition", "first steps"), +1,
-                  "2 forward, 2 backward and 2 double-backward passes per step", lambda d, p: 6,
-                  "Jeon, Kim, No, ICML 2025, section 5 (scored at the first step, as in their Table 1)",
-                  max_steps=1, step=_step, sample=_sample))
+register(
+    Detector(
+        "jeon",
+        ("prompt", "sample"),
+        ("condition", "first steps"),
+        +1,
+        "2 forward, 2 backward and 2 double-backward passes per step",
+        lambda d, p: 6,
+        "Jeon, Kim, No, ICML 2025, section 5 (scored at the first step, as in their Table 1)",
+        max_steps=1,
+        step=_step,
+        sample=_sample,
+    )
+)

@@ -25,7 +25,9 @@ def tpr_at_fpr(positive: np.ndarray, score: np.ndarray, fpr: float = 0.01) -> fl
 def _check(positive, score) -> tuple[np.ndarray, np.ndarray]:
     positive, score = np.asarray(positive, dtype=bool), np.asarray(score, dtype=float)
     if positive.shape != score.shape or positive.ndim != 1:
-        raise ValueError(f"labels and scores must be two 1-D arrays of one length; got {positive.shape}, {score.shape}.")
+        raise ValueError(
+            f"labels and scores must be two 1-D arrays of one length; got {positive.shape}, {score.shape}."
+        )
     if positive.all() or not positive.any():
         raise ValueError("The ground truth needs both positives and negatives.")
     if not np.isfinite(score).all():
@@ -42,8 +44,14 @@ def roc_points(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.
     return f, t, auroc(positive, score)
 
 
-def auroc_interval(positive: np.ndarray, score: np.ndarray, groups: np.ndarray | None = None, level: float = 0.95,
-                   n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+def auroc_interval(
+    positive: np.ndarray,
+    score: np.ndarray,
+    groups: np.ndarray | None = None,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float]:
     """A ``level`` confidence interval of the AUROC.
 
     The percentile bootstrap, resampling whole groups (a prompt's queries share the prompt, so they
@@ -66,7 +74,7 @@ def auroc_interval(positive: np.ndarray, score: np.ndarray, groups: np.ndarray |
     alpha = 1 - level
     rng = np.random.default_rng(seed)
     pos, neg = score[positive], score[~positive]
-    wins = (pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])      # (n_pos, n_neg) pair outcomes
+    wins = (pos[:, None] > neg[None]) + 0.5 * (pos[:, None] == neg[None])  # (n_pos, n_neg) pair outcomes
     weights = []
     for lab in (True, False):  # (n_boot, n_lab) how often each query is drawn: its group's count
         _, group_of = np.unique(groups[positive == lab], return_inverse=True)
@@ -83,4 +91,3 @@ def auroc_interval(positive: np.ndarray, score: np.ndarray, groups: np.ndarray |
     elif value == 0.0:
         high = max(high, 1 - (alpha / 2) ** (1 / k))
     return low, high
-

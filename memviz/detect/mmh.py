@@ -14,6 +14,15 @@ def _sample(study, rows, t0: float) -> np.ndarray:
     return np.isin(verdicts, ["OD-Mem", "DD-Mem"]).astype(float)
 
 
-register(Detector("mmh_verdict", ("sample",), ("training image", "training images"), +1,
-                  "as FLIPD (1 forward + n_probes backward passes per t of the grid)", lambda d, p: 1 + p,
-                  "Ross, Kamkari et al., ICLR 2025", sample=_sample))
+register(
+    Detector(
+        "mmh_verdict",
+        ("sample",),
+        ("training image", "training images"),
+        +1,
+        "as FLIPD (1 forward + n_probes backward passes per t of the grid)",
+        lambda d, p: 1 + p,
+        "Ross, Kamkari et al., ICLR 2025",
+        sample=_sample,
+    )
+)

@@ -6,8 +6,28 @@ from __future__ import annotations
 
 from memviz.detect.registry import Detector, register
 
-register(Detector("nn_distance", ("prompt", "sample"), ("generation", "training images"), -1, "0", lambda d, p: 0,
-                  "nearest-neighbour l2 (pixels)", generation=lambda g: g.copies.distance[:, 0],
-                  sample=lambda study, rows, t0: study.nn_distance(rows)))
-register(Detector("calibrated_l2", ("prompt",), ("generation", "training images"), -1, "0", lambda d, p: 0,
-                  "Carlini et al., USENIX Security 2023, section 4.2", generation=lambda g: g.copies.calibrated))
+register(
+    Detector(
+        "nn_distance",
+        ("prompt", "sample"),
+        ("generation", "training images"),
+        -1,
+        "0",
+        lambda d, p: 0,
+        "nearest-neighbour l2 (pixels)",
+        generation=lambda g: g.copies.distance[:, 0],
+        sample=lambda study, rows, t0: study.nn_distance(rows),
+    )
+)
+register(
+    Detector(
+        "calibrated_l2",
+        ("prompt",),
+        ("generation", "training images"),
+        -1,
+        "0",
+        lambda d, p: 0,
+        "Carlini et al., USENIX Security 2023, section 4.2",
+        generation=lambda g: g.copies.calibrated,
+    )
+)

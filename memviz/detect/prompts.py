@@ -68,7 +68,12 @@ class Noise:
                 x = self.x_T.to(self.model.device)
                 taus = torch.full((2 * len(x),), float(tau), device=self.model.device)
                 out_c, out_u = self.model.output(torch.cat([x, x]), taus, self.prompt, double=True).chunk(2)
-            self._outputs[index] = (out_c.float().cpu(), out_u.float().cpu(), self.x_T.float(), float(tau) / self.model.T)
+            self._outputs[index] = (
+                out_c.float().cpu(),
+                out_u.float().cpu(),
+                self.x_T.float(),
+                float(tau) / self.model.T,
+            )
             self.spent[index] = (m.seconds, m.calls, m.peak_mb)
         return self._outputs[index]
 
@@ -77,8 +82,7 @@ class Noise:
         for stepwise detectors scored at the first step only."""
         out_c, out_u, x, t = self.outputs(0)
         t_b = torch.full((len(x),), t)
-        return Step(0, t, x, self.model.to_eps(out_c, x, t_b), self.model.to_eps(out_u, x, t_b), 1.0,
-                    slice(0, len(x)))
+        return Step(0, t, x, self.model.to_eps(out_c, x, t_b), self.model.to_eps(out_u, x, t_b), 1.0, slice(0, len(x)))
 
 
 @dataclass
@@ -120,10 +124,20 @@ class Cost:
     peak_mb: float
 
 
-def score_generations(model: DiffusionModel, prompt, index: NeighborIndex, m: int, steps: int, sample_steps: int,
-                      t0: float = 0.05, n_probes: int = 8, seed: int = 0, dets: Sequence[Detector] | None = None,
-                      guidance_scale=None, protocol_steps: int = PROTOCOL_STEPS
-                      ) -> tuple[dict, dict[str, Cost], Generations | None]:
+def score_generations(
+    model: DiffusionModel,
+    prompt,
+    index: NeighborIndex,
+    m: int,
+    steps: int,
+    sample_steps: int,
+    t0: float = 0.05,
+    n_probes: int = 8,
+    seed: int = 0,
+    dets: Sequence[Detector] | None = None,
+    guidance_scale=None,
+    protocol_steps: int = PROTOCOL_STEPS,
+) -> tuple[dict, dict[str, Cost], Generations | None]:
     """Score m generations of ``prompt`` (seeded) with every detector ``dets`` (default: every
     prompt-level one this model serves; those needing a condition are left out for prompt None).
 
@@ -142,7 +156,7 @@ def score_generations(model: DiffusionModel, prompt, index: NeighborIndex, m: in
     dets = [d for d in (dets or serving(model)) if prompt is not None or "condition" not in d.needs]
     values: dict[str, np.ndarray] = {}
     costs: dict[str, Cost] = {}
-    x_T = initial_noise(model, m, torch.Generator("cpu").manual_seed(seed))                        # 1.
+    x_T = initial_noise(model, m, torch.Generator("cpu").manual_seed(seed))  # 1.
     probe = Noise(model, prompt, x_T, protocol_steps)
     for d in (d for d in dets if d.noise is not None):
         known = set(probe.spent)
@@ -150,20 +164,25 @@ def score_generations(model: DiffusionModel, prompt, index: NeighborIndex, m: in
         with Meter(model) as mt:
             values[d.name] = np.asarray(d.noise(probe), dtype=float)
         shared = [probe.spent[i] for i in probe.read & known]  # outputs it read that another detector computed
-        costs[d.name] = Cost(np.array([mt.seconds + sum(c[0] for c in shared)]),
-                             np.array([mt.calls + sum(c[1] for c in shared)]),
-                             max([mt.peak_mb] + [c[2] for c in shared]))
+        costs[d.name] = Cost(
+            np.array([mt.seconds + sum(c[0] for c in shared)]),
+            np.array([mt.calls + sum(c[1] for c in shared)]),
+            max([mt.peak_mb] + [c[2] for c in shared]),
+        )
     stepwise = [d for d in dets if d.stepwise and d.step is not None]
     at_first = [d for d in stepwise if d.steps_for(steps) == 1]
-    if at_first:                                                                                  # 2.
+    if at_first:  # 2.
         first = probe.first_step()
         base_s, base_c, base_mb = probe.spent[0]
         for d in at_first:
             with Meter(model) as mt:
                 values[d.name] = np.asarray(d.step(model, prompt, first), dtype=float)[:, None]
             reads = "unconditional output" in d.needs  # it reads the outputs; others only x_T
-            costs[d.name] = Cost(np.array([mt.seconds + reads * base_s]), np.array([mt.calls + reads * base_c]),
-                                 max(mt.peak_mb, reads * base_mb))
+            costs[d.name] = Cost(
+                np.array([mt.seconds + reads * base_s]),
+                np.array([mt.calls + reads * base_c]),
+                max(mt.peak_mb, reads * base_mb),
+            )
         stepwise = [d for d in stepwise if d not in at_first]
     finished = [d for d in dets if d.generation is not None]
     if not stepwise and not finished:
@@ -175,7 +194,7 @@ def score_generations(model: DiffusionModel, prompt, index: NeighborIndex, m: in
     diffs = torch.zeros((steps, m, *model.sample_shape)) if attend else None
     attention: list = [None]
 
-    def callback(s: Step) -> None:                                                                # 3.
+    def callback(s: Step) -> None:  # 3.
         if s.index < steps:
             for d in (d for d in stepwise if s.index < d.steps_for(steps)):
                 with meters[d.name][s.index]:
@@ -187,23 +206,27 @@ def score_generations(model: DiffusionModel, prompt, index: NeighborIndex, m: in
             attention[0] = part if attention[0] is None else torch.cat([attention[0], part])
 
     uncond = any("unconditional output" in d.needs for d in stepwise + finished)
-    with (capture_cross_attention(model) if attend else nullcontext({})) as store, Meter(model) as ms:
-        out = model.sample(m, prompt, sample_steps, guidance_scale, seed, noise=x_T, callback=callback,
-                           uncond=uncond)
+    with capture_cross_attention(model) if attend else nullcontext({}) as store, Meter(model) as ms:
+        out = model.sample(m, prompt, sample_steps, guidance_scale, seed, noise=x_T, callback=callback, uncond=uncond)
     own_s = sum(x.seconds for v in meters.values() for x in v)
     own_c = sum(x.calls for v in meters.values() for x in v)
     per_step = ((ms.seconds - own_s) / sample_steps, (ms.calls - own_c) / sample_steps)
     for d in stepwise:  # step i needs the sampler's steps before it, and its own outputs if it reads them
         before = np.arange(d.steps_for(steps)) + ("unconditional output" in d.needs)
-        costs[d.name] = Cost(np.array([x.seconds for x in meters[d.name]]) + per_step[0] * np.diff(before, prepend=0),
-                             np.array([x.calls for x in meters[d.name]]) + per_step[1] * np.diff(before, prepend=0),
-                             max(ms.peak_mb, max(x.peak_mb for x in meters[d.name])))
+        costs[d.name] = Cost(
+            np.array([x.seconds for x in meters[d.name]]) + per_step[0] * np.diff(before, prepend=0),
+            np.array([x.calls for x in meters[d.name]]) + per_step[1] * np.diff(before, prepend=0),
+            max(ms.peak_mb, max(x.peak_mb for x in meters[d.name])),
+        )
     g = Generations(model, prompt, out, index, t0, n_probes, seed, diffs, attention[0])
-    for d in finished:                                                                            # 4.
+    for d in finished:  # 4.
         with Meter(model) as mt:
             values[d.name] = np.asarray(d.generation(g), dtype=float)
-        costs[d.name] = Cost(np.array([mt.seconds + ms.seconds - own_s]), np.array([mt.calls + ms.calls - own_c]),
-                             max(mt.peak_mb, ms.peak_mb))
+        costs[d.name] = Cost(
+            np.array([mt.seconds + ms.seconds - own_s]),
+            np.array([mt.calls + ms.calls - own_c]),
+            max(mt.peak_mb, ms.peak_mb),
+        )
     return values, costs, g
 
 
@@ -267,10 +290,23 @@ class PromptScores:
         return v[:steps].sum() if DETECTORS[detector].stepwise else v[0]
 
 
-def prompt_scores(model: DiffusionModel, prompts: Sequence, index: NeighborIndex, n: int = 4, steps: int = 50,
-                  reps: int = 5, sample_steps: int = 50, t0: float = 0.05, n_probes: int = 8, seed: int = 0,
-                  progress: bool = True, names: Sequence[str] | None = None, runner=None,
-                  spec: dict | None = None, guidance_scale: float | None = None) -> PromptScores:
+def prompt_scores(
+    model: DiffusionModel,
+    prompts: Sequence,
+    index: NeighborIndex,
+    n: int = 4,
+    steps: int = 50,
+    reps: int = 5,
+    sample_steps: int = 50,
+    t0: float = 0.05,
+    n_probes: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    names: Sequence[str] | None = None,
+    runner=None,
+    spec: dict | None = None,
+    guidance_scale: float | None = None,
+) -> PromptScores:
     """Generate ``reps`` x ``n`` samples of each prompt and score every generation with every
     prompt-level detector (or only ``names``).
 
@@ -287,38 +323,90 @@ def prompt_scores(model: DiffusionModel, prompts: Sequence, index: NeighborIndex
     dets = serving(model, "prompt", names)
     prompts = list(prompts)
     w = float(model.guidance_scale if guidance_scale is None else guidance_scale)
-    params = ("costs", fingerprint(index.reference), n, reps, steps, sample_steps, t0, n_probes, seed,
-              [d.name for d in dets], w, PROTOCOL_STEPS)
+    params = (
+        "costs",
+        fingerprint(index.reference),
+        n,
+        reps,
+        steps,
+        sample_steps,
+        t0,
+        n_probes,
+        seed,
+        [d.name for d in dets],
+        w,
+        PROTOCOL_STEPS,
+    )
     store = RowStore("prompt_scores", fingerprint(model_fingerprint(model), params))
-    knobs = {"n": n, "reps": reps, "steps": steps, "sample_steps": sample_steps, "t0": t0, "n_probes": n_probes,
-             "seed": seed, "names": [d.name for d in dets], "guidance_scale": w}
+    knobs = {
+        "n": n,
+        "reps": reps,
+        "steps": steps,
+        "sample_steps": sample_steps,
+        "t0": t0,
+        "n_probes": n_probes,
+        "seed": seed,
+        "names": [d.name for d in dets],
+        "guidance_scale": w,
+    }
     remote = runner is not None and spec is not None
-    table = run(prompt_batch(model, prompts, index, **knobs), np.arange(len(prompts)),
-                [fingerprint(p, seed + 1000 * i) for i, p in enumerate(prompts)], store, batch_size=1,
-                desc="prompts", progress=progress, runner=runner if remote else None,
-                task=PromptTask(spec, prompts, knobs) if remote else None)
+    table = run(
+        prompt_batch(model, prompts, index, **knobs),
+        np.arange(len(prompts)),
+        [fingerprint(p, seed + 1000 * i) for i, p in enumerate(prompts)],
+        store,
+        batch_size=1,
+        desc="prompts",
+        progress=progress,
+        runner=runner if remote else None,
+        task=PromptTask(spec, prompts, knobs) if remote else None,
+    )
     scores = {k: v for k, v in table.items() if k != "id" and ":" not in k}
-    cost = {kind: {k.split(":", 1)[1]: v for k, v in table.items() if k.startswith(kind + ":")}
-            for kind in ("seconds", "calls", "peak")}
-    return PromptScores(prompts, scores, {k: v.mean(0) for k, v in cost["seconds"].items()},
-                        {k: v.mean(0) for k, v in cost["calls"].items()},
-                        {k: float(np.nanmax(v)) if np.isfinite(v).any() else float("nan") for k, v in cost["peak"].items()},
-                        n, steps, w)
+    cost = {
+        kind: {k.split(":", 1)[1]: v for k, v in table.items() if k.startswith(kind + ":")}
+        for kind in ("seconds", "calls", "peak")
+    }
+    return PromptScores(
+        prompts,
+        scores,
+        {k: v.mean(0) for k, v in cost["seconds"].items()},
+        {k: v.mean(0) for k, v in cost["calls"].items()},
+        {k: float(np.nanmax(v)) if np.isfinite(v).any() else float("nan") for k, v in cost["peak"].items()},
+        n,
+        steps,
+        w,
+    )
 
 
-def prompt_batch(model: DiffusionModel, prompts: list, index: NeighborIndex, n: int, reps: int, steps: int,
-                 sample_steps: int, t0: float, n_probes: int, seed: int, names: Sequence[str], guidance_scale: float):
+def prompt_batch(
+    model: DiffusionModel,
+    prompts: list,
+    index: NeighborIndex,
+    n: int,
+    reps: int,
+    steps: int,
+    sample_steps: int,
+    t0: float,
+    n_probes: int,
+    seed: int,
+    names: Sequence[str],
+    guidance_scale: float,
+):
     """The batch function of ``prompt_scores``: prompt numbers (1,) -> the prompt's scores and costs."""
     dets = detectors("prompt", names)
 
     def batch(ids: np.ndarray) -> dict[str, np.ndarray]:
         i = int(ids[0])  # one prompt per batch: each prompt is stored as soon as it is scored
-        scores, costs, _ = score_generations(model, prompts[i], index, n * reps, steps, sample_steps, t0,
-                                             n_probes, seed + 1000 * i, dets, guidance_scale)
+        scores, costs, _ = score_generations(
+            model, prompts[i], index, n * reps, steps, sample_steps, t0, n_probes, seed + 1000 * i, dets, guidance_scale
+        )
         out = {k: v.reshape(1, reps, n, *v.shape[1:]) for k, v in scores.items()}
-        return out | {f"seconds:{k}": c.seconds[None] / reps for k, c in costs.items()} | \
-            {f"calls:{k}": c.calls[None].astype(float) for k, c in costs.items()} | \
-            {f"peak:{k}": np.array([c.peak_mb]) for k, c in costs.items()}  # seconds per group of n
+        return (
+            out
+            | {f"seconds:{k}": c.seconds[None] / reps for k, c in costs.items()}
+            | {f"calls:{k}": c.calls[None].astype(float) for k, c in costs.items()}
+            | {f"peak:{k}": np.array([c.peak_mb]) for k, c in costs.items()}
+        )  # seconds per group of n
 
     return batch
 

@@ -76,15 +76,24 @@ class Detector:
             from memviz.model.attention import has_cross_attention
 
             if not has_cross_attention(model):
-                return (f"{self.name} reads the prompt's cross-attention, and this model has none (it is conditioned "
-                        f"{'by class embeddings' if model.is_class_conditional else 'on nothing'}); it needs a "
-                        f"text-conditional UNet2DConditionModel.")
+                return (
+                    f"{self.name} reads the prompt's cross-attention, and this model has none (it is conditioned "
+                    f"{'by class embeddings' if model.is_class_conditional else 'on nothing'}); it needs a "
+                    f"text-conditional UNet2DConditionModel."
+                )
         return None
 
     def describe(self, dim: int | None = None, n_probes: int = 8) -> dict:
         """A JSON-able description (``memviz detectors --json``)."""
-        out = {"name": self.name, "levels": list(self.levels), "needs": list(self.needs), "sign": self.sign,
-               "cost": self.cost, "stepwise": self.stepwise, "paper": self.paper}
+        out = {
+            "name": self.name,
+            "levels": list(self.levels),
+            "needs": list(self.needs),
+            "sign": self.sign,
+            "cost": self.cost,
+            "stepwise": self.stepwise,
+            "paper": self.paper,
+        }
         if dim is not None:
             out["model_calls"] = int(self.calls(dim, n_probes))
         return out
@@ -100,8 +109,11 @@ def register(detector: Detector) -> Detector:
     if not detector.levels or not set(detector.levels) <= set(LEVELS) or detector.sign not in (1, -1):
         raise ValueError(f"Detector {detector.name!r}: levels must be among {LEVELS} and sign +1 or -1.")
     prompt_scorers = [f for f in (detector.noise, detector.step, detector.generation) if f is not None]
-    if ("prompt" in detector.levels) != bool(prompt_scorers) or len(prompt_scorers) > 1 or \
-            ("sample" in detector.levels) != (detector.sample is not None):
+    if (
+        ("prompt" in detector.levels) != bool(prompt_scorers)
+        or len(prompt_scorers) > 1
+        or ("sample" in detector.levels) != (detector.sample is not None)
+    ):
         raise ValueError(f"Detector {detector.name!r}: give one scoring function for each of its levels.")
     DETECTORS[detector.name] = detector
     return detector

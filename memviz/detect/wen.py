@@ -12,8 +12,9 @@ from memviz.model.adapter import Cond, DiffusionModel
 from memviz.model.sampling import Step
 
 
-def guidance_gap(model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond,
-                 eps_uncond: torch.Tensor | None = None) -> torch.Tensor:
+def guidance_gap(
+    model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond, eps_uncond: torch.Tensor | None = None
+) -> torch.Tensor:
     """eps(x, t | c) - eps(x, t | null): (B, C, H, W), differentiable in x and in ``cond`` (an embedding
     tensor too). Wen's score is its norm; SAIL's loss (``mitigate.noise_opt``), embedding-opt's objective
     and prompt-edit's attribution are norms of it. ``eps_uncond``: the unconditional output at (x, t),
@@ -38,6 +39,15 @@ def _step(model: DiffusionModel, cond: Cond, s: Step) -> torch.Tensor:
     return step_norm(s)
 
 
-register(Detector("wen", ("prompt",), ("condition", "first steps", "unconditional output"), +1,
-                  "2 forward passes per step (the sampler's own, when guided)", lambda d, p: 2,
-                  "Wen, Liu, Chen, Lyu, ICLR 2024", step=_step))
+register(
+    Detector(
+        "wen",
+        ("prompt",),
+        ("condition", "first steps", "unconditional output"),
+        +1,
+        "2 forward passes per step (the sampler's own, when guided)",
+        lambda d, p: 2,
+        "Wen, Liu, Chen, Lyu, ICLR 2024",
+        step=_step,
+    )
+)

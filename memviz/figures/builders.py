@@ -20,15 +20,16 @@ def image_grid(images: torch.Tensor | np.ndarray, nrow: int | None = None, pad: 
     images = torch.as_tensor(images).detach().cpu().float().clamp(0, 1)
     b, c, h, w = images.shape
     if c not in (1, 3):
-        raise ValueError(f"Only grey (1) or RGB (3) images tile into a grid; these have {c} channels "
-                         "(points? save them as .npz).")
+        raise ValueError(
+            f"Only grey (1) or RGB (3) images tile into a grid; these have {c} channels (points? save them as .npz)."
+        )
     nrow = nrow or int(np.ceil(np.sqrt(b)))
     ncol = int(np.ceil(b / nrow))
     grid = torch.ones(3, ncol * (h + pad) + pad, nrow * (w + pad) + pad)
     rgb = images.expand(-1, 3, -1, -1) if c == 1 else images[:, :3]
     for k in range(b):
         r, q = divmod(k, nrow)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + q * (w + pad): pad + q * (w + pad) + w] = rgb[k]
+        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = rgb[k]
     arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     return arr.repeat(scale, 0).repeat(scale, 1) if scale > 1 else arr
 
@@ -55,8 +56,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, s
     return Path(path)
 
 
-def spectrum_figure(spectra: dict[str, np.ndarray], tau: float | None = None, title: str | None = None,
-                    bins: int = 60):
+def spectrum_figure(spectra: dict[str, np.ndarray], tau: float | None = None, title: str | None = None, bins: int = 60):
     """Hessian spectra side by side: sorted eigenvalues (left) and their histogram (right), with
     -tau and +tau marked. A pure builder: data in, ``plotly.graph_objects.Figure`` out.
 
@@ -73,10 +73,26 @@ def spectrum_figure(spectra: dict[str, np.ndarray], tau: float | None = None, ti
         if not np.isfinite(ev).all():
             raise ValueError(f"The spectrum {name!r} has NaN or infinite values.")
         color = _PALETTE[i % len(_PALETTE)]
-        fig.add_trace(go.Scatter(x=np.arange(1, len(ev) + 1), y=ev, mode="lines+markers", name=name, legendgroup=name,
-                                 marker={"size": 3, "color": color}, line={"color": color}), row=1, col=1)
-        fig.add_trace(go.Histogram(x=ev, nbinsx=bins, name=name, legendgroup=name, showlegend=False, opacity=0.6,
-                                   marker_color=color), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=np.arange(1, len(ev) + 1),
+                y=ev,
+                mode="lines+markers",
+                name=name,
+                legendgroup=name,
+                marker={"size": 3, "color": color},
+                line={"color": color},
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Histogram(
+                x=ev, nbinsx=bins, name=name, legendgroup=name, showlegend=False, opacity=0.6, marker_color=color
+            ),
+            row=1,
+            col=2,
+        )
     if tau is not None:
         for sign in (-1, 1):
             fig.add_hline(y=sign * tau, line_dash="dot", line_color="grey", row=1, col=1)
@@ -92,8 +108,13 @@ def spectrum_figure(spectra: dict[str, np.ndarray], tau: float | None = None, ti
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
 
 
-def flipd_curve_figure(ts: np.ndarray, curves: dict[str, np.ndarray], t0: float | None = None,
-                       lid_star: dict[str, float] | None = None, title: str | None = None):
+def flipd_curve_figure(
+    ts: np.ndarray,
+    curves: dict[str, np.ndarray],
+    t0: float | None = None,
+    lid_star: dict[str, float] | None = None,
+    title: str | None = None,
+):
     """FLIPD against t (log axis) for each named curve, with t0 marked and LID* as horizontal
     lines: LID_theta next to LID* at a glance. ts: (T,); curves: name -> (T,)."""
     import plotly.graph_objects as go
@@ -104,11 +125,17 @@ def flipd_curve_figure(ts: np.ndarray, curves: dict[str, np.ndarray], t0: float 
         curve = np.asarray(curve, dtype=float)
         if curve.shape != ts.shape or not np.isfinite(curve).all():
             raise ValueError(f"The curve {name!r} must be finite with one value per t ({len(ts)}).")
-        fig.add_trace(go.Scatter(x=ts, y=curve, mode="lines+markers", name=name,
-                                 line={"color": _PALETTE[i % len(_PALETTE)]}))
+        fig.add_trace(
+            go.Scatter(x=ts, y=curve, mode="lines+markers", name=name, line={"color": _PALETTE[i % len(_PALETTE)]})
+        )
     for j, (name, value) in enumerate((lid_star or {}).items()):
-        fig.add_hline(y=float(value), line_dash="dash", line_color=_PALETTE[(j + 3) % len(_PALETTE)],
-                      annotation_text=f"LID* {name} = {value:.1f}", annotation_position="top left")
+        fig.add_hline(
+            y=float(value),
+            line_dash="dash",
+            line_color=_PALETTE[(j + 3) % len(_PALETTE)],
+            annotation_text=f"LID* {name} = {value:.1f}",
+            annotation_position="top left",
+        )
     if t0 is not None:
         fig.add_vline(x=float(t0), line_dash="dot", line_color="grey", annotation_text=f"t0 = {t0:g}")
     fig.update_xaxes(type="log", title_text="t", **LOG_TICKS)
@@ -119,14 +146,28 @@ def flipd_curve_figure(ts: np.ndarray, curves: dict[str, np.ndarray], t0: float 
 
 # One colour per MMH verdict (and per planted kind, which names the same two kinds), on every page and
 # in every figure; the second entry is Streamlit's name for the same colour (badges and text).
-VERDICT_COLOURS = {"not memorized": ("#a3a8b8", "gray"), "none": ("#a3a8b8", "gray"),
-                   "OD-Mem": ("#ff8c00", "orange"), "DD-Mem": ("#d62728", "red")}
-MAP_POINT_SIZE = {10_000: 5, 100_000: 3}  # up to this many points: marker size (smaller beyond, so a dense map stays legible)
+VERDICT_COLOURS = {
+    "not memorized": ("#a3a8b8", "gray"),
+    "none": ("#a3a8b8", "gray"),
+    "OD-Mem": ("#ff8c00", "orange"),
+    "DD-Mem": ("#d62728", "red"),
+}
+MAP_POINT_SIZE = {
+    10_000: 5,
+    100_000: 3,
+}  # up to this many points: marker size (smaller beyond, so a dense map stays legible)
 
 
-def map_figure(xy: np.ndarray, color: np.ndarray | None = None, color_name: str = "", generated: np.ndarray | None = None,
-               highlight: np.ndarray | None = None, hover: dict[str, np.ndarray] | None = None, title: str | None = None,
-               index: np.ndarray | None = None):
+def map_figure(
+    xy: np.ndarray,
+    color: np.ndarray | None = None,
+    color_name: str = "",
+    generated: np.ndarray | None = None,
+    highlight: np.ndarray | None = None,
+    hover: dict[str, np.ndarray] | None = None,
+    title: str | None = None,
+    index: np.ndarray | None = None,
+):
     """The UMAP map, drawn with WebGL (``Scattergl``) so that hundreds of thousands of points stay
     interactive: training points coloured by a number (one trace, a colour bar) or by a label (one
     trace per value, verdicts in ``VERDICT_COLOURS``), generated points on top, highlighted ones ringed.
@@ -155,46 +196,99 @@ def map_figure(xy: np.ndarray, color: np.ndarray | None = None, color_name: str 
     marker = {"size": size, "opacity": 0.8 if n <= 10_000 else 0.6}
     traces = []
     if color is None:
-        traces.append(go.Scattergl(x=xy[:, 0], y=xy[:, 1], name="training", marker=marker | {"color": "#1f77b4"},
-                                   customdata=custom, hovertemplate=template + "<extra></extra>"))
+        traces.append(
+            go.Scattergl(
+                x=xy[:, 0],
+                y=xy[:, 1],
+                name="training",
+                marker=marker | {"color": "#1f77b4"},
+                customdata=custom,
+                hovertemplate=template + "<extra></extra>",
+            )
+        )
     else:
         color = np.asarray(color)
         if len(color) != n:
             raise ValueError(f"Give one colour value per training point ({n}); got {len(color)}.")
         if np.issubdtype(color.dtype, np.number):
-            traces.append(go.Scattergl(
-                x=xy[:, 0], y=xy[:, 1], name="training", customdata=custom, showlegend=False,
-                marker=marker | {"color": color, "colorscale": "Viridis", "showscale": True,
-                                 "colorbar": {"title": {"text": color_name, "side": "right"}, "thickness": 12}},
-                hovertemplate=template + f"<br>{color_name} %{{marker.color:.3~g}}<extra></extra>"))
+            traces.append(
+                go.Scattergl(
+                    x=xy[:, 0],
+                    y=xy[:, 1],
+                    name="training",
+                    customdata=custom,
+                    showlegend=False,
+                    marker=marker
+                    | {
+                        "color": color,
+                        "colorscale": "Viridis",
+                        "showscale": True,
+                        "colorbar": {"title": {"text": color_name, "side": "right"}, "thickness": 12},
+                    },
+                    hovertemplate=template + f"<br>{color_name} %{{marker.color:.3~g}}<extra></extra>",
+                )
+            )
         else:
             values, codes = np.unique(color.astype(str), return_inverse=True)
             order = sorted(range(len(values)), key=lambda v: (values[v] not in VERDICT_COLOURS, values[v]))
             for k, v in enumerate(order):
                 keep = codes == v
                 hue = VERDICT_COLOURS.get(values[v], (_PALETTE[k % len(_PALETTE)],))[0]
-                traces.append(go.Scattergl(x=xy[keep, 0], y=xy[keep, 1], name=values[v], customdata=custom[keep],
-                                           marker=marker | {"color": hue},
-                                           hovertemplate=template + f"<br>{color_name} {values[v]}<extra></extra>"))
+                traces.append(
+                    go.Scattergl(
+                        x=xy[keep, 0],
+                        y=xy[keep, 1],
+                        name=values[v],
+                        customdata=custom[keep],
+                        marker=marker | {"color": hue},
+                        hovertemplate=template + f"<br>{color_name} {values[v]}<extra></extra>",
+                    )
+                )
     fig = go.Figure([t.update(mode="markers") for t in traces])
     if len(gen):
-        fig.add_trace(go.Scattergl(x=gen[:, 0], y=gen[:, 1], mode="markers", name="generated",
-                                   marker={"size": 9, "symbol": "x", "color": "#111111"},
-                                   customdata=np.arange(n, n + len(gen))[:, None],
-                                   hovertemplate="generated %{customdata[0]}<extra></extra>"))
+        fig.add_trace(
+            go.Scattergl(
+                x=gen[:, 0],
+                y=gen[:, 1],
+                mode="markers",
+                name="generated",
+                marker={"size": 9, "symbol": "x", "color": "#111111"},
+                customdata=np.arange(n, n + len(gen))[:, None],
+                hovertemplate="generated %{customdata[0]}<extra></extra>",
+            )
+        )
     if highlight is not None and len(highlight):
         everything = np.vstack([xy, gen])
         h = np.asarray(highlight, dtype=int)
-        fig.add_trace(go.Scatter(x=everything[h, 0], y=everything[h, 1], mode="markers", name="selected",
-                                 marker={"size": 16, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "black"}},
-                                 customdata=h[:, None], hoverinfo="skip"))
+        fig.add_trace(
+            go.Scatter(
+                x=everything[h, 0],
+                y=everything[h, 1],
+                mode="markers",
+                name="selected",
+                marker={"size": 16, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": "black"}},
+                customdata=h[:, None],
+                hoverinfo="skip",
+            )
+        )
     # UMAP's axes carry no units: no tick labels, small titles, and the legend above the plot, clear of both
     fig.update_xaxes(title_text="UMAP 1", showticklabels=False, title_standoff=4)
     fig.update_yaxes(title_text="UMAP 2", showticklabels=False, title_standoff=4, scaleanchor=None)
-    fig.update_layout(title=title, template="plotly_white", dragmode="lasso", hovermode="closest",
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1,
-                              "itemsizing": "constant"},
-                      margin={"l": 30, "r": 10, "t": 80 if title else 40, "b": 30})
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        dragmode="lasso",
+        hovermode="closest",
+        legend={
+            "orientation": "h",
+            "yanchor": "bottom",
+            "y": 1.0,
+            "xanchor": "right",
+            "x": 1,
+            "itemsizing": "constant",
+        },
+        margin={"l": 30, "r": 10, "t": 80 if title else 40, "b": 30},
+    )
     return fig
 
 
@@ -220,12 +314,20 @@ def roc_figure(curves: dict[str, tuple[np.ndarray, np.ndarray, float]], title: s
 
     fig = go.Figure()
     for i, (name, (fpr, tpr, auc)) in enumerate(curves.items()):
-        fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name=f"{name} (AUROC {auc:.3f})",
-                                 line={"color": _PALETTE[i % len(_PALETTE)], "shape": "hv"}))
+        fig.add_trace(
+            go.Scatter(
+                x=fpr,
+                y=tpr,
+                mode="lines",
+                name=f"{name} (AUROC {auc:.3f})",
+                line={"color": _PALETTE[i % len(_PALETTE)], "shape": "hv"},
+            )
+        )
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dot", "color": "grey"}))
     fig.add_vline(x=0.01, line_dash="dot", line_color="grey", annotation_text="1% FPR")
-    fig.update_layout(title=title, template="plotly_white", xaxis_title="false positive rate",
-                      yaxis_title="true positive rate")
+    fig.update_layout(
+        title=title, template="plotly_white", xaxis_title="false positive rate", yaxis_title="true positive rate"
+    )
     return fig
 
 
@@ -242,18 +344,43 @@ def cost_figure(rows, title: str | None = None):
     for i, (name, part) in enumerate(rows.groupby("detector", sort=False)):
         label = [f"n = {n}" if n == n and n is not None else "" for n in part.n]
         label = [f"{a}, {s:g} steps" if s == s and s is not None else a for a, s in zip(label, part.steps)]
-        label = [f"{a}, {st}" if st else a for a, st in zip(label, part.setting.astype(object).where(part.setting.notna(), ""))]
-        fig.add_trace(go.Scatter(
-            x=part.seconds_per_query.clip(lower=1e-4), y=part.auroc, mode="markers", name=name, text=label,
-            marker={"color": _PALETTE[i % len(_PALETTE)], "size": 9,
-                    "symbol": ["circle", "square", "diamond", "triangle-up", "x", "star"][i // len(_PALETTE) % 6]},
-            error_y={"type": "data", "symmetric": False, "array": part.auroc_high - part.auroc,
-                     "arrayminus": part.auroc - part.auroc_low, "thickness": 1},
-            hovertemplate="%{fullData.name}<br>%{text}<br>AUROC %{y:.3f}<br>%{x:.3g} s per query<extra></extra>"))
-    fig.add_hline(y=0.5, line_dash="dot", line_color="grey", annotation_text="chance",
-                  annotation_position="bottom right")
-    fig.update_layout(title=title, template="plotly_white", xaxis_title="seconds per query (log)",
-                      yaxis_title="AUROC (95% interval)", xaxis=dict(type="log", **LOG_TICKS), yaxis_range=[-0.02, 1.05])
+        label = [
+            f"{a}, {st}" if st else a
+            for a, st in zip(label, part.setting.astype(object).where(part.setting.notna(), ""))
+        ]
+        fig.add_trace(
+            go.Scatter(
+                x=part.seconds_per_query.clip(lower=1e-4),
+                y=part.auroc,
+                mode="markers",
+                name=name,
+                text=label,
+                marker={
+                    "color": _PALETTE[i % len(_PALETTE)],
+                    "size": 9,
+                    "symbol": ["circle", "square", "diamond", "triangle-up", "x", "star"][i // len(_PALETTE) % 6],
+                },
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": part.auroc_high - part.auroc,
+                    "arrayminus": part.auroc - part.auroc_low,
+                    "thickness": 1,
+                },
+                hovertemplate="%{fullData.name}<br>%{text}<br>AUROC %{y:.3f}<br>%{x:.3g} s per query<extra></extra>",
+            )
+        )
+    fig.add_hline(
+        y=0.5, line_dash="dot", line_color="grey", annotation_text="chance", annotation_position="bottom right"
+    )
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        xaxis_title="seconds per query (log)",
+        yaxis_title="AUROC (95% interval)",
+        xaxis=dict(type="log", **LOG_TICKS),
+        yaxis_range=[-0.02, 1.05],
+    )
     return fig
 
 
@@ -271,9 +398,17 @@ def pareto_figure(rows, title: str | None = None):
     from memviz.mitigate.lab import pareto_front
 
     rows = rows.assign(knob=rows["knob"] if "knob" in rows else None)
-    per = (rows.assign(setting=rows.knob.astype(float)).groupby(["method", "setting"], sort=False, dropna=False)
-           .agg(copy_rate=("copy_rate", "mean"), utility=("utility", "mean"), seconds=("seconds", "sum"),
-                calls=("model_calls", "sum")).reset_index())
+    per = (
+        rows.assign(setting=rows.knob.astype(float))
+        .groupby(["method", "setting"], sort=False, dropna=False)
+        .agg(
+            copy_rate=("copy_rate", "mean"),
+            utility=("utility", "mean"),
+            seconds=("seconds", "sum"),
+            calls=("model_calls", "sum"),
+        )
+        .reset_index()
+    )
     swept = per.method.duplicated(keep=False)
     per["name"] = [f"{m} {v:g}" if w and v == v else m for m, v, w in zip(per.method, per.setting, swept)]
     # points that coincide share one label (the first one's, naming them all), placed inside the axes
@@ -285,20 +420,44 @@ def pareto_figure(rows, title: str | None = None):
     fig = go.Figure()
     for i, (name, g) in enumerate(per.groupby("method", sort=False)):
         g = g.sort_values("setting")
-        fig.add_trace(go.Scatter(
-            x=g.utility, y=g.copy_rate, mode="lines+markers+text" if len(g) > 1 else "markers+text", name=name,
-            text=g.label, textposition=["top left" if u > 0.7 else "top right" for u in g.utility],
-            marker={"size": 10 if len(g) > 1 else 12, "color": _PALETTE[i % len(_PALETTE)]},
-            customdata=np.stack([g.seconds, g.calls], axis=1), hovertext=g.name,
-            hovertemplate="%{hovertext}<br>copy rate %{y:.0%}<br>utility %{x:.0%}<br>%{customdata[0]:.3g} s, "
-                          "%{customdata[1]:.0f} model calls<extra></extra>"))
+        fig.add_trace(
+            go.Scatter(
+                x=g.utility,
+                y=g.copy_rate,
+                mode="lines+markers+text" if len(g) > 1 else "markers+text",
+                name=name,
+                text=g.label,
+                textposition=["top left" if u > 0.7 else "top right" for u in g.utility],
+                marker={"size": 10 if len(g) > 1 else 12, "color": _PALETTE[i % len(_PALETTE)]},
+                customdata=np.stack([g.seconds, g.calls], axis=1),
+                hovertext=g.name,
+                hovertemplate="%{hovertext}<br>copy rate %{y:.0%}<br>utility %{x:.0%}<br>%{customdata[0]:.3g} s, "
+                "%{customdata[1]:.0f} model calls<extra></extra>",
+            )
+        )
     edge = per[pareto_front(per.copy_rate, per.utility)].sort_values("utility")
     if len(edge) > 1:
-        fig.add_trace(go.Scatter(x=edge.utility, y=edge.copy_rate, mode="lines", name="Pareto front",
-                                 line={"dash": "dot", "color": "grey"}, hoverinfo="skip"))
-    fig.update_layout(title=title, template="plotly_white", xaxis_title="utility (share showing the prompt's label)",
-                      yaxis_title="copy rate", xaxis_range=[-0.05, 1.05], yaxis_range=[-0.05, 1.1],
-                      xaxis_tickformat=".0%", yaxis_tickformat=".0%", showlegend=False)
+        fig.add_trace(
+            go.Scatter(
+                x=edge.utility,
+                y=edge.copy_rate,
+                mode="lines",
+                name="Pareto front",
+                line={"dash": "dot", "color": "grey"},
+                hoverinfo="skip",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        xaxis_title="utility (share showing the prompt's label)",
+        yaxis_title="copy rate",
+        xaxis_range=[-0.05, 1.05],
+        yaxis_range=[-0.05, 1.1],
+        xaxis_tickformat=".0%",
+        yaxis_tickformat=".0%",
+        showlegend=False,
+    )
     return fig
 
 
@@ -315,9 +474,20 @@ def attribution_figure(attribution: list, dropped_at: list | None = None, title:
     a = np.asarray([v for _, v in attribution], dtype=float)
     share = a / a.sum() if a.sum() > 0 else a
     gone = set(dropped_at or [])
-    fig = go.Figure(go.Bar(x=[f"{i + 1}. {w}" for i, w in enumerate(words)], y=share,
-                           marker_color=[_PALETTE[1] if i in gone else "#9aa5b1" for i in range(len(words))],
-                           hovertemplate="%{x}<br>%{y:.1%} of the attribution<extra></extra>"))
-    fig.update_layout(title=title, template="plotly_white", xaxis_title="word (red: dropped)",
-                      yaxis_title="share of attribution", yaxis_tickformat=".0%", showlegend=False)
+    fig = go.Figure(
+        go.Bar(
+            x=[f"{i + 1}. {w}" for i, w in enumerate(words)],
+            y=share,
+            marker_color=[_PALETTE[1] if i in gone else "#9aa5b1" for i in range(len(words))],
+            hovertemplate="%{x}<br>%{y:.1%} of the attribution<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        xaxis_title="word (red: dropped)",
+        yaxis_title="share of attribution",
+        yaxis_tickformat=".0%",
+        showlegend=False,
+    )
     return fig

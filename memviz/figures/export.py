@@ -23,8 +23,10 @@ import numpy as np
 FIGURE_FORMATS = ("png", "svg", "pdf", "html")
 TABLE_FORMATS = ("csv", "parquet")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-INSTALL_HINT = ("Static export (PNG, SVG, PDF) needs Chrome or Chromium: `apt-get install chromium` (or any "
-                "Chrome); HTML, CSV and Parquet work without it.")
+INSTALL_HINT = (
+    "Static export (PNG, SVG, PDF) needs Chrome or Chromium: `apt-get install chromium` (or any "
+    "Chrome); HTML, CSV and Parquet work without it."
+)
 _server_lock = threading.Lock()
 _server_started = False
 
@@ -43,8 +45,9 @@ def static_export_status() -> tuple[bool, str]:
     return (True, f"Static export uses {path}.") if path else (False, INSTALL_HINT)
 
 
-def figure_bytes(fig, fmt: str = "png", width: int | None = None, height: int | None = None,
-                 scale: float = 2.0) -> bytes:
+def figure_bytes(
+    fig, fmt: str = "png", width: int | None = None, height: int | None = None, scale: float = 2.0
+) -> bytes:
     """The figure in ``fmt`` (one of ``FIGURE_FORMATS``); HTML is self-contained (plotly.js inlined)."""
     fmt = fmt.lower()
     if fmt not in FIGURE_FORMATS:
@@ -76,8 +79,13 @@ def table_bytes(frame, fmt: str = "csv") -> bytes:
     raise ValueError(f"fmt must be one of {TABLE_FORMATS}; got {fmt!r}.")
 
 
-def figure_pack(figures: dict[str, Any], tables: dict[str, Any] | None = None, settings: dict | None = None,
-                formats: tuple[str, ...] = FIGURE_FORMATS, images: dict[str, Any] | None = None) -> bytes:
+def figure_pack(
+    figures: dict[str, Any],
+    tables: dict[str, Any] | None = None,
+    settings: dict | None = None,
+    formats: tuple[str, ...] = FIGURE_FORMATS,
+    images: dict[str, Any] | None = None,
+) -> bytes:
     """A zip of every figure in every format (static ones only when a browser is present), every
     table as CSV and Parquet, every image grid ((H, W, 3) uint8, ``figures.image_grid``) as PNG,
     and ``settings.json`` (the parameters that made the view)."""

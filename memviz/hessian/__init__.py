@@ -17,5 +17,18 @@ from memviz.hessian.spectrum import (
 )
 from memviz.hessian.summary import default_tau, summarize, summarize_density
 
-__all__ = ["METHODS", "ScoreJacobian", "SpectralDensity", "TrajectorySpectra", "affordable_method", "default_tau",
-           "density", "slq", "spectrum", "spectrum_at", "summarize", "summarize_density", "trajectory_spectra"]
+__all__ = [
+    "METHODS",
+    "ScoreJacobian",
+    "SpectralDensity",
+    "TrajectorySpectra",
+    "affordable_method",
+    "default_tau",
+    "density",
+    "slq",
+    "spectrum",
+    "spectrum_at",
+    "summarize",
+    "summarize_density",
+    "trajectory_spectra",
+]

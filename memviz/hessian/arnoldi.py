@@ -16,8 +16,9 @@ from memviz.hessian.lanczos import _check_k
 from memviz.hessian.operator import ScoreJacobian
 
 
-def arnoldi_eigenvalues(op: ScoreJacobian, k: int, tol: float = 1e-4, seed: int = 0,
-                        maxiter: int | None = None) -> torch.Tensor:
+def arnoldi_eigenvalues(
+    op: ScoreJacobian, k: int, tol: float = 1e-4, seed: int = 0, maxiter: int | None = None
+) -> torch.Tensor:
     """The k eigenvalues of H with the smallest real part and the k with the largest, at one point.
 
     Args:
@@ -32,10 +33,13 @@ def arnoldi_eigenvalues(op: ScoreJacobian, k: int, tol: float = 1e-4, seed: int 
     v0 = np.random.default_rng(seed).standard_normal(op.dim)
     ncv = min(op.dim, max(4 * k + 1, 40))
     try:
-        ends = [eigs(a, k=k, which=w, tol=tol, v0=v0, ncv=ncv, maxiter=maxiter, return_eigenvectors=False)
-                for w in ("SR", "LR")]
+        ends = [
+            eigs(a, k=k, which=w, tol=tol, v0=v0, ncv=ncv, maxiter=maxiter, return_eigenvectors=False)
+            for w in ("SR", "LR")
+        ]
     except ArpackNoConvergence as e:
-        raise ValueError(f"Arnoldi did not converge ({len(e.eigenvalues)} of {k} eigenvalues); "
-                         "raise maxiter or tol, or lower k.") from None
+        raise ValueError(
+            f"Arnoldi did not converge ({len(e.eigenvalues)} of {k} eigenvalues); raise maxiter or tol, or lower k."
+        ) from None
     ev = np.concatenate(ends)
     return torch.from_numpy(ev[np.argsort(ev.real, kind="stable")].astype(np.complex128))

@@ -52,13 +52,14 @@ class SpectralDensity:
         (defaults to 1% of the nodes' range); each row integrates to about 1."""
         grid = np.asarray(grid, dtype=float)
         bw = bandwidth or max(float(np.ptp(self.nodes)) / 100, 1e-12)
-        z = (grid[None, None, None, :] - self.nodes[..., None]) / bw              # (B, P, m, G)
+        z = (grid[None, None, None, :] - self.nodes[..., None]) / bw  # (B, P, m, G)
         kernel = np.exp(-0.5 * z**2) / (bw * math.sqrt(2 * math.pi))
         return (self.weights[..., None] * kernel).sum(2).mean(1)
 
 
-def slq(op: ScoreJacobian, n_probes: int = 8, n_steps: int = 64, generator: torch.Generator | None = None
-        ) -> SpectralDensity:
+def slq(
+    op: ScoreJacobian, n_probes: int = 8, n_steps: int = 64, generator: torch.Generator | None = None
+) -> SpectralDensity:
     """SLQ of (H + H^T) / 2 at each row of ``op`` (built with ``need_matvec=True``).
 
     Steps: 1. unit Rademacher probes; 2. m Lanczos steps with full reorthogonalization;
@@ -69,21 +70,24 @@ def slq(op: ScoreJacobian, n_probes: int = 8, n_steps: int = 64, generator: torc
     gen = generator or torch.Generator().manual_seed(0)
     (b, d), m = (op.shape[0], op.dim), min(n_steps, op.dim)
     q = torch.zeros(m, n_probes, b, d, dtype=torch.float64)
-    q[0] = rademacher((n_probes, b, d), gen).double() / math.sqrt(d)                         # 1.
+    q[0] = rademacher((n_probes, b, d), gen).double() / math.sqrt(d)  # 1.
     a, beta = torch.zeros(m, n_probes, b, dtype=torch.float64), torch.zeros(m, n_probes, b, dtype=torch.float64)
-    for j in range(m):                                                                        # 2.
+    for j in range(m):  # 2.
         w = op.sym(q[j].float().view(n_probes, *op.shape)).double().flatten(2).cpu()
         a[j] = (w * q[j]).sum(-1)
         if j + 1 == m:
             break
-        w = _orthogonalize(w, q[:j + 1])
+        w = _orthogonalize(w, q[: j + 1])
         norm = w.norm(dim=-1)
         ok = norm > 1e-6 * a[: j + 1].abs().amax(0).clamp(min=1)  # else the Krylov space is exhausted
         beta[j] = torch.where(ok, norm, 0.0)
-        q[j + 1] = _next_vector(w, norm, ok, q[:j + 1], gen)
-    t = torch.diag_embed(a.permute(1, 2, 0)) + torch.diag_embed(beta[:-1].permute(1, 2, 0), 1) \
-        + torch.diag_embed(beta[:-1].permute(1, 2, 0), -1)                                    # (P, B, m, m)
-    theta, u = torch.linalg.eigh(t)                                                          # 3.
+        q[j + 1] = _next_vector(w, norm, ok, q[: j + 1], gen)
+    t = (
+        torch.diag_embed(a.permute(1, 2, 0))
+        + torch.diag_embed(beta[:-1].permute(1, 2, 0), 1)
+        + torch.diag_embed(beta[:-1].permute(1, 2, 0), -1)
+    )  # (P, B, m, m)
+    theta, u = torch.linalg.eigh(t)  # 3.
     return SpectralDensity(theta.transpose(0, 1).numpy(), (u[..., 0, :] ** 2).transpose(0, 1).numpy(), d)
 
 

@@ -25,11 +25,11 @@ def exact_eigenvalues(op: ScoreJacobian, symmetric: bool = True, chunk: int = 64
     Returns:
         (B, D) ascending, float64 (complex128 sorted by real part when not symmetric), on the CPU.
     """
-    j = jacobian(op._vjp, op.y, chunk).double()                       # 1.
+    j = jacobian(op._vjp, op.y, chunk).double()  # 1.
     if not symmetric:
         ev = torch.linalg.eigvals(j)
         return torch.gather(ev, 1, torch.argsort(ev.real, dim=1)).cpu()
-    return torch.linalg.eigvalsh((j + j.transpose(1, 2)) / 2).cpu()   # 2., 3.
+    return torch.linalg.eigvalsh((j + j.transpose(1, 2)) / 2).cpu()  # 2., 3.
 
 
 def check_exact_fits(dim: int, rows: int, device: torch.device | str = "cpu") -> None:
@@ -37,9 +37,11 @@ def check_exact_fits(dim: int, rows: int, device: torch.device | str = "cpu") ->
     need = rows * dim * dim * BYTES_PER_ENTRY
     free = available_memory(torch.device(device))
     if need > free:
-        raise ValueError(f"An exact spectrum at D = {dim:,} needs about {need / 2**30:.1f} GiB for the D x D "
-                         f"Jacobian, more than the {free / 2**30:.1f} GiB free; use method='lanczos' (the k "
-                         "extreme eigenvalues) or density() (the spectral histogram).")
+        raise ValueError(
+            f"An exact spectrum at D = {dim:,} needs about {need / 2**30:.1f} GiB for the D x D "
+            f"Jacobian, more than the {free / 2**30:.1f} GiB free; use method='lanczos' (the k "
+            "extreme eigenvalues) or density() (the spectral histogram)."
+        )
 
 
 def available_memory(device: torch.device) -> int:

@@ -17,8 +17,9 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigsh
 from memviz.hessian.operator import ScoreJacobian
 
 
-def lanczos_eigenvalues(op: ScoreJacobian, k: int, tol: float = 1e-5, seed: int = 0,
-                        maxiter: int | None = None) -> torch.Tensor:
+def lanczos_eigenvalues(
+    op: ScoreJacobian, k: int, tol: float = 1e-5, seed: int = 0, maxiter: int | None = None
+) -> torch.Tensor:
     """The k smallest and k largest eigenvalues of (H + H^T) / 2 at a single point.
 
     Args:
@@ -33,15 +34,27 @@ def lanczos_eigenvalues(op: ScoreJacobian, k: int, tol: float = 1e-5, seed: int 
     _check_k(k, op.dim, ends=2)
     v0 = np.random.default_rng(seed).standard_normal(op.dim)
     try:
-        ev = eigsh(op.scipy_operator("sym"), k=2 * k, which="BE", tol=tol, v0=v0, maxiter=maxiter,
-                   ncv=min(op.dim, max(4 * k + 1, 40)), return_eigenvectors=False)
+        ev = eigsh(
+            op.scipy_operator("sym"),
+            k=2 * k,
+            which="BE",
+            tol=tol,
+            v0=v0,
+            maxiter=maxiter,
+            ncv=min(op.dim, max(4 * k + 1, 40)),
+            return_eigenvectors=False,
+        )
     except ArpackNoConvergence as e:
-        raise ValueError(f"Lanczos did not converge to {2 * k} eigenvalues ({len(e.eigenvalues)} did); "
-                         "raise maxiter or tol, or lower k.") from None
+        raise ValueError(
+            f"Lanczos did not converge to {2 * k} eigenvalues ({len(e.eigenvalues)} did); "
+            "raise maxiter or tol, or lower k."
+        ) from None
     return torch.from_numpy(np.sort(ev))
 
 
 def _check_k(k: int, dim: int, ends: int) -> None:
     if not isinstance(k, (int, np.integer)) or k < 1 or ends * k >= dim - 1:
-        raise ValueError(f"k must be a positive integer with {ends}k below D - 1 = {dim - 1}; got {k!r}. "
-                         "For the whole spectrum use method='exact'.")
+        raise ValueError(
+            f"k must be a positive integer with {ends}k below D - 1 = {dim - 1}; got {k!r}. "
+            "For the whole spectrum use method='exact'."
+        )

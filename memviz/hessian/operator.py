@@ -33,8 +33,15 @@ class ScoreJacobian:
             backward gives H v; without it only H^T v is available (cheaper).
     """
 
-    def __init__(self, model: DiffusionModel, y: torch.Tensor, t: float, cond: Cond = None,
-                 guidance_scale: float | None = None, need_matvec: bool = True):
+    def __init__(
+        self,
+        model: DiffusionModel,
+        y: torch.Tensor,
+        t: float,
+        cond: Cond = None,
+        guidance_scale: float | None = None,
+        need_matvec: bool = True,
+    ):
         self.y = y.detach().to(model.device, torch.float32)
         self.shape, self.dim = tuple(self.y.shape), model.dim
         self._need_matvec = need_matvec

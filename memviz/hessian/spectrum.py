@@ -22,9 +22,18 @@ METHODS = ("auto", "exact", "lanczos", "arnoldi")
 DEFAULT_K = 20
 
 
-def spectrum(model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond = None, method: Method = "auto",
-             k: int | None = None, noise: bool = False, seed: int = 0, guidance_scale: float | None = None,
-             batch_size: int = 8) -> torch.Tensor:
+def spectrum(
+    model: DiffusionModel,
+    x: torch.Tensor,
+    t: float,
+    cond: Cond = None,
+    method: Method = "auto",
+    k: int | None = None,
+    noise: bool = False,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+    batch_size: int = 8,
+) -> torch.Tensor:
     """Eigenvalues of H = d score(y, t) / dy, the Hessian of log p_t, at y = alpha(t) x.
 
     Args:
@@ -47,34 +56,69 @@ def spectrum(model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond = None
     return spectrum_at(model, y, t, cond, method, k, seed, guidance_scale, batch_size)
 
 
-def spectrum_at(model: DiffusionModel, y: torch.Tensor, t: float, cond: Cond = None, method: Method = "auto",
-                k: int | None = None, seed: int = 0, guidance_scale: float | None = None,
-                batch_size: int = 8) -> torch.Tensor:
+def spectrum_at(
+    model: DiffusionModel,
+    y: torch.Tensor,
+    t: float,
+    cond: Cond = None,
+    method: Method = "auto",
+    k: int | None = None,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+    batch_size: int = 8,
+) -> torch.Tensor:
     """As ``spectrum``, at given noised points y: (B, C, H, W) (for instance x_t of a trajectory)."""
     model.check_points(y)
     method = _resolve(method, model.dim)
     if method == "exact":
         if k is not None:
             _check_k(k, model.dim, ends=2)
-        check_dense_affordable(model.dim, model.device, "An exact spectrum",
-                               "method='lanczos' (the k extreme eigenvalues) or density() (the histogram)")
+        check_dense_affordable(
+            model.dim,
+            model.device,
+            "An exact spectrum",
+            "method='lanczos' (the k extreme eigenvalues) or density() (the histogram)",
+        )
         check_exact_fits(model.dim, min(batch_size, len(y)), model.device)  # before any allocation
-        parts = [exact_eigenvalues(ScoreJacobian(model, y[i:i + batch_size], t, rows_of(cond, i, batch_size),
-                                                 guidance_scale, need_matvec=False))
-                 for i in range(0, len(y), batch_size)]
+        parts = [
+            exact_eigenvalues(
+                ScoreJacobian(
+                    model, y[i : i + batch_size], t, rows_of(cond, i, batch_size), guidance_scale, need_matvec=False
+                )
+            )
+            for i in range(0, len(y), batch_size)
+        ]
         ev = torch.cat(parts)
         return ev if k is None else torch.cat([ev[:, :k], ev[:, -k:]], dim=1)
     k = DEFAULT_K if k is None else k
     _check_k(k, model.dim, ends=2)
     solve = lanczos_eigenvalues if method == "lanczos" else arnoldi_eigenvalues
-    return torch.stack([solve(ScoreJacobian(model, y[b:b + 1], t, rows_of(cond, b, 1), guidance_scale,
-                                            need_matvec=method == "lanczos"), k, seed=seed)
-                        for b in range(len(y))])
+    return torch.stack(
+        [
+            solve(
+                ScoreJacobian(
+                    model, y[b : b + 1], t, rows_of(cond, b, 1), guidance_scale, need_matvec=method == "lanczos"
+                ),
+                k,
+                seed=seed,
+            )
+            for b in range(len(y))
+        ]
+    )
 
 
-def density(model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond = None, n_probes: int = 8,
-            n_steps: int = 64, noise: bool = False, seed: int = 0, guidance_scale: float | None = None,
-            batch_size: int = 8) -> SpectralDensity:
+def density(
+    model: DiffusionModel,
+    x: torch.Tensor,
+    t: float,
+    cond: Cond = None,
+    n_probes: int = 8,
+    n_steps: int = 64,
+    noise: bool = False,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+    batch_size: int = 8,
+) -> SpectralDensity:
     """The spectral density of (H + H^T) / 2 at y = alpha(t) x by stochastic Lanczos quadrature,
     for histograms and eigenvalue counts when D is too large for the exact spectrum.
 
@@ -86,10 +130,18 @@ def density(model: DiffusionModel, x: torch.Tensor, t: float, cond: Cond = None,
     y = model.alpha(t) * x
     if noise:
         y = y + model.sigma(t) * torch.randn(x.shape, generator=gen).to(x)
-    parts = [slq(ScoreJacobian(model, y[i:i + batch_size], t, rows_of(cond, i, batch_size), guidance_scale),
-                 n_probes, n_steps, gen) for i in range(0, len(y), batch_size)]
-    return SpectralDensity(*(torch.cat([torch.from_numpy(getattr(p, f)) for p in parts]).numpy()
-                             for f in ("nodes", "weights")), model.dim)
+    parts = [
+        slq(
+            ScoreJacobian(model, y[i : i + batch_size], t, rows_of(cond, i, batch_size), guidance_scale),
+            n_probes,
+            n_steps,
+            gen,
+        )
+        for i in range(0, len(y), batch_size)
+    ]
+    return SpectralDensity(
+        *(torch.cat([torch.from_numpy(getattr(p, f)) for p in parts]).numpy() for f in ("nodes", "weights")), model.dim
+    )
 
 
 @dataclass(frozen=True)
@@ -109,17 +161,26 @@ class TrajectorySpectra:
     images: torch.Tensor
 
 
-def trajectory_spectra(model: DiffusionModel, n: int = 1, cond: Cond = None, steps: int = 50,
-                       at: tuple[int, ...] | None = None, method: Method = "auto", k: int | None = None,
-                       seed: int = 0, guidance_scale: float | None = None) -> TrajectorySpectra:
+def trajectory_spectra(
+    model: DiffusionModel,
+    n: int = 1,
+    cond: Cond = None,
+    steps: int = 50,
+    at: tuple[int, ...] | None = None,
+    method: Method = "auto",
+    k: int | None = None,
+    seed: int = 0,
+    guidance_scale: float | None = None,
+) -> TrajectorySpectra:
     """Generate n samples (seeded, as ``model.sample``) and take the spectrum at x_t of the
     chosen sampler steps ``at`` (indices into the loop; default five, from x_T to the last)."""
     out = model.sample(n, cond, steps, guidance_scale, seed, return_trajectory=True)
     at = tuple(sorted({round(i * (steps - 1) / 4) for i in range(5)})) if at is None else tuple(at)
     if not at or min(at) < 0 or max(at) >= steps:
         raise ValueError(f"Steps in `at` must lie in 0..{steps - 1}; got {at}.")
-    ev = torch.stack([spectrum_at(model, out.trajectory[i], float(out.ts[i]), cond, method, k, seed,
-                                  out.guidance_scale) for i in at])
+    ev = torch.stack(
+        [spectrum_at(model, out.trajectory[i], float(out.ts[i]), cond, method, k, seed, out.guidance_scale) for i in at]
+    )
     return TrajectorySpectra(out.ts[list(at)], torch.tensor(at), ev, out.images)
 
 

@@ -33,8 +33,13 @@ def summarize(eigenvalues: torch.Tensor | np.ndarray, tau: float) -> dict[str, n
     ev = _real(eigenvalues)
     if tau <= 0:
         raise ValueError(f"tau must be positive; got {tau}.")
-    return {"n_sharp": (ev < -tau).sum(1), "n_flat": (np.abs(ev) <= tau).sum(1), "trace": ev.sum(1),
-            "lambda_min": ev.min(1), "lambda_max": ev.max(1)}
+    return {
+        "n_sharp": (ev < -tau).sum(1),
+        "n_flat": (np.abs(ev) <= tau).sum(1),
+        "trace": ev.sum(1),
+        "lambda_min": ev.min(1),
+        "lambda_max": ev.max(1),
+    }
 
 
 def summarize_density(density: SpectralDensity, tau: float) -> dict[str, np.ndarray]:
@@ -43,16 +48,22 @@ def summarize_density(density: SpectralDensity, tau: float) -> dict[str, np.ndar
     if tau <= 0:
         raise ValueError(f"tau must be positive; got {tau}.")
     sharp = density.count(-np.inf, np.nextafter(-tau, -np.inf))  # lambda < -tau
-    return {"n_sharp": sharp, "n_flat": density.count(-np.inf, tau) - sharp,
-            "trace": density.trace(), "lambda_min": density.nodes.min((1, 2)),
-            "lambda_max": density.nodes.max((1, 2))}
+    return {
+        "n_sharp": sharp,
+        "n_flat": density.count(-np.inf, tau) - sharp,
+        "trace": density.trace(),
+        "lambda_min": density.nodes.min((1, 2)),
+        "lambda_max": density.nodes.max((1, 2)),
+    }
 
 
 def _real(eigenvalues) -> np.ndarray:
     ev = eigenvalues.numpy() if torch.is_tensor(eigenvalues) else np.asarray(eigenvalues)
     if np.iscomplexobj(ev):
-        raise ValueError("Summaries need the real spectrum of the symmetrized Hessian (method 'exact' or "
-                         "'lanczos'), not Arnoldi's complex one.")
+        raise ValueError(
+            "Summaries need the real spectrum of the symmetrized Hessian (method 'exact' or "
+            "'lanczos'), not Arnoldi's complex one."
+        )
     if ev.ndim != 2:
         raise ValueError(f"eigenvalues must be (B, D); got shape {ev.shape}.")
     return ev

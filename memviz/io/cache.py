@@ -70,13 +70,16 @@ def model_fingerprint(model) -> str:
     if getattr(model, "_fingerprint", None) is None:
         unet = getattr(model, "_unet", None)  # a lazy UNet (memviz.model.loading.LazyUNet) reads its file, unbuilt
         parts = [getattr(model, "unet", None) if unet is None else unet] + [
-            getattr(model, name, None) for name in ("vae", "text_encoder")]
+            getattr(model, name, None) for name in ("vae", "text_encoder")
+        ]
         tensors = [t for part in parts if part is not None for _, t in sorted(part.state_dict().items())]
         model._fingerprint = fingerprint(dict(model.scheduler.config), model.prediction_type, *tensors)
     return model._fingerprint
 
 
-def cached(kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]], refresh: bool = False) -> dict[str, np.ndarray]:
+def cached(
+    kind: str, key: str, compute: Callable[[], dict[str, np.ndarray]], refresh: bool = False
+) -> dict[str, np.ndarray]:
     """Arrays of ``kind``/``key`` from disk, or ``compute()`` them and store them first."""
     path = cache_dir() / kind / f"{key}.npz"
     if path.exists() and not refresh:
@@ -145,12 +148,14 @@ class RowStore:
         where = [stored.get(k) for k in keys]
         found = np.array([w is not None for w in where], dtype=bool)
         names = parts[0].keys() if parts else ()
-        columns = {c: np.stack([parts[p][c][i] for p, i in (w for w in where if w is not None)])
-                   for c in names} if found.any() else {}
+        columns = (
+            {c: np.stack([parts[p][c][i] for p, i in (w for w in where if w is not None)]) for c in names}
+            if found.any()
+            else {}
+        )
         return found, columns
 
     def write(self, keys: list[str], columns: dict[str, np.ndarray]) -> None:
         """Store one finished batch: ``columns`` of (len(keys), ...) arrays."""
         sweep(self.path)
-        save_npz(self.path / f"part-{uuid.uuid4().hex}.npz", checksum=True, _key=np.asarray(keys, dtype=str),
-                 **columns)
+        save_npz(self.path / f"part-{uuid.uuid4().hex}.npz", checksum=True, _key=np.asarray(keys, dtype=str), **columns)

@@ -26,9 +26,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp
-        _fsync(tmp)                 # the bytes are on disk before the name points at them
-        os.replace(tmp, path)       # atomic: a reader sees the old file or the new one, never a mix
-        _fsync(path.parent)         # and the rename itself survives a crash
+        _fsync(tmp)  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the new one, never a mix
+        _fsync(path.parent)  # and the rename itself survives a crash
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

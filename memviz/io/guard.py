@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_MAX_BYTES = 4 * 2**30
-MAX_PROMPT_CHARS = 1000   # a prompt longer than this is refused (text encoders read 77 tokens at most)
+MAX_PROMPT_CHARS = 1000  # a prompt longer than this is refused (text encoders read 77 tokens at most)
 
 
 def max_bytes() -> int:
@@ -48,8 +48,10 @@ def check_bytes(n: int, what: str) -> None:
     """Refuse ``what`` if holding it takes more than ``max_bytes()``."""
     limit = max_bytes()
     if n > limit:
-        raise ValueError(f"{what} would take {_size(n)} in memory, over the limit of {_size(limit)}; "
-                         "raise MEMVIZ_MAX_BYTES if you trust it and have the memory.")
+        raise ValueError(
+            f"{what} would take {_size(n)} in memory, over the limit of {_size(limit)}; "
+            "raise MEMVIZ_MAX_BYTES if you trust it and have the memory."
+        )
 
 
 def check_file(path: Path, what: str = "") -> None:
@@ -72,16 +74,23 @@ def npz_members(path: str | os.PathLike) -> dict[str, tuple[np.dtype, tuple[int,
                 name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
                 with z.open(info) as f:
                     version = np.lib.format.read_magic(f)
-                    shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
-                                       else np.lib.format.read_array_header_2_0(f))
+                    shape, _, dtype = (
+                        np.lib.format.read_array_header_1_0(f)
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0(f)
+                    )
                     header = f.tell() if f.seekable() else 128
                 if dtype.hasobject:
-                    raise ValueError(f"{path} holds an object array {name!r}, which would run code when loaded "
-                                     "(a pickle); save plain numeric or string arrays.")
+                    raise ValueError(
+                        f"{path} holds an object array {name!r}, which would run code when loaded "
+                        "(a pickle); save plain numeric or string arrays."
+                    )
                 nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
                 if info.file_size < header + nbytes:
-                    raise ValueError(f"{path} is cut short: array {name!r} declares {_size(nbytes)} but holds "
-                                     f"{_size(max(info.file_size - header, 0))}.")
+                    raise ValueError(
+                        f"{path} is cut short: array {name!r} declares {_size(nbytes)} but holds "
+                        f"{_size(max(info.file_size - header, 0))}."
+                    )
                 total += nbytes
                 members[name] = (dtype, tuple(shape))
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
@@ -112,9 +121,11 @@ def inside_roots(path: str | os.PathLike, what: str = "path") -> Path:
     resolved = Path(text).expanduser().resolve()
     allowed = roots()
     if not any(resolved == r or resolved.is_relative_to(r) for r in allowed):
-        raise ValueError(f"The {what} {text!r} is outside the folders this app may open "
-                         f"({', '.join(str(r) for r in allowed[1:])} and the bundled demos); "
-                         "list its folder in MEMVIZ_ROOTS to allow it.")
+        raise ValueError(
+            f"The {what} {text!r} is outside the folders this app may open "
+            f"({', '.join(str(r) for r in allowed[1:])} and the bundled demos); "
+            "list its folder in MEMVIZ_ROOTS to allow it."
+        )
     return resolved
 
 

@@ -7,5 +7,18 @@ from memviz.lid.flipd import DEFAULT_T0, T_GRID, at_t0, flipd, flipd_curve, knee
 from memviz.lid.normal_bundle import normal_bundle
 from memviz.lid.verdict import VERDICTS, calibrate_threshold, mmh_verdict, verdict_rule
 
-__all__ = ["DEFAULT_T0", "T_GRID", "VERDICTS", "at_t0", "t_grid", "calibrate_threshold", "data_lid", "flipd", "flipd_curve", "knee_index",
-           "mmh_verdict", "normal_bundle", "verdict_rule"]
+__all__ = [
+    "DEFAULT_T0",
+    "T_GRID",
+    "VERDICTS",
+    "at_t0",
+    "t_grid",
+    "calibrate_threshold",
+    "data_lid",
+    "flipd",
+    "flipd_curve",
+    "knee_index",
+    "mmh_verdict",
+    "normal_bundle",
+    "verdict_rule",
+]

@@ -25,9 +25,16 @@ from memviz.neighbors.index import NeighborGraph, NeighborIndex, _flat, neighbor
 DEFAULT_K = {"lpca": 100, "mle": 20, "twonn": 100, "ess": 100}
 
 
-def data_lid(reference, queries=None, method: str = "lpca", k: int | None = None,
-             index: NeighborIndex | None = None, alpha: float = 0.05, chunk: int = 256,
-             graph: NeighborGraph | None = None) -> np.ndarray:
+def data_lid(
+    reference,
+    queries=None,
+    method: str = "lpca",
+    k: int | None = None,
+    index: NeighborIndex | None = None,
+    alpha: float = 0.05,
+    chunk: int = 256,
+    graph: NeighborGraph | None = None,
+) -> np.ndarray:
     """Pointwise LID* of ``queries`` (or of every reference point) from their k nearest reference points.
 
     Args:
@@ -77,10 +84,10 @@ def _lpca_fo(ref: np.ndarray, idx: np.ndarray, alpha: float, chunk: int) -> np.n
     out = np.empty(len(idx))
     data = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))
     for s in range(0, len(idx), chunk):
-        rows = torch.from_numpy(idx[s:s + chunk])
+        rows = torch.from_numpy(idx[s : s + chunk])
         nbhd = data[rows]
-        no_spread = (nbhd.amax(1) - nbhd.amin(1)).amax(1) == 0                    # exact copies: LID* 0
-        ev = _gram_eigenvalues(nbhd)                                              # (b, k), descending
+        no_spread = (nbhd.amax(1) - nbhd.amin(1)).amax(1) == 0  # exact copies: LID* 0
+        ev = _gram_eigenvalues(nbhd)  # (b, k), descending
         ev[no_spread] = 0
         thr = alpha * ev[:, :1]
         close = ((ev - thr).abs() <= 1e-5 * ev[:, :1].abs()).any(1) & (ev[:, 0] > 0)
@@ -88,7 +95,7 @@ def _lpca_fo(ref: np.ndarray, idx: np.ndarray, alpha: float, chunk: int) -> np.n
             ev64 = _gram_eigenvalues(nbhd[close].double())
             ev, thr = ev.double(), thr.double()
             ev[close], thr[close] = ev64, alpha * ev64[:, :1]
-        out[s:s + chunk] = (ev > thr).sum(1).numpy()
+        out[s : s + chunk] = (ev > thr).sum(1).numpy()
     return out
 
 
@@ -131,6 +138,8 @@ def _per_neighbourhood(ref: np.ndarray, idx: np.ndarray, method: str) -> np.ndar
             warnings.simplefilter("ignore")
             out[i] = float(cls().fit(nbhd).dimension_)
     if not np.isfinite(out).all():
-        raise ValueError(f"{method} gave no finite LID* for {int((~np.isfinite(out)).sum())} points; "
-                         "try a larger k or another method.")
+        raise ValueError(
+            f"{method} gave no finite LID* for {int((~np.isfinite(out)).sum())} points; "
+            "try a larger k or another method."
+        )
     return out

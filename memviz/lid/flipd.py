@@ -42,9 +42,17 @@ def at_t0(ts: Sequence[float], curves: np.ndarray, t0: float) -> np.ndarray:
     return np.array([np.interp(np.log(t0), logt, row) for row in curves]) if len(curves) else np.zeros(0)
 
 
-def flipd(model: DiffusionModel, x: torch.Tensor, t0: float | Literal["knee"] = DEFAULT_T0, cond: Cond = None,
-          trace: Literal["auto", "exact", "hutchinson"] = "auto", n_probes: int = 1, seed: int | Sequence[int] = 0,
-          batch_size: int | None = None, guidance_scale: float | None = None) -> torch.Tensor:
+def flipd(
+    model: DiffusionModel,
+    x: torch.Tensor,
+    t0: float | Literal["knee"] = DEFAULT_T0,
+    cond: Cond = None,
+    trace: Literal["auto", "exact", "hutchinson"] = "auto",
+    n_probes: int = 1,
+    seed: int | Sequence[int] = 0,
+    batch_size: int | None = None,
+    guidance_scale: float | None = None,
+) -> torch.Tensor:
     """FLIPD of each point.
 
     Args:
@@ -61,8 +69,17 @@ def flipd(model: DiffusionModel, x: torch.Tensor, t0: float | Literal["knee"] = 
     if isinstance(t0, str):
         if t0 != "knee":
             raise ValueError(f"t0 must be a time in (0, 1] or 'knee'; got {t0!r}.")
-        curve = flipd_curve(model, x, T_GRID, cond=cond, trace=trace, n_probes=n_probes, seed=seed,
-                            batch_size=batch_size, guidance_scale=guidance_scale)
+        curve = flipd_curve(
+            model,
+            x,
+            T_GRID,
+            cond=cond,
+            trace=trace,
+            n_probes=n_probes,
+            seed=seed,
+            batch_size=batch_size,
+            guidance_scale=guidance_scale,
+        )
         return curve[torch.arange(len(x)), torch.as_tensor(knee_index(T_GRID, curve.numpy()))]
     model.check_points(x)
     mode = _trace_mode(trace, model.dim)
@@ -75,19 +92,21 @@ def flipd(model: DiffusionModel, x: torch.Tensor, t0: float | Literal["knee"] = 
     else:
         if len(seed) != len(x):
             raise ValueError(f"Give one seed, or one per row ({len(x)}); got {len(seed)}.")
-        gen = lambda i: [torch.Generator().manual_seed(int(s)) for s in seed[i:i + bs]]  # noqa: E731
-    out = [_flipd_batch(model, x[i:i + bs], float(t0), rows_of(cond, i, bs), mode, n_probes, gen(i), guidance_scale)
-           for i in range(0, len(x), bs)]
+        gen = lambda i: [torch.Generator().manual_seed(int(s)) for s in seed[i : i + bs]]  # noqa: E731
+    out = [
+        _flipd_batch(model, x[i : i + bs], float(t0), rows_of(cond, i, bs), mode, n_probes, gen(i), guidance_scale)
+        for i in range(0, len(x), bs)
+    ]
     return torch.cat(out)
 
 
 def _flipd_batch(model, x, t0, cond, mode, n_probes, gen, guidance_scale) -> torch.Tensor:
     """Steps: 1. y = alpha(t0) x; 2. eps(y) and its vjp; 3. the trace; 4. eq. (10)."""
-    y = (model.alpha(t0) * x).to(model.device, torch.float32)                              # 1.
-    eps, vjp_fn = eps_and_vjp(lambda z: model.eps(z, t0, cond, guidance_scale), y)         # 2.
+    y = (model.alpha(t0) * x).to(model.device, torch.float32)  # 1.
+    eps, vjp_fn = eps_and_vjp(lambda z: model.eps(z, t0, cond, guidance_scale), y)  # 2.
     tr = trace_exact(vjp_fn, y) if mode == "exact" else trace_hutchinson(vjp_fn, y, n_probes, gen)  # 3.
     norm2 = eps.detach().flatten(1).double().pow(2).sum(1)
-    return (model.dim - model.sigma(t0) * tr + norm2).cpu()                                # 4.
+    return (model.dim - model.sigma(t0) * tr + norm2).cpu()  # 4.
 
 
 def flipd_curve(model: DiffusionModel, x: torch.Tensor, ts: Sequence[float] = T_GRID, **kwargs) -> torch.Tensor:

@@ -15,8 +15,15 @@ import torch
 from memviz.model.adapter import Cond, DiffusionModel
 
 
-def normal_bundle(model: DiffusionModel, x: torch.Tensor, t: float = 0.01, n_scores: int | None = None,
-                  cond: Cond = None, seed: int = 0, batch_size: int = 256) -> torch.Tensor:
+def normal_bundle(
+    model: DiffusionModel,
+    x: torch.Tensor,
+    t: float = 0.01,
+    n_scores: int | None = None,
+    cond: Cond = None,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """LID of each point from the spectrum of its noised scores.
 
     Args:
@@ -39,11 +46,15 @@ def normal_bundle(model: DiffusionModel, x: torch.Tensor, t: float = 0.01, n_sco
 @torch.no_grad()
 def _lid_one(model, x, t, k, cond, gen, batch_size) -> torch.Tensor:
     """Steps: 1. K noised copies; 2. their scores (K, D); 3. singular values; 4. D - argmax gap."""
-    noise = torch.randn((k, *x.shape), generator=gen)                                     # 1.
+    noise = torch.randn((k, *x.shape), generator=gen)  # 1.
     y = (model.alpha(t) * x.unsqueeze(0) + model.sigma(t) * noise).to(model.device)
-    scores = torch.cat([model.score(y[i:i + batch_size], t, cond).flatten(1)              # 2.
-                        for i in range(0, k, batch_size)]).double()
-    sv = torch.linalg.svdvals(scores)                                                     # 3.
+    scores = torch.cat(
+        [
+            model.score(y[i : i + batch_size], t, cond).flatten(1)  # 2.
+            for i in range(0, k, batch_size)
+        ]
+    ).double()
+    sv = torch.linalg.svdvals(scores)  # 3.
     sv = torch.cat([sv, sv.new_zeros(1)])  # a drop to 0 after all D: a point mass, LID 0
-    normal_dim = int(torch.argmax(sv[:-1] - sv[1:])) + 1                                  # 4.
+    normal_dim = int(torch.argmax(sv[:-1] - sv[1:])) + 1  # 4.
     return torch.tensor(max(model.dim - normal_dim, 0))

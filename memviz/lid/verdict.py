@@ -18,9 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 VERDICTS = ("not memorized", "OD-Mem", "DD-Mem")
-VERDICT_LID = "mle"       # LID* read by the verdict: MLE at k = 20, below the copies of a planted duplicate
+VERDICT_LID = "mle"  # LID* read by the verdict: MLE at k = 20, below the copies of a planted duplicate
 FALSE_POSITIVE_RATE = 0.05  # the FLIPD threshold: 5% of held-out (not memorized) images fall below it
-DATA_THRESHOLD = 1.0        # LID* below it: the data itself is a point there (DD-Mem)
+DATA_THRESHOLD = 1.0  # LID* below it: the data itself is a point there (DD-Mem)
 
 
 def verdict_rule(lid_model, lid_data, reference_lid_model) -> tuple[np.ndarray, float]:
@@ -31,7 +31,9 @@ def verdict_rule(lid_model, lid_data, reference_lid_model) -> tuple[np.ndarray, 
     return mmh_verdict(lid_model, lid_data, model_threshold=threshold), threshold
 
 
-def mmh_verdict(lid_model, lid_data, model_threshold: float = 1.0, data_threshold: float = DATA_THRESHOLD) -> np.ndarray:
+def mmh_verdict(
+    lid_model, lid_data, model_threshold: float = 1.0, data_threshold: float = DATA_THRESHOLD
+) -> np.ndarray:
     """Per sample, one of ``VERDICTS``.
 
     Args:
@@ -74,12 +76,18 @@ def verdict_reason(lid_model: float, lid_data: float, threshold: float, copies: 
     """
     verdict = mmh_verdict([lid_model], [lid_data], model_threshold=threshold)[0]
     held = f", and the training set holds it {copies} times" if copies > 1 else ""
-    low = (f"LID_theta {lid_model:.1f} is below the threshold {threshold:.1f} "
-           f"({FALSE_POSITIVE_RATE:.0%} of held-out images fall below it)")
+    low = (
+        f"LID_theta {lid_model:.1f} is below the threshold {threshold:.1f} "
+        f"({FALSE_POSITIVE_RATE:.0%} of held-out images fall below it)"
+    )
     if verdict == "DD-Mem":
-        return (f"{low} and LID* {lid_data:.1f} is below {DATA_THRESHOLD:g}{held}: data-driven memorization "
-                "(the data is a point here).")
+        return (
+            f"{low} and LID* {lid_data:.1f} is below {DATA_THRESHOLD:g}{held}: data-driven memorization "
+            "(the data is a point here)."
+        )
     if verdict == "OD-Mem":
-        return (f"{low}, but LID* {lid_data:.1f} is not{held}: overfitting-driven memorization (the model has "
-                "collapsed a region the data spans).")
+        return (
+            f"{low}, but LID* {lid_data:.1f} is not{held}: overfitting-driven memorization (the model has "
+            "collapsed a region the data spans)."
+        )
     return f"LID_theta {lid_model:.1f} is not below the threshold {threshold:.1f}{held}: not memorized."

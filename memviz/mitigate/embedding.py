@@ -49,9 +49,21 @@ def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     return Mitigated(out, e, info)
 
 
-register(Mitigation(
-    "embedding-opt", "condition embedding",
-    Knob("target", 0.5, 0.0, 1.0, help="stop once the first step's CFG norm falls below this fraction of its start "
-         f"(0: always {MAX_STEPS} Adam steps)"),
-    f"about 3 calls per Adam step (at most {MAX_STEPS})", "Wen, Liu, Chen, Lyu, ICLR 2024 (section 4)",
-    needs=("condition", "embedding"), run=_run))
+register(
+    Mitigation(
+        "embedding-opt",
+        "condition embedding",
+        Knob(
+            "target",
+            0.5,
+            0.0,
+            1.0,
+            help="stop once the first step's CFG norm falls below this fraction of its start "
+            f"(0: always {MAX_STEPS} Adam steps)",
+        ),
+        f"about 3 calls per Adam step (at most {MAX_STEPS})",
+        "Wen, Liu, Chen, Lyu, ICLR 2024 (section 4)",
+        needs=("condition", "embedding"),
+        run=_run,
+    )
+)

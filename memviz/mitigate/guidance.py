@@ -59,17 +59,45 @@ def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     switch = _Switch(n, float(knob), late)
     # one batch (its rows are the schedule's rows); both outputs (one batched call) until every row has
     # switched, then only what the late scale needs (the conditional one alone at w = 1)
-    out = model.sample(n, cond=cond, steps=steps, guidance_scale=switch, seed=seed, callback=switch.step,
-                       batch_size=n, uncond=switch.pending)
-    return Mitigated(out, cond, {"switch_step": [steps if int(a) < 0 else int(a) for a in switch.at], "steps": steps,
-                                 "early": float(knob), "late": late})
+    out = model.sample(
+        n,
+        cond=cond,
+        steps=steps,
+        guidance_scale=switch,
+        seed=seed,
+        callback=switch.step,
+        batch_size=n,
+        uncond=switch.pending,
+    )
+    return Mitigated(
+        out,
+        cond,
+        {
+            "switch_step": [steps if int(a) < 0 else int(a) for a in switch.at],
+            "steps": steps,
+            "early": float(knob),
+            "late": late,
+        },
+    )
 
 
-register(Mitigation(
-    "guidance-schedule", "guidance schedule",
-    Knob("early", 1.0, -4.0, 1.0, help="the guidance scale before the transition (the first local minimum of the "
-         "CFG norm): 1, no guidance (the conditional model alone, the authors' setting); 0, the unconditional model; "
-         "below 0, opposite guidance"),
-    "0 extra calls: the early steps read the sampler's own conditional and unconditional outputs (one batched "
-    "pair per step)", "Jain et al., CVPR 2025 (attraction basin, dynamic transition point)",
-    needs=("condition",), run=_run))
+register(
+    Mitigation(
+        "guidance-schedule",
+        "guidance schedule",
+        Knob(
+            "early",
+            1.0,
+            -4.0,
+            1.0,
+            help="the guidance scale before the transition (the first local minimum of the "
+            "CFG norm): 1, no guidance (the conditional model alone, the authors' setting); 0, the unconditional model; "
+            "below 0, opposite guidance",
+        ),
+        "0 extra calls: the early steps read the sampler's own conditional and unconditional outputs (one batched "
+        "pair per step)",
+        "Jain et al., CVPR 2025 (attraction basin, dynamic transition point)",
+        needs=("condition",),
+        run=_run,
+    )
+)

@@ -79,7 +79,7 @@ def prompt_sets(model) -> tuple[list, list]:
         if not table:
             return [], []
         planted = planted_prompts(table)
-        return planted, [ordinary_captions(table, d)[0] for d in range(10)][:max(len(planted), 1)]
+        return planted, [ordinary_captions(table, d)[0] for d in range(10)][: max(len(planted), 1)]
     n_ordinary = model.meta.get("planted", {}).get("n_ordinary")
     if n_ordinary is None:
         return [], model.class_names
@@ -113,8 +113,12 @@ MEMORIZATION = {
 }
 
 
-_KIND_OF_ROWS = {frozenset({"OD-Mem"}): "OD-Mem", frozenset({"DD-Mem"}): "DD-Mem",
-                 frozenset({"none", "DD-Mem"}): "DD-Mem among ordinary", frozenset({"none"}): "none"}
+_KIND_OF_ROWS = {
+    frozenset({"OD-Mem"}): "OD-Mem",
+    frozenset({"DD-Mem"}): "DD-Mem",
+    frozenset({"none", "DD-Mem"}): "DD-Mem among ordinary",
+    frozenset({"none"}): "none",
+}
 
 
 def prompt_memorization(study, prompts) -> list[str]:
@@ -171,9 +175,19 @@ def calibration_prompts(study, k: int = CALIBRATION_ROWS, seed: int = 0) -> list
     return list(dict.fromkeys(row_prompts(study, rows)))
 
 
-def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: int = 50, guidance_scale=None,
-            gate: str = "wen", threshold: float | None = None, knobs: dict | None = None,
-            memo: dict | None = None) -> LabResult:
+def run_lab(
+    study,
+    prompts,
+    methods=("all",),
+    n: int = 16,
+    seed: int = 0,
+    steps: int = 50,
+    guidance_scale=None,
+    gate: str = "wen",
+    threshold: float | None = None,
+    knobs: dict | None = None,
+    memo: dict | None = None,
+) -> LabResult:
     """Steps 1-3 of the module docstring. ``knobs``: method name -> its knob's value (default: its default).
     ``memo``: a dict shared by calls with the same study, n, seed, steps, guidance scale and gate (a
     sweep): each prompt's gate score and judged plain generation are then computed once."""
@@ -212,9 +226,12 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
             calib_scored = scored(calib)
             calib_scores = calib_scored[:, 0]
             threshold = float(np.quantile(calib_scores, GATE_QUANTILE))
-            gate_info |= {"calibration_prompts": calib, "calibration_scores": calib_scores.tolist(),
-                          "calibration_seconds": float(calib_scored[:, 1].sum()),
-                          "calibration_model_calls": int(calib_scored[:, 2].sum())}
+            gate_info |= {
+                "calibration_prompts": calib,
+                "calibration_scores": calib_scores.tolist(),
+                "calibration_seconds": float(calib_scored[:, 1].sum()),
+                "calibration_model_calls": int(calib_scored[:, 2].sum()),
+            }
         flagged = scores > threshold
         gate_info["threshold"] = float(threshold)
     labels, kinds = expected_labels(study, prompts), prompt_memorization(study, prompts)
@@ -228,24 +245,44 @@ def run_lab(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps:
                 with Meter(model) as meter:
                     result = method(model, prompt, n, seed, steps, guidance_scale, knobs.get(method.name))
                 judged = _judge(study, result, prompt, labels[p], memo) | {
-                    "seconds": meter.seconds, "model_calls": meter.calls, "info": result.info}
+                    "seconds": meter.seconds,
+                    "model_calls": meter.calls,
+                    "info": result.info,
+                }
                 if method.name == "none":
                     memo["none", prompt] = judged
             images.append(judged["images"])
             nearest.append(judged["nearest"])
             prompt_of += [str(prompt)] * n
             method_of += [method.name] * n
-            rows.append({"prompt": str(prompt), "memorization": kinds[p], "method": method.name,
-                         "knob": None if method.knob is None else knobs.get(method.name, method.knob.default),
-                         "flagged": bool(flagged[p]), "applied": applied, "gate_score": float(scores[p]),
-                         **{k: judged[k] for k in ("copy_rate", "own_copy_rate", "median_nn_distance", "utility")},
-                         "seconds": judged["seconds"] if applied else 0.0,
-                         "model_calls": judged["model_calls"] if applied else 0,
-                         "gate_seconds": float(gate_cost[p, 0]), "gate_model_calls": int(gate_cost[p, 1]),
-                         "n": n, "seed": seed, "info": judged["info"] if applied else {}})
-    return LabResult(pd.DataFrame(rows), np.concatenate(images).astype(np.float32),
-                     np.concatenate(nearest).astype(np.float32), np.asarray(prompt_of),
-                     np.asarray(method_of), gate_info, notes)
+            rows.append(
+                {
+                    "prompt": str(prompt),
+                    "memorization": kinds[p],
+                    "method": method.name,
+                    "knob": None if method.knob is None else knobs.get(method.name, method.knob.default),
+                    "flagged": bool(flagged[p]),
+                    "applied": applied,
+                    "gate_score": float(scores[p]),
+                    **{k: judged[k] for k in ("copy_rate", "own_copy_rate", "median_nn_distance", "utility")},
+                    "seconds": judged["seconds"] if applied else 0.0,
+                    "model_calls": judged["model_calls"] if applied else 0,
+                    "gate_seconds": float(gate_cost[p, 0]),
+                    "gate_model_calls": int(gate_cost[p, 1]),
+                    "n": n,
+                    "seed": seed,
+                    "info": judged["info"] if applied else {},
+                }
+            )
+    return LabResult(
+        pd.DataFrame(rows),
+        np.concatenate(images).astype(np.float32),
+        np.concatenate(nearest).astype(np.float32),
+        np.asarray(prompt_of),
+        np.asarray(method_of),
+        gate_info,
+        notes,
+    )
 
 
 def _judge(study, result, prompt, label, memo: dict) -> dict:
@@ -257,14 +294,29 @@ def _judge(study, result, prompt, label, memo: dict) -> dict:
     if "conditions" not in memo:
         memo["conditions"] = reference_conditions(study)
     own = ev.is_copy & (memo["conditions"][ev.neighbors[:, 0]] == str(prompt))
-    return {"images": result.out.images.float().numpy(), "nearest": ev.nearest_images.float().numpy(),
-            "copy_rate": float(np.mean(ev.is_copy)), "own_copy_rate": float(np.mean(own)),
-            "median_nn_distance": float(np.median(ev.distance[:, 0])),
-            "utility": label_accuracy(study, result.out.images, label)}
+    return {
+        "images": result.out.images.float().numpy(),
+        "nearest": ev.nearest_images.float().numpy(),
+        "copy_rate": float(np.mean(ev.is_copy)),
+        "own_copy_rate": float(np.mean(own)),
+        "median_nn_distance": float(np.median(ev.distance[:, 0])),
+        "utility": label_accuracy(study, result.out.images, label),
+    }
 
 
-def sweep(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: int = 50, guidance_scale=None,
-          gate: str = "wen", threshold: float | None = None, k: int = 5, memo: dict | None = None):
+def sweep(
+    study,
+    prompts,
+    methods=("all",),
+    n: int = 16,
+    seed: int = 0,
+    steps: int = 50,
+    guidance_scale=None,
+    gate: str = "wen",
+    threshold: float | None = None,
+    k: int = 5,
+    memo: dict | None = None,
+):
     """Each method's knob traced over ``Knob.sweep(k)`` settings: one row per (method, setting) with the
     copy rate and utility averaged over ``prompts`` (utility over those with a label), seconds and model
     calls, and ``front``: no other row copies less and keeps more (the Pareto front). The plain
@@ -279,16 +331,34 @@ def sweep(study, prompts, methods=("all",), n: int = 16, seed: int = 0, steps: i
     plain_done = False
     for m in chosen:
         for value in m.knob.sweep(k) if m.knob is not None else [None]:
-            lab = run_lab(study, prompts, [m.name], n=n, seed=seed, steps=steps, guidance_scale=guidance_scale,
-                          gate=gate, threshold=threshold, knobs={} if value is None else {m.name: value}, memo=memo)
+            lab = run_lab(
+                study,
+                prompts,
+                [m.name],
+                n=n,
+                seed=seed,
+                steps=steps,
+                guidance_scale=guidance_scale,
+                gate=gate,
+                threshold=threshold,
+                knobs={} if value is None else {m.name: value},
+                memo=memo,
+            )
             threshold = lab.gate.get("threshold", threshold)  # calibrated once, then reused
             for name, g in lab.rows.groupby("method", sort=False):
                 if name == "none" and plain_done:
                     continue
                 plain_done = plain_done or name == "none"
-                out.append({"method": name, "knob": None if name == "none" else value,
-                            "copy_rate": float(g.copy_rate.mean()), "utility": float(g.utility.mean()),
-                            "seconds": float(g.seconds.sum()), "model_calls": int(g.model_calls.sum())})
+                out.append(
+                    {
+                        "method": name,
+                        "knob": None if name == "none" else value,
+                        "copy_rate": float(g.copy_rate.mean()),
+                        "utility": float(g.utility.mean()),
+                        "seconds": float(g.seconds.sum()),
+                        "model_calls": int(g.model_calls.sum()),
+                    }
+                )
     table = pd.DataFrame(out)
     table["front"] = pareto_front(table.copy_rate.to_numpy(), table.utility.to_numpy())
     return table
@@ -299,5 +369,7 @@ def pareto_front(copy_rate, utility) -> np.ndarray:
     copies at most as much (the Pareto front of copy rate against utility); NaN utility: never."""
     c, u = np.asarray(copy_rate, dtype=float), np.asarray(utility, dtype=float)
     ok = ~np.isnan(u)
-    dominated = [bool(((c[ok] <= c[i]) & (u[ok] >= u[i]) & ((c[ok] < c[i]) | (u[ok] > u[i]))).any()) for i in range(len(c))]
+    dominated = [
+        bool(((c[ok] <= c[i]) & (u[ok] >= u[i]) & ((c[ok] < c[i]) | (u[ok] > u[i]))).any()) for i in range(len(c))
+    ]
     return ok & ~np.asarray(dominated, dtype=bool)

@@ -24,7 +24,7 @@ def choose_noise(model, cond, n: int, seed: int, candidates: int, steps: int = 5
     pool = torch.cat([plain[:, None], extra.view(n, candidates - 1, *plain.shape[1:])], dim=1)  # (n, K, C, H, W)
     flat = pool.flatten(0, 1)
     with torch.enable_grad():
-        sharp = torch.cat([jeon_score(model, cond, x_t=flat[i:i + 64], t=t) for i in range(0, len(flat), 64)])
+        sharp = torch.cat([jeon_score(model, cond, x_t=flat[i : i + 64], t=t) for i in range(0, len(flat), 64)])
     best = sharp.view(n, candidates).argmin(dim=1)
     return pool[torch.arange(n), best], best.tolist()
 
@@ -35,9 +35,21 @@ def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     return Mitigated(out, cond, {"chosen_candidate": chosen})
 
 
-register(Mitigation(
-    "initial-noise", "initial noise",
-    Knob("candidates", 8, 1, 256, integer=True, help="Gaussian draws of x_T per generation; the least sharp is "
-         "sampled from (1: the plain generation)"),
-    "6 passes per candidate (Jeon's score at the first step)", "Jeon, Kim, No, ICML 2025 (SAIL, by selection)",
-    needs=("condition",), run=_run))
+register(
+    Mitigation(
+        "initial-noise",
+        "initial noise",
+        Knob(
+            "candidates",
+            8,
+            1,
+            256,
+            integer=True,
+            help="Gaussian draws of x_T per generation; the least sharp is sampled from (1: the plain generation)",
+        ),
+        "6 passes per candidate (Jeon's score at the first step)",
+        "Jeon, Kim, No, ICML 2025 (SAIL, by selection)",
+        needs=("condition",),
+        run=_run,
+    )
+)

@@ -32,7 +32,7 @@ from memviz.mitigate.registry import Knob, Mitigated, Mitigation, register
 from memviz.model.sampling import first_step
 
 LEARNING_RATE = 0.05  # SAIL's Adam learning rate (their Appendix D and code)
-DELTA = 1.0           # the step along the unit guidance direction: SAIL's unit step, in the model's units
+DELTA = 1.0  # the step along the unit guidance direction: SAIL's unit step, in the model's units
 # (6% of ||x_T|| on the 16 x 16 demos, under 1% on Stable Diffusion's 4 x 64 x 64 latents; kept as published)
 
 
@@ -74,8 +74,12 @@ def optimize_noise(model, cond, x_T: torch.Tensor, t: float, steps: int) -> tupl
             x.mul_(radius / x.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
     best = best.cpu()
     moved = (best - x_T).flatten(1).norm(dim=1) / x_T.flatten(1).norm(dim=1)
-    return best, {"loss_start": start.tolist(), "loss_end": low.tolist(), "step_kept": kept.tolist(),
-                  "moved": moved.tolist()}
+    return best, {
+        "loss_start": start.tolist(),
+        "loss_end": low.tolist(),
+        "step_kept": kept.tolist(),
+        "moved": moved.tolist(),
+    }
 
 
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
@@ -85,8 +89,16 @@ def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     return Mitigated(out, cond, info)
 
 
-register(Mitigation(
-    "initial-noise-opt", "initial noise",
-    Knob("steps", 10, 0, 100, integer=True, help="Adam steps on x_T (SAIL's budget is 10; 0: the plain generation)"),
-    "4 passes and their backward per Adam step", "Jeon, Kim, No, ICML 2025 (SAIL, Algorithm 2: gradient steps on x_T)",
-    needs=("condition",), run=_run))
+register(
+    Mitigation(
+        "initial-noise-opt",
+        "initial noise",
+        Knob(
+            "steps", 10, 0, 100, integer=True, help="Adam steps on x_T (SAIL's budget is 10; 0: the plain generation)"
+        ),
+        "4 passes and their backward per Adam step",
+        "Jeon, Kim, No, ICML 2025 (SAIL, Algorithm 2: gradient steps on x_T)",
+        needs=("condition",),
+        run=_run,
+    )
+)

@@ -38,8 +38,9 @@ def token_attribution(model, prompt: str, x_T: torch.Tensor, t: float) -> list[t
 
     prompt = check_prompt(prompt)
     tok = model.tokenizer
-    ids = tok([prompt], padding="max_length", max_length=tok.model_max_length, truncation=True,
-              return_tensors="pt").input_ids  # the padding encode_text uses, so S is the sampler's score
+    ids = tok(
+        [prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids  # the padding encode_text uses, so S is the sampler's score
     layer = _token_embedding(model.text_encoder, len(tok))
     held = []
 
@@ -83,13 +84,33 @@ def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     scores = token_attribution(model, cond, *first_step(model, n, seed, steps))
     edited, gone = drop_words(scores, int(knob))
     out = model.sample(n, cond=edited, steps=steps, guidance_scale=guidance_scale, seed=seed)
-    return Mitigated(out, edited, {"prompt": edited, "dropped": [scores[i][0] for i in gone], "dropped_at": gone,
-                                   "attribution": [[w, round(a, 6)] for w, a in scores]})
+    return Mitigated(
+        out,
+        edited,
+        {
+            "prompt": edited,
+            "dropped": [scores[i][0] for i in gone],
+            "dropped_at": gone,
+            "attribution": [[w, round(a, 6)] for w, a in scores],
+        },
+    )
 
 
-register(Mitigation(
-    "prompt-edit", "prompt",
-    Knob("words", 2, 1, 16, integer=True, help="the most attributed words dropped from the prompt (at least one "
-         "word is kept)"),
-    "3 passes (CFG-norm gradient to the token embeddings)", "Ross, Kamkari et al., ICLR 2025 (token attribution)",
-    needs=("text",), run=_run))
+register(
+    Mitigation(
+        "prompt-edit",
+        "prompt",
+        Knob(
+            "words",
+            2,
+            1,
+            16,
+            integer=True,
+            help="the most attributed words dropped from the prompt (at least one word is kept)",
+        ),
+        "3 passes (CFG-norm gradient to the token embeddings)",
+        "Ross, Kamkari et al., ICLR 2025 (token attribution)",
+        needs=("text",),
+        run=_run,
+    )
+)

@@ -84,8 +84,10 @@ class Mitigation:
     def unavailable(self, model) -> str | None:
         """None if this method applies to ``model``; else one sentence saying why not."""
         if "text" in self.needs and not model.is_text_conditional:
-            return (f"{self.name} edits the prompt's words, and this model is conditioned "
-                    f"{'by class labels' if model.is_class_conditional else 'on nothing'}; it needs a text model.")
+            return (
+                f"{self.name} edits the prompt's words, and this model is conditioned "
+                f"{'by class labels' if model.is_class_conditional else 'on nothing'}; it needs a text model."
+            )
         if "condition" in self.needs and not (model.is_class_conditional or model.is_text_conditional):
             return f"{self.name} acts on the condition, and this model is unconditional."
         if "embedding" in self.needs and model.is_class_conditional and not hasattr(model.unet, "class_embedding"):
@@ -94,13 +96,28 @@ class Mitigation:
 
     def describe(self) -> dict:
         """A JSON-able description (``memviz mitigate --list``)."""
-        knob = None if self.knob is None else {"name": self.knob.name, "default": self.knob.default,
-                                                "range": [self.knob.low, self.knob.high], "help": self.knob.help}
-        return {"name": self.name, "changes": self.changes, "knob": knob, "cost": self.cost, "paper": self.paper,
-                "needs": list(self.needs)}
+        knob = (
+            None
+            if self.knob is None
+            else {
+                "name": self.knob.name,
+                "default": self.knob.default,
+                "range": [self.knob.low, self.knob.high],
+                "help": self.knob.help,
+            }
+        )
+        return {
+            "name": self.name,
+            "changes": self.changes,
+            "knob": knob,
+            "cost": self.cost,
+            "paper": self.paper,
+            "needs": list(self.needs),
+        }
 
-    def __call__(self, model, cond, n: int, seed: int = 0, steps: int = 50, guidance_scale=None,
-                 knob: float | None = None) -> Mitigated:
+    def __call__(
+        self, model, cond, n: int, seed: int = 0, steps: int = 50, guidance_scale=None, knob: float | None = None
+    ) -> Mitigated:
         why = self.unavailable(model)
         if why is not None:
             raise ValueError(why)

@@ -19,10 +19,19 @@ def random_words(tokenizer, k: int, seed: int) -> list[str]:
 
 def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     edited = f"{cond} {' '.join(random_words(model.tokenizer, int(knob), seed))}"
-    return Mitigated(model.sample(n, cond=edited, steps=steps, guidance_scale=guidance_scale, seed=seed), edited,
-                     {"prompt": edited})
+    return Mitigated(
+        model.sample(n, cond=edited, steps=steps, guidance_scale=guidance_scale, seed=seed), edited, {"prompt": edited}
+    )
 
 
-register(Mitigation(
-    "random-tokens", "prompt", Knob("tokens", 4, 1, 32, integer=True, help="random words appended to the prompt"),
-    "0 extra calls", "Somepalli et al., 2023 (random token addition)", needs=("text",), run=_run))
+register(
+    Mitigation(
+        "random-tokens",
+        "prompt",
+        Knob("tokens", 4, 1, 32, integer=True, help="random words appended to the prompt"),
+        "0 extra calls",
+        "Somepalli et al., 2023 (random token addition)",
+        needs=("text",),
+        run=_run,
+    )
+)

@@ -14,6 +14,14 @@ def _run(model, cond, n, seed, steps, guidance_scale, knob) -> Mitigated:
     return Mitigated(out, None, {"prompt": "no prompt (the unconditional model)"})
 
 
-register(Mitigation(
-    "unconditional", "condition (dropped)", None, "0 extra calls (one output per step instead of two)",
-    "baseline: refuse the flagged prompt", needs=("condition",), run=_run))
+register(
+    Mitigation(
+        "unconditional",
+        "condition (dropped)",
+        None,
+        "0 extra calls (one output per step instead of two)",
+        "baseline: refuse the flagged prompt",
+        needs=("condition",),
+        run=_run,
+    )
+)

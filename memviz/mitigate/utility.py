@@ -34,8 +34,11 @@ def classifier(study) -> dict[str, np.ndarray]:
 
         x = train.images.flatten(1).numpy().astype(np.float64)
         model = LogisticRegression(max_iter=300, C=0.1).fit(x, train.labels)
-        return {"coef": model.coef_.astype(np.float32), "intercept": model.intercept_.astype(np.float32),
-                "classes": model.classes_}
+        return {
+            "coef": model.coef_.astype(np.float32),
+            "intercept": model.intercept_.astype(np.float32),
+            "classes": model.classes_,
+        }
 
     return cached("utility_classifier", fingerprint(train.images, train.labels, "logreg-C0.1"), fit)
 
@@ -54,8 +57,11 @@ def expected_labels(study, prompts: list) -> list:
     for p in prompts:
         label = None
         if model.is_class_conditional:
-            rows = np.flatnonzero(train.labels == model.class_names.index(str(p))) if train is not None and \
-                train.labels is not None else np.zeros(0, int)
+            rows = (
+                np.flatnonzero(train.labels == model.class_names.index(str(p)))
+                if train is not None and train.labels is not None
+                else np.zeros(0, int)
+            )
             label = _label_of(train, rows)
         elif train is not None and train.captions is not None and train.labels is not None:
             rows = np.asarray([i for i, c in enumerate(train.captions) if c == p], dtype=int)

@@ -46,14 +46,27 @@ class DiffusionModel(Conditioning):
         torch.Size([2, 1, 16, 16])
     """
 
-    def __init__(self, unet, scheduler, vae=None, text_encoder=None, tokenizer=None,
-                 meta: dict | None = None, device: str | torch.device | None = None, half: bool | None = None):
+    def __init__(
+        self,
+        unet,
+        scheduler,
+        vae=None,
+        text_encoder=None,
+        tokenizer=None,
+        meta: dict | None = None,
+        device: str | torch.device | None = None,
+        half: bool | None = None,
+    ):
         if not all(hasattr(getattr(unet, "config", None), k) for k in ("sample_size", "in_channels")):
-            raise ValueError(f"unet must be a diffusers UNet2DModel or UNet2DConditionModel (or a module with "
-                             f"their call signature and config), not {type(unet).__name__}.")
+            raise ValueError(
+                f"unet must be a diffusers UNet2DModel or UNet2DConditionModel (or a module with "
+                f"their call signature and config), not {type(unet).__name__}."
+            )
         self.prediction_type = scheduler.config.get("prediction_type", "epsilon")
         if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type {self.prediction_type!r} is not supported; use one of {PREDICTION_TYPES}.")
+            raise ValueError(
+                f"prediction_type {self.prediction_type!r} is not supported; use one of {PREDICTION_TYPES}."
+            )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self._unet = unet  # built on first use when lazy (memviz.model.loading.LazyUNet)
         self._unet_lock = threading.Lock()
@@ -121,7 +134,7 @@ class DiffusionModel(Conditioning):
 
     @property
     def family(self) -> str | None:
-        """"sd-v1" or "sd-v2" for a Stable Diffusion checkpoint (latent, text width 768 or 1024), else None."""
+        """ "sd-v1" or "sd-v2" for a Stable Diffusion checkpoint (latent, text width 768 or 1024), else None."""
         width = getattr(self.unet_config, "cross_attention_dim", None)
         if self.vae is None or width not in (768, 1024):
             return None
@@ -166,7 +179,7 @@ class DiffusionModel(Conditioning):
         _check_t(t64)
         tau = (t64 * self.T).clamp(max=self.T - 1)  # clamped at the last step
         lo = tau.floor().long().cpu()
-        w = (tau.cpu() - lo)
+        w = tau.cpu() - lo
         log_abar = (1 - w) * self._log_abar[lo] + w * self._log_abar[(lo + 1).clamp(max=self.T - 1)]
         value = fn(log_abar)
         if not isinstance(t, torch.Tensor):
@@ -174,8 +187,9 @@ class DiffusionModel(Conditioning):
         return value.to(t.device, t.dtype if t.is_floating_point() else torch.float32)
 
     # ---- eps and score ----------------------------------------------------------------
-    def eps(self, x_t: torch.Tensor, t: float | torch.Tensor, cond: Cond = None,
-            guidance_scale: float | None = None) -> torch.Tensor:
+    def eps(
+        self, x_t: torch.Tensor, t: float | torch.Tensor, cond: Cond = None, guidance_scale: float | None = None
+    ) -> torch.Tensor:
         """The noise prediction eps(x_t, t | cond), differentiable in x_t.
 
         Args:
@@ -194,8 +208,9 @@ class DiffusionModel(Conditioning):
         out = self._guided_output(x_t, t * self.T, cond, guidance_scale)
         return self.to_eps(out, x_t, t)
 
-    def score(self, x_t: torch.Tensor, t: float | torch.Tensor, cond: Cond = None,
-              guidance_scale: float | None = None) -> torch.Tensor:
+    def score(
+        self, x_t: torch.Tensor, t: float | torch.Tensor, cond: Cond = None, guidance_scale: float | None = None
+    ) -> torch.Tensor:
         """s(x_t, t) = grad log p_t(x_t) = -eps(x_t, t) / sigma(t).  x_t: (B, C, H, W)."""
         t_b = self._batch_t(t, len(x_t), x_t.device)
         return -self.eps(x_t, t_b, cond, guidance_scale) / self.sigma(t_b).view(-1, 1, 1, 1)
@@ -226,8 +241,13 @@ class DiffusionModel(Conditioning):
         kwargs = self.unet_inputs(cond, len(x) // 2 if double else len(x), double)
         kwargs = {k: v.to(x.dtype) if v.is_floating_point() else v for k, v in kwargs.items()}
         emb = kwargs.pop("class_embedding", None)  # a given class embedding: the conditional rows' layer output
-        hook = None if emb is None else unet.class_embedding.register_forward_hook(
-            lambda module, args, out: torch.cat([emb.to(out.dtype), out[len(emb):]]))
+        hook = (
+            None
+            if emb is None
+            else unet.class_embedding.register_forward_hook(
+                lambda module, args, out: torch.cat([emb.to(out.dtype), out[len(emb) :]])
+            )
+        )
         try:
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=unet is self._unet_half):
                 return unet(x, tau, **kwargs).sample.float()
@@ -246,8 +266,10 @@ class DiffusionModel(Conditioning):
     # ---- checks -------------------------------------------------------------------------
     def _check_x(self, x: torch.Tensor) -> None:
         if not torch.is_tensor(x) or tuple(x.shape[1:]) != self.sample_shape or x.ndim != 4:
-            raise ValueError(f"x_t must have shape (B, {', '.join(map(str, self.sample_shape))}); "
-                             f"got {tuple(getattr(x, 'shape', ()))}.")
+            raise ValueError(
+                f"x_t must have shape (B, {', '.join(map(str, self.sample_shape))}); "
+                f"got {tuple(getattr(x, 'shape', ()))}."
+            )
 
     def check_points(self, x: torch.Tensor) -> None:
         """The shape check, plus finiteness: an estimate at NaN would be NaN. x: (B, C, H, W)."""
@@ -265,8 +287,9 @@ class DiffusionModel(Conditioning):
         return t
 
     # ---- sampling (memviz.model.sampling) --------------------------------------------------
-    def sample(self, n: int, cond: Cond = None, steps: int = 50, guidance_scale=None, seed: int = 0,
-               **kwargs) -> SampleOutput:
+    def sample(
+        self, n: int, cond: Cond = None, steps: int = 50, guidance_scale=None, seed: int = 0, **kwargs
+    ) -> SampleOutput:
         """``memviz.model.sampling.sample`` of this model: n generations, seeded, with its seams
         (``noise``, ``callback``, a guidance schedule)."""
         return sampling.sample(self, n, cond, steps, guidance_scale, seed, **kwargs)
@@ -277,13 +300,19 @@ class DiffusionModel(Conditioning):
         ``scaling_factor`` for latent models (as Stable Diffusion's training encodes), unchanged for
         pixel models. Returns (B, C', H', W') on the CPU."""
         if not torch.is_tensor(images) or images.ndim != 4 or tuple(images.shape[1:]) != self.pixel_shape:
-            raise ValueError(f"Images must have shape (B, {', '.join(map(str, self.pixel_shape))}) for this model; "
-                             f"got {tuple(getattr(images, 'shape', ()))}.")
+            raise ValueError(
+                f"Images must have shape (B, {', '.join(map(str, self.pixel_shape))}) for this model; "
+                f"got {tuple(getattr(images, 'shape', ()))}."
+            )
         if self.vae is None:
             return images
         f = self.vae.config.scaling_factor
-        return torch.cat([self.vae.encode(images[i:i + batch_size].to(self.device)).latent_dist.mean.cpu() * f
-                          for i in range(0, len(images), batch_size)])
+        return torch.cat(
+            [
+                self.vae.encode(images[i : i + batch_size].to(self.device)).latent_dist.mean.cpu() * f
+                for i in range(0, len(images), batch_size)
+            ]
+        )
 
     def decode(self, x0: torch.Tensor) -> torch.Tensor:
         """Model-space samples (B, C, H, W) to pixel images in [0, 1]."""
@@ -294,8 +323,9 @@ class DiffusionModel(Conditioning):
 
     # ---- disk ---------------------------------------------------------------------------
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device | None = None,
-                        lazy: bool = False) -> "DiffusionModel":
+    def from_pretrained(
+        cls, path: str | Path, device: str | torch.device | None = None, lazy: bool = False
+    ) -> "DiffusionModel":
         """Load a bundled demo by name ("demo-mnist") or a local diffusers folder (``model_index.json``,
         or ``unet/`` and ``scheduler/``). ``lazy``: build the UNet on first use (its config, weights'
         header and fingerprint are read now), so that what reads only stored artifacts starts seconds

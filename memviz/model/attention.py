@@ -29,10 +29,12 @@ class _Recorder:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kw):
         if encoder_hidden_states is not None and hidden_states.ndim == 3:
-            context = attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+            context = (
+                attn.norm_encoder_hidden_states(encoder_hidden_states) if attn.norm_cross else encoder_hidden_states
+            )
             q = attn.head_to_batch_dim(attn.to_q(hidden_states))
             k = attn.head_to_batch_dim(attn.to_k(context))
-            probs = attn.get_attention_scores(q, k, None)                          # (B * heads, HW, L)
+            probs = attn.get_attention_scores(q, k, None)  # (B * heads, HW, L)
             self.store[self.name] = probs.view(len(hidden_states), attn.heads, *probs.shape[1:]).mean(1).detach()
         return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kw)
 
@@ -45,8 +47,10 @@ def _layers(unet) -> dict:
             if name.endswith("attn2") and getattr(module, "is_cross_attention", False):
                 found.setdefault(level, {})[f"down_blocks.{level}.{name}"] = module
     if not found:
-        raise ValueError("This model has no cross-attention in its down blocks, so there is no attention map to read "
-                         "(Bright Ending needs a text-conditional UNet2DConditionModel).")
+        raise ValueError(
+            "This model has no cross-attention in its down blocks, so there is no attention map to read "
+            "(Bright Ending needs a text-conditional UNet2DConditionModel)."
+        )
     return found[min(found)]
 
 
@@ -83,6 +87,6 @@ def end_token_map(model, store: dict, prompt: str, rows: int) -> torch.Tensor:
     if not store:
         raise ValueError("No cross-attention was recorded; call the model inside capture_cross_attention.")
     n_tokens = len(model.tokenizer(prompt, truncation=True, max_length=model.tokenizer.model_max_length).input_ids)
-    maps = torch.stack([p[:rows, :, n_tokens - 1] for p in store.values()]).mean(0).float()   # (rows, HW)
+    maps = torch.stack([p[:rows, :, n_tokens - 1] for p in store.values()]).mean(0).float()  # (rows, HW)
     side = int(round(maps.shape[1] ** 0.5))
     return maps.view(rows, side, maps.shape[1] // side).cpu()

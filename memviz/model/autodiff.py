@@ -39,8 +39,10 @@ def check_dense_affordable(dim: int, device: torch.device, what: str, cheaper: s
     """Refuse up front, on a CPU, a computation of D backward passes per point (an exact
     Jacobian, trace or spectrum) above ``is_dense``'s bound. ``cheaper`` names the method to use instead."""
     if torch.device(device).type == "cpu" and not is_dense(dim):
-        raise ValueError(f"{what} at D = {dim:,} needs {dim:,} backward passes per point, hours on a CPU; "
-                         f"use {cheaper}, or a CUDA GPU.")
+        raise ValueError(
+            f"{what} at D = {dim:,} needs {dim:,} backward passes per point, hours on a CPU; "
+            f"use {cheaper}, or a CUDA GPU."
+        )
 
 
 def eps_and_vjp(fn: Fn, y: torch.Tensor) -> tuple[torch.Tensor, VjpFn]:
@@ -76,7 +78,7 @@ def basis_vjps(vjp_fn: VjpFn, y: torch.Tensor, chunk: int = 64) -> Iterator[tupl
     for start in range(0, d, chunk):
         idx = torch.arange(start, min(start + chunk, d), device=y.device)
         basis = torch.zeros(len(idx), b, d, device=y.device, dtype=y.dtype)
-        basis[torch.arange(len(idx)), :, idx] = 1.0                    # e_i for every row
+        basis[torch.arange(len(idx)), :, idx] = 1.0  # e_i for every row
         yield idx, vmap(vjp_fn)(basis.view(len(idx), *y.shape))[0].flatten(2)
 
 
@@ -97,8 +99,9 @@ def trace_exact(vjp_fn: VjpFn, y: torch.Tensor, chunk: int = 64) -> torch.Tensor
     return trace
 
 
-def trace_hutchinson(vjp_fn: VjpFn, y: torch.Tensor, n_probes: int,
-                     generator: torch.Generator | list[torch.Generator]) -> torch.Tensor:
+def trace_hutchinson(
+    vjp_fn: VjpFn, y: torch.Tensor, n_probes: int, generator: torch.Generator | list[torch.Generator]
+) -> torch.Tensor:
     """Hutchinson's estimate mean_k v_k^T J_b v_k with Rademacher v_k (Hutchinson 1989).
 
     ``generator``: one for the batch, or one per row (each row's probes then depend on that row

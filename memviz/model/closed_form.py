@@ -31,15 +31,25 @@ class GaussianMixtureDenoiser(torch.nn.Module):
             log-linearly in between, as ``DiffusionModel`` does).
     """
 
-    def __init__(self, means: torch.Tensor, covs: torch.Tensor, shape: tuple[int, int, int],
-                 weights: torch.Tensor | None = None, scheduler: DDPMScheduler | None = None):
+    def __init__(
+        self,
+        means: torch.Tensor,
+        covs: torch.Tensor,
+        shape: tuple[int, int, int],
+        weights: torch.Tensor | None = None,
+        scheduler: DDPMScheduler | None = None,
+    ):
         super().__init__()
         self.scheduler = scheduler or DDPMScheduler()
         k = len(means)
         self.register_buffer("means", means.double())
         self.register_buffer("covs", covs.double())
-        self.register_buffer("log_weights", torch.log(weights.double() / weights.sum()) if weights is not None
-                             else torch.full((k,), -float(torch.log(torch.tensor(float(k))))))
+        self.register_buffer(
+            "log_weights",
+            torch.log(weights.double() / weights.sum())
+            if weights is not None
+            else torch.full((k,), -float(torch.log(torch.tensor(float(k))))),
+        )
         self.config = SimpleNamespace(sample_size=shape[1:], in_channels=shape[0], num_class_embeds=None)
         self._log_abar = torch.log(self.scheduler.alphas_cumprod.double())
 
@@ -53,13 +63,13 @@ class GaussianMixtureDenoiser(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, timestep, class_labels=None, **_) -> SimpleNamespace:
         tau = torch.as_tensor(timestep, dtype=torch.float64).expand(len(x))
-        a2 = self.abar(tau).view(-1, 1, 1, 1)                                   # (B, 1, 1, 1)
+        a2 = self.abar(tau).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
         eye = torch.eye(self.means.shape[1], dtype=torch.float64)
         same_t = bool((tau == tau[0]).all())  # one factorization for the whole batch
         c = (a2[:1] if same_t else a2) * self.covs.unsqueeze(0) + (1 - (a2[:1] if same_t else a2)) * eye
         r = x.flatten(1).double().unsqueeze(1) - a2.view(-1, 1, 1).sqrt() * self.means  # (B, K, D)
-        chol = torch.linalg.cholesky(c).expand(len(x), -1, -1, -1)              # (B, K, D, D)
-        c_inv_r = torch.cholesky_solve(r.unsqueeze(-1), chol).squeeze(-1)        # (B, K, D)
+        chol = torch.linalg.cholesky(c).expand(len(x), -1, -1, -1)  # (B, K, D, D)
+        c_inv_r = torch.cholesky_solve(r.unsqueeze(-1), chol).squeeze(-1)  # (B, K, D)
         log_det = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         log_post = self.log_weights - 0.5 * (log_det + (r * c_inv_r).sum(-1))  # (B, K), up to a constant
         gamma = torch.softmax(log_post, dim=1).unsqueeze(-1)
@@ -71,8 +81,9 @@ class GaussianMixtureDenoiser(torch.nn.Module):
 class GaussianDenoiser(GaussianMixtureDenoiser):
     """Exact eps of a single Gaussian N(mean (D,), cov (D, D)): score = -C_t^{-1} (x - alpha mean)."""
 
-    def __init__(self, mean: torch.Tensor, cov: torch.Tensor, shape: tuple[int, int, int],
-                 scheduler: DDPMScheduler | None = None):
+    def __init__(
+        self, mean: torch.Tensor, cov: torch.Tensor, shape: tuple[int, int, int], scheduler: DDPMScheduler | None = None
+    ):
         super().__init__(mean.unsqueeze(0), cov.unsqueeze(0), shape, scheduler=scheduler)
 
 
@@ -114,8 +125,13 @@ class ClassGaussianDenoiser(torch.nn.Module):
         means: (K + 1, D); covs: (K + 1, D, D); shape: (C, H, W).
     """
 
-    def __init__(self, means: torch.Tensor, covs: torch.Tensor, shape: tuple[int, int, int],
-                 scheduler: DDPMScheduler | None = None):
+    def __init__(
+        self,
+        means: torch.Tensor,
+        covs: torch.Tensor,
+        shape: tuple[int, int, int],
+        scheduler: DDPMScheduler | None = None,
+    ):
         super().__init__()
         self.parts = torch.nn.ModuleList(GaussianDenoiser(m, c, shape, scheduler) for m, c in zip(means, covs))
         self.config = SimpleNamespace(sample_size=shape[1:], in_channels=shape[0], num_class_embeds=len(means))
@@ -134,8 +150,12 @@ def class_gaussian_model(D: int = 64, shape: tuple[int, int, int] = (1, 8, 8)):
     from memviz.model.adapter import DiffusionModel
 
     (m0, c0), (mu, cu) = subspace_gaussian(D, 4, seed=1), subspace_gaussian(D, 12, seed=2)
-    model = DiffusionModel(ClassGaussianDenoiser(torch.stack([m0, mu]), torch.stack([c0, cu]), shape),
-                           DDPMScheduler(), meta={"class_names": ["c"]}, device="cpu")
+    model = DiffusionModel(
+        ClassGaussianDenoiser(torch.stack([m0, mu]), torch.stack([c0, cu]), shape),
+        DDPMScheduler(),
+        meta={"class_names": ["c"]},
+        device="cpu",
+    )
 
     def score(x: torch.Tensor, t: float, conditional: bool) -> torch.Tensor:
         mean, cov = (m0, c0) if conditional else (mu, cu)
@@ -162,5 +182,6 @@ def char_clip_tokenizer(folder, max_length: int = 16):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
-    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length,
-                         pad_token="!")
+    return CLIPTokenizer(
+        str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=max_length, pad_token="!"
+    )

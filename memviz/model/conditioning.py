@@ -84,7 +84,9 @@ class Conditioning:
 
     def _encode_prompt(self, prompt: str) -> torch.Tensor:
         if self.text_encoder is None or self.tokenizer is None:
-            raise ValueError("This text-conditional model has no text encoder or tokenizer; pass a precomputed embedding.")
+            raise ValueError(
+                "This text-conditional model has no text encoder or tokenizer; pass a precomputed embedding."
+            )
         if prompt not in self._prompt_cache:
             from memviz.model.text import encode_text
 
@@ -106,11 +108,14 @@ class Conditioning:
             if torch.is_tensor(cond) and cond.is_floating_point():  # a class embedding (1 or n, E): it replaces
                 width = self.unet.class_embedding.embedding_dim  # the layer's output for the n conditional rows
                 if cond.ndim != 2 or cond.shape[1] != width or len(cond) not in (1, n):
-                    raise ValueError(f"A class embedding must have shape (1, {width}) or ({n}, {width}); "
-                                     f"got {tuple(cond.shape)}.")
+                    raise ValueError(
+                        f"A class embedding must have shape (1, {width}) or ({n}, {width}); got {tuple(cond.shape)}."
+                    )
                 null = self.class_labels(None, n)
-                return {"class_labels": torch.cat([null, null]) if double else null,
-                        "class_embedding": cond.to(self.device).expand(n, -1)}
+                return {
+                    "class_labels": torch.cat([null, null]) if double else null,
+                    "class_embedding": cond.to(self.device).expand(n, -1),
+                }
             labels = self.class_labels(cond, n)
             return {"class_labels": torch.cat([labels, self.class_labels(None, n)]) if double else labels}
         if cond is not None:
@@ -120,7 +125,7 @@ class Conditioning:
 
 def rows_of(cond: Cond, start: int, size: int) -> Cond:
     """The rows [start, start + size) of a per-row condition; any other condition as it is."""
-    return cond[start:start + size] if is_per_row(cond) else cond
+    return cond[start : start + size] if is_per_row(cond) else cond
 
 
 def is_per_row(cond: Cond) -> bool:

@@ -45,7 +45,7 @@ def load_components(path: Path, lazy: bool = False) -> dict[str, Any]:
     3. load the optional parts the index names; 4. read ``memviz.json`` (which may name a
     packaged text encoder instead of a text_encoder/ folder).
     """
-    if not path.exists():                                                          # 1.
+    if not path.exists():  # 1.
         raise ValueError(f"No model at {path}: the path does not exist; {HINT}.")
     if not path.is_dir():
         raise ValueError(f"{path} is a file, not a model folder; {HINT}.")
@@ -53,11 +53,13 @@ def load_components(path: Path, lazy: bool = False) -> dict[str, Any]:
     for part in ("unet", "scheduler"):
         if not (path / part).is_dir():
             raise ValueError(f"{path} is not a diffusers model: the {part}/ folder is missing; {HINT}.")
-    parts: dict[str, Any] = {"unet": LazyUNet(path / "unet") if lazy else _load_unet(path / "unet"),   # 2.
-                             "scheduler": _load_scheduler(path / "scheduler")}
-    if (path / "vae").is_dir() or "vae" in index:                                  # 3.
+    parts: dict[str, Any] = {
+        "unet": LazyUNet(path / "unet") if lazy else _load_unet(path / "unet"),  # 2.
+        "scheduler": _load_scheduler(path / "scheduler"),
+    }
+    if (path / "vae").is_dir() or "vae" in index:  # 3.
         parts["vae"] = _load_diffusers_part(path / "vae", "AutoencoderKL")
-    meta_file = path / "memviz.json"                                               # 4.
+    meta_file = path / "memviz.json"  # 4.
     parts["meta"] = _read_json(meta_file) if meta_file.exists() else {}
     if (path / "text_encoder").is_dir() or "text_encoder" in index:
         parts["text_encoder"], parts["tokenizer"] = _load_text(path, index)
@@ -77,8 +79,9 @@ def _scheduler_from_config(cls, config: dict):
     defaults = set(config.get("_use_default_values", []))
     init = {k: v for k, v in config.items() if k in params and k not in defaults and not k.startswith("_")}
     kept = {k: v for k, v in config.items() if k not in defaults and k != "_use_default_values"}
-    hidden = {k: v for k, v in kept.items() if k not in init} | ({"_class_name": cls.__name__}
-                                                                if "_class_name" in config else {})
+    hidden = {k: v for k, v in kept.items() if k not in init} | (
+        {"_class_name": cls.__name__} if "_class_name" in config else {}
+    )
     try:
         scheduler = cls(**init)
     except Exception as exc:  # noqa: BLE001 - one sentence
@@ -94,7 +97,9 @@ def _read_json(file: Path) -> dict:
         check_file(file)
         return json.loads(file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{file} is not readable JSON ({exc.__class__.__name__}); restore or re-save the model.") from None
+        raise ValueError(
+            f"{file} is not readable JSON ({exc.__class__.__name__}); restore or re-save the model."
+        ) from None
 
 
 PICKLED = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl")
@@ -105,10 +110,17 @@ def _check_weights(folder: Path, config: bool = True) -> None:
         raise ValueError(f"{folder} has no config.json; re-save it with save_pretrained.")
     if not any(folder.glob("*.safetensors")):
         pickled = [f.name for pattern in PICKLED for f in folder.glob(pattern)]
-        raise ValueError(f"{folder} has no .safetensors weights" + (
-            f"; it has pickled weights ({pickled[0]}), which run code when loaded, so memviz does not open them: "
-            "convert them where you trust their source (load with use_safetensors=False, then "
-            "save_pretrained(folder, safe_serialization=True))" if pickled else "; the model is incomplete") + ".")
+        raise ValueError(
+            f"{folder} has no .safetensors weights"
+            + (
+                f"; it has pickled weights ({pickled[0]}), which run code when loaded, so memviz does not open them: "
+                "convert them where you trust their source (load with use_safetensors=False, then "
+                "save_pretrained(folder, safe_serialization=True))"
+                if pickled
+                else "; the model is incomplete"
+            )
+            + "."
+        )
 
 
 def _unet_class(folder: Path) -> str:
@@ -137,8 +149,9 @@ class LazyUNet:
         self.class_name = _unet_class(folder)
         _check_weights(folder)
         self.folder, self.config = folder, SimpleNamespace(**_read_json(folder / "config.json"))
-        self._file = next(iter(sorted(folder.glob("*.safetensors")))) if len(list(folder.glob("*.safetensors"))) == 1 \
-            else None
+        self._file = (
+            next(iter(sorted(folder.glob("*.safetensors")))) if len(list(folder.glob("*.safetensors"))) == 1 else None
+        )
         if self._file is not None:  # a broken file is named now, not at the first model call
             from safetensors import safe_open
 
@@ -169,8 +182,9 @@ def _load_diffusers_part(folder: Path, class_name: str):
     else:
         cls = getattr(diffusers, class_name)
     try:
-        return cls.from_pretrained(folder, use_safetensors=True, local_files_only=True,
-                                   low_cpu_mem_usage=False)  # no accelerate needed for small models
+        return cls.from_pretrained(
+            folder, use_safetensors=True, local_files_only=True, low_cpu_mem_usage=False
+        )  # no accelerate needed for small models
     except Exception as exc:  # noqa: BLE001 - any diffusers failure becomes one sentence
         raise ValueError(f"Could not load {class_name} from {folder}: {_first_line(exc)}.") from None
 
@@ -233,9 +247,15 @@ def save_model_folder(path: str | Path, unet, scheduler, meta: dict | None = Non
         tmp.rename(path / name)
         shutil.rmtree(old, ignore_errors=True)
     pipeline = "DDPMPipeline" if isinstance(unet, diffusers.UNet2DModel) else "DiffusionPipeline"
-    write_json(path / "model_index.json", {
-        "_class_name": pipeline, "_diffusers_version": diffusers.__version__,
-        "scheduler": ["diffusers", type(scheduler).__name__], "unet": ["diffusers", type(unet).__name__]})
+    write_json(
+        path / "model_index.json",
+        {
+            "_class_name": pipeline,
+            "_diffusers_version": diffusers.__version__,
+            "scheduler": ["diffusers", type(scheduler).__name__],
+            "unet": ["diffusers", type(unet).__name__],
+        },
+    )
     meta = dict(meta or {})
     if isinstance(unet, diffusers.UNet2DModel) and unet.config.num_class_embeds is not None:
         meta.setdefault("null_class", unet.config.num_class_embeds - 1)

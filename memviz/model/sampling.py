@@ -76,10 +76,21 @@ class Step:
     rows: slice
 
 
-def sample(model, n: int, cond: Cond = None, steps: int = 50, guidance_scale: GuidanceScale = None, seed: int = 0,
-           scheduler: str = "ddim", noise: torch.Tensor | None = None, callback: Callable[[Step], None] | None = None,
-           uncond: bool | Callable[[], bool] = False, batch_size: int = 256, progress: bool = False,
-           return_trajectory: bool = False) -> SampleOutput:
+def sample(
+    model,
+    n: int,
+    cond: Cond = None,
+    steps: int = 50,
+    guidance_scale: GuidanceScale = None,
+    seed: int = 0,
+    scheduler: str = "ddim",
+    noise: torch.Tensor | None = None,
+    callback: Callable[[Step], None] | None = None,
+    uncond: bool | Callable[[], bool] = False,
+    batch_size: int = 256,
+    progress: bool = False,
+    return_trajectory: bool = False,
+) -> SampleOutput:
     """Generate ``n`` samples of a ``DiffusionModel``, reproducibly from ``seed`` (or from ``noise``).
 
     Args:
@@ -98,30 +109,48 @@ def sample(model, n: int, cond: Cond = None, steps: int = 50, guidance_scale: Gu
         raise ValueError(f"n and steps must be positive; got n={n}, steps={steps}.")
     from memviz.io.guard import check_bytes
 
-    pixels = n * math.prod(model.pixel_shape) * 4 * 2               # x0 and its decoded or unit copy
-    check_bytes(pixels * (steps + 1 if return_trajectory else 1), f"{n:,} samples" +
-                (f" with {steps} steps of trajectory" if return_trajectory else ""))
+    pixels = n * math.prod(model.pixel_shape) * 4 * 2  # x0 and its decoded or unit copy
+    check_bytes(
+        pixels * (steps + 1 if return_trajectory else 1),
+        f"{n:,} samples" + (f" with {steps} steps of trajectory" if return_trajectory else ""),
+    )
     w = guidance_scale if guidance_scale is not None else model.guidance_scale
     schedule = w if callable(w) else (lambda t, w=float(w): w)
     gen = torch.Generator("cpu").manual_seed(seed)
-    drawn = initial_noise(model, n, gen)                        # drawn either way: DDPM's later draws stay the same
+    drawn = initial_noise(model, n, gen)  # drawn either way: DDPM's later draws stay the same
     if noise is not None:
         if not torch.is_tensor(noise) or tuple(noise.shape) != tuple(drawn.shape):
-            raise ValueError(f"noise must be x_T of shape ({n}, {', '.join(map(str, model.sample_shape))}); "
-                             f"got {tuple(getattr(noise, 'shape', ()))}.")
+            raise ValueError(
+                f"noise must be x_T of shape ({n}, {', '.join(map(str, model.sample_shape))}); "
+                f"got {tuple(getattr(noise, 'shape', ()))}."
+            )
         drawn = noise.detach().cpu().float()
     sched = make_scheduler(model, scheduler, steps)
     kept: list[torch.Tensor] = []
     keep = (lambda s: kept.append(s.x_t.cpu())) if return_trajectory else None
     hooks = [f for f in (keep, callback) if f is not None]
     with torch.no_grad():
-        x0 = torch.cat([_denoise(model, drawn[i:i + batch_size], rows_of(cond, i, batch_size), schedule, uncond,
-                                 sched, gen, progress, hooks, slice(i, min(i + batch_size, n)))
-                        for i in range(0, n, batch_size)]).cpu()
+        x0 = torch.cat(
+            [
+                _denoise(
+                    model,
+                    drawn[i : i + batch_size],
+                    rows_of(cond, i, batch_size),
+                    schedule,
+                    uncond,
+                    sched,
+                    gen,
+                    progress,
+                    hooks,
+                    slice(i, min(i + batch_size, n)),
+                )
+                for i in range(0, n, batch_size)
+            ]
+        ).cpu()
         images = model.decode(x0)
     traj = None
     if return_trajectory:  # kept batch after batch, each with its S steps
-        per_batch = [torch.stack(kept[b * steps:(b + 1) * steps]) for b in range(len(kept) // steps)]
+        per_batch = [torch.stack(kept[b * steps : (b + 1) * steps]) for b in range(len(kept) // steps)]
         traj = torch.cat(per_batch, dim=1)
     return SampleOutput(images, x0, drawn, seed, steps, w, cond, traj, sched.timesteps.float().cpu() / model.T)
 
@@ -130,18 +159,21 @@ def _denoise(model, x_T, cond, schedule, uncond, sched, gen, progress, hooks, ro
     """Steps 1-2 of the module docstring for one batch: x_0 (b, C, H, W)."""
     from tqdm.auto import tqdm
 
-    x = x_T.to(model.device) * sched.init_noise_sigma                                          # 1.
-    for i, k in enumerate(tqdm(sched.timesteps, disable=not progress, desc="sample")):          # 2.
+    x = x_T.to(model.device) * sched.init_noise_sigma  # 1.
+    for i, k in enumerate(tqdm(sched.timesteps, disable=not progress, desc="sample")):  # 2.
         t = float(k) / model.T
         w = schedule(t)  # a number, or (b,) one per row (a schedule that decides per generation)
         if torch.is_tensor(w) and w.numel() not in (1, len(x)):
-            raise ValueError(f"A guidance schedule returned {w.numel()} values for a batch of {len(x)} rows; return "
-                             "one, or one per row (sample with batch_size=n).")
+            raise ValueError(
+                f"A guidance schedule returned {w.numel()} values for a batch of {len(x)} rows; return "
+                "one, or one per row (sample with batch_size=n)."
+            )
         w = w.to(model.device, torch.float32).view(-1, 1, 1, 1) if torch.is_tensor(w) else float(w)
         x_in = sched.scale_model_input(x, k)
         tau = torch.full((len(x),), float(k), device=model.device)
-        both = cond is not None and ((uncond() if callable(uncond) else uncond)
-                                     or bool(torch.any(torch.as_tensor(w) != 1.0)))
+        both = cond is not None and (
+            (uncond() if callable(uncond) else uncond) or bool(torch.any(torch.as_tensor(w) != 1.0))
+        )
         if both:
             out_c, out_u = model.output(torch.cat([x_in, x_in]), torch.cat([tau, tau]), cond, double=True).chunk(2)
             out = out_u + w * (out_c - out_u)
@@ -161,7 +193,8 @@ def first_step(model, n: int, seed: int, steps: int = 50, scheduler: str = "ddim
     """(x_T (n, C, H, W), t_1): the initial noise ``sample`` draws for ``seed`` and its first sampling time,
     where the remedies and detectors that act before sampling look."""
     return initial_noise(model, n, torch.Generator("cpu").manual_seed(seed)), float(
-        sampling_times(model, steps, scheduler)[0])
+        sampling_times(model, steps, scheduler)[0]
+    )
 
 
 def initial_noise(model, n: int, generator: torch.Generator) -> torch.Tensor:

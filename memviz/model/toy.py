@@ -26,24 +26,33 @@ class MLPDenoiser(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, in_channels: int = 2, hidden: int = 256, depth: int = 4, sample_size: int = 1,
-                 num_class_embeds: int | None = None):
+    def __init__(
+        self,
+        in_channels: int = 2,
+        hidden: int = 256,
+        depth: int = 4,
+        sample_size: int = 1,
+        num_class_embeds: int | None = None,
+    ):
         super().__init__()
         self.time_proj = Timesteps(hidden, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embed = TimestepEmbedding(hidden, hidden)
         self.inp = torch.nn.Linear(in_channels, hidden)
         self.blocks = torch.nn.ModuleList(
-            torch.nn.Sequential(torch.nn.SiLU(), torch.nn.Linear(2 * hidden, hidden), torch.nn.SiLU(),
-                                torch.nn.Linear(hidden, hidden)) for _ in range(depth))
+            torch.nn.Sequential(
+                torch.nn.SiLU(), torch.nn.Linear(2 * hidden, hidden), torch.nn.SiLU(), torch.nn.Linear(hidden, hidden)
+            )
+            for _ in range(depth)
+        )
         self.out = torch.nn.Sequential(torch.nn.SiLU(), torch.nn.Linear(hidden, in_channels))
 
     def forward(self, sample: torch.Tensor, timestep, class_labels=None, return_dict: bool = True):
         b = len(sample)
         t = torch.as_tensor(timestep, device=sample.device)
         t = (t.expand(b) if t.ndim == 0 else t).to(sample.dtype)
-        temb = self.time_embed(self.time_proj(t).to(sample.dtype))   # (B, hidden)
+        temb = self.time_embed(self.time_proj(t).to(sample.dtype))  # (B, hidden)
         h = self.inp(sample.flatten(1))
-        for block in self.blocks:                                   # residual: h + f([h, temb])
+        for block in self.blocks:  # residual: h + f([h, temb])
             h = h + block(torch.cat([h, temb], dim=1))
         eps = self.out(h).view_as(sample)
         return UNet2DOutput(sample=eps) if return_dict else (eps,)

@@ -17,5 +17,13 @@ from memviz.neighbors.index import (
     recall_at_k,
 )
 
-__all__ = ["COPY_ALPHA", "COPY_NEIGHBORS", "COPY_THRESHOLD", "NeighborIndex", "calibrated_l2", "copy_scores",
-           "neighbor_graph", "recall_at_k"]
+__all__ = [
+    "COPY_ALPHA",
+    "COPY_NEIGHBORS",
+    "COPY_THRESHOLD",
+    "NeighborIndex",
+    "calibrated_l2",
+    "copy_scores",
+    "neighbor_graph",
+    "recall_at_k",
+]

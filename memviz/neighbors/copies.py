@@ -46,9 +46,17 @@ class CopyEvidence:
     x0: torch.Tensor | None = None
 
 
-def copy_evidence(model: DiffusionModel, reference: NeighborIndex, cond: Cond = None, n: int = 16,
-                  steps: int = 50, guidance_scale: float | None = None, seed: int = 0,
-                  k: int = COPY_NEIGHBORS, threshold: float = COPY_THRESHOLD) -> CopyEvidence:
+def copy_evidence(
+    model: DiffusionModel,
+    reference: NeighborIndex,
+    cond: Cond = None,
+    n: int = 16,
+    steps: int = 50,
+    guidance_scale: float | None = None,
+    seed: int = 0,
+    k: int = COPY_NEIGHBORS,
+    threshold: float = COPY_THRESHOLD,
+) -> CopyEvidence:
     """Generate ``n`` samples for ``cond`` and measure how close each is to a training image.
 
     Args:
@@ -56,18 +64,30 @@ def copy_evidence(model: DiffusionModel, reference: NeighborIndex, cond: Cond = 
         k: neighbours kept; the calibrated l2 uses the mean over all ``k`` (Carlini: 50).
         threshold: calibrated l2 below which a generation counts as a copy.
     """
-    return evidence_of(model.sample(n, cond=cond, steps=steps, guidance_scale=guidance_scale, seed=seed),
-                       reference, k, threshold)
+    return evidence_of(
+        model.sample(n, cond=cond, steps=steps, guidance_scale=guidance_scale, seed=seed), reference, k, threshold
+    )
 
 
-def evidence_of(out, reference: NeighborIndex, k: int = COPY_NEIGHBORS,
-                threshold: float = COPY_THRESHOLD) -> CopyEvidence:
+def evidence_of(
+    out, reference: NeighborIndex, k: int = COPY_NEIGHBORS, threshold: float = COPY_THRESHOLD
+) -> CopyEvidence:
     """``CopyEvidence`` of generations already made (a ``SampleOutput``)."""
     nb = reference.nearest(from_unit(out.images), k=k)
     cal = calibrated_l2(nb.distance, n=k)
     nearest = torch.as_tensor(reference.reference[nb.index[:, 0]]).view_as(out.images)
-    return CopyEvidence(out.images, out.noise, nb.index, nb.distance, cal, to_unit(nearest),
-                        cal < threshold, threshold, out.seed, out.x0)
+    return CopyEvidence(
+        out.images,
+        out.noise,
+        nb.index,
+        nb.distance,
+        cal,
+        to_unit(nearest),
+        cal < threshold,
+        threshold,
+        out.seed,
+        out.x0,
+    )
 
 
 def reference_statistics(reference: NeighborIndex, queries: torch.Tensor, k: int = 50) -> tuple[np.ndarray, np.ndarray]:

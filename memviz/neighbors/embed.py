@@ -54,15 +54,17 @@ class ManifoldMap:
         nb = self._index.nearest(q, self.n_neighbors)
         dist = np.ascontiguousarray(nb.distance, dtype=np.float32)
         sigmas, rhos = smooth_knn_dist(dist, float(self.n_neighbors), local_connectivity=0.0)  # as UMAP.transform
-        rows, cols, vals, _ = compute_membership_strengths(nb.index.astype(np.int32), dist, sigmas, rhos,
-                                                            bipartite=True)
+        rows, cols, vals, _ = compute_membership_strengths(
+            nb.index.astype(np.int32), dist, sigmas, rhos, bipartite=True
+        )
         graph = sp.coo_matrix((vals, (rows, cols)), shape=(len(q), len(self.xy))).tocsr()
         graph.eliminate_zeros()
         return np.asarray(init_graph_transform(graph, self.xy.astype(np.float32)), dtype=np.float64)
 
 
-def fit_map(train: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0,
-            refresh: bool = False) -> ManifoldMap:
+def fit_map(
+    train: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0, refresh: bool = False
+) -> ManifoldMap:
     """UMAP of training features (N, F), cached on disk.
 
     Steps: 1. the neighbour graph (cached, shared); 2. a symmetric sparse distance matrix;
@@ -75,13 +77,14 @@ def fit_map(train: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, see
         raise ValueError(f"n_neighbors must lie in [2, {len(x) - 1}] for {len(x)} points; got {n_neighbors}.")
 
     def compute():
-        g = neighbor_graph(x, n_neighbors)                                                   # 1.
+        g = neighbor_graph(x, n_neighbors)  # 1.
         m = _sparse(g.index, g.distance, len(x))
-        m = m.maximum(m.T).tocsr()                                                           # 2.
+        m = m.maximum(m.T).tocsr()  # 2.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # n_jobs is 1 with a seed; UMAP says so each time
-            reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, metric="precomputed",
-                                random_state=seed).fit(m)                                   # 3.
+            reducer = umap.UMAP(
+                n_neighbors=n_neighbors, min_dist=min_dist, metric="precomputed", random_state=seed
+            ).fit(m)  # 3.
         return {"xy": np.asarray(reducer.embedding_, dtype=np.float64)}
 
     xy = cached("umap_xy", fingerprint(x, n_neighbors, min_dist, seed), compute, refresh)["xy"]
@@ -100,8 +103,14 @@ class Embedding:
     generated: np.ndarray
 
 
-def embed(train: np.ndarray, generated: np.ndarray | None = None, n_neighbors: int = 15, min_dist: float = 0.1,
-          seed: int = 0, refresh: bool = False) -> Embedding:
+def embed(
+    train: np.ndarray,
+    generated: np.ndarray | None = None,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    seed: int = 0,
+    refresh: bool = False,
+) -> Embedding:
     """The training map (fitted once) and the generated points placed on it, both cached.
 
     train: (N, F) and generated: (Q, F) features (``memviz.features.features``).

@@ -34,7 +34,7 @@ def denoiser_features(model: DiffusionModel, t: float = 0.1, cond=None, batch_si
     def extract(images: torch.Tensor) -> torch.Tensor:
         out = []
         for s in range(0, len(images), batch_size):
-            x = images[s:s + batch_size].to(model.device, torch.float32)
+            x = images[s : s + batch_size].to(model.device, torch.float32)
             kept = []
             handle = mid.register_forward_hook(lambda _m, _i, o: kept.append(o[0] if isinstance(o, tuple) else o))
             try:
@@ -47,8 +47,9 @@ def denoiser_features(model: DiffusionModel, t: float = 0.1, cond=None, batch_si
     return extract
 
 
-def features(images: torch.Tensor, extractor: FeatureExtractor | str = "pixel",
-             model: DiffusionModel | None = None) -> np.ndarray:
+def features(
+    images: torch.Tensor, extractor: FeatureExtractor | str = "pixel", model: DiffusionModel | None = None
+) -> np.ndarray:
     """(N, F) float32 features of images (N, C, H, W): "pixel", "denoiser" (needs ``model``) or a callable."""
     if extractor == "pixel":
         fn = pixel_features

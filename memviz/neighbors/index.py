@@ -61,8 +61,14 @@ class NeighborIndex:
         >>> copy_scores(nb.distance).calibrated
     """
 
-    def __init__(self, reference: torch.Tensor | np.ndarray, kind: str = "flat", nlist: int | None = None,
-                 nprobe: int = 16, seed: int = 0):
+    def __init__(
+        self,
+        reference: torch.Tensor | np.ndarray,
+        kind: str = "flat",
+        nlist: int | None = None,
+        nprobe: int = 16,
+        seed: int = 0,
+    ):
         self.reference = _flat(reference)
         if not np.isfinite(self.reference).all():
             raise ValueError("The reference set contains NaN or infinite values; clean it first.")
@@ -110,8 +116,9 @@ class NeighborGraph:
         return NeighborGraph(self.index[:, :k], self.distance[:, :k])
 
 
-def neighbor_graph(points, k: int = 100, index: NeighborIndex | None = None, cache: bool = True,
-                   refresh: bool = False) -> NeighborGraph:
+def neighbor_graph(
+    points, k: int = 100, index: NeighborIndex | None = None, cache: bool = True, refresh: bool = False
+) -> NeighborGraph:
     """The ``NeighborGraph`` of ``points`` (N, ...) with k neighbours per point.
 
     One graph of ``GRAPH_K`` (or more) neighbours is computed and cached per dataset, keyed by
@@ -130,8 +137,10 @@ def neighbor_graph(points, k: int = 100, index: NeighborIndex | None = None, cac
         nb = (index or NeighborIndex(ref)).nearest(ref, k_stored + 1)
         own = nb.index == np.arange(len(ref))[:, None]  # at most one per row: FAISS returns distinct indices
         own[~own.any(1), -1] = True  # own row not among the k+1 (many exact duplicates): drop the farthest
-        return {"index": nb.index[~own].reshape(len(ref), k_stored),
-                "distance": nb.distance[~own].reshape(len(ref), k_stored)}
+        return {
+            "index": nb.index[~own].reshape(len(ref), k_stored),
+            "distance": nb.distance[~own].reshape(len(ref), k_stored),
+        }
 
     arrays = cached("neighbor_graph", fingerprint(ref, k_stored), compute, refresh=refresh) if cache else compute()
     return NeighborGraph(arrays["index"], arrays["distance"]).first(k)
@@ -181,8 +190,9 @@ class CopyScores:
     threshold: float
 
 
-def copy_scores(distance: np.ndarray, threshold: float = COPY_THRESHOLD, n: int = COPY_NEIGHBORS,
-                alpha: float = COPY_ALPHA) -> CopyScores:
+def copy_scores(
+    distance: np.ndarray, threshold: float = COPY_THRESHOLD, n: int = COPY_NEIGHBORS, alpha: float = COPY_ALPHA
+) -> CopyScores:
     """``CopyScores`` from neighbour distances (Q, k >= 2), nearest first."""
     cal = calibrated_l2(distance, n, alpha)
     d = np.asarray(distance, dtype=np.float64)

@@ -36,8 +36,9 @@ class Task(Protocol):
 
 
 class Runner(Protocol):
-    def map(self, fn: BatchFn, batches: Iterable[np.ndarray],
-            task: Task | None = None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def map(
+        self, fn: BatchFn, batches: Iterable[np.ndarray], task: Task | None = None
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         """(batch, fn(batch)) for every batch, as each finishes (in any order); ``task``, when
         given, builds ``fn`` where the batches run."""
 
@@ -45,16 +46,25 @@ class Runner(Protocol):
 class LocalRunner:
     """Batches one after the other, in this process."""
 
-    def map(self, fn: BatchFn, batches: Iterable[np.ndarray],
-            task: Task | None = None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def map(
+        self, fn: BatchFn, batches: Iterable[np.ndarray], task: Task | None = None
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         for batch in batches:
             yield batch, fn(batch)
 
 
-def run(fn: BatchFn, ids: Sequence, keys: Sequence[str] | None = None, store: RowStore | None = None,
-        batch_size: int = 64, desc: str | None = None, progress: bool = False,
-        on_batch: Callable[[int, int], None] | None = None, runner: Runner | None = None,
-        task: Task | None = None) -> dict[str, np.ndarray]:
+def run(
+    fn: BatchFn,
+    ids: Sequence,
+    keys: Sequence[str] | None = None,
+    store: RowStore | None = None,
+    batch_size: int = 64,
+    desc: str | None = None,
+    progress: bool = False,
+    on_batch: Callable[[int, int], None] | None = None,
+    runner: Runner | None = None,
+    task: Task | None = None,
+) -> dict[str, np.ndarray]:
     """The table {"id": ids, column: (N, ...)} of ``fn`` over ``ids``.
 
     Args:
@@ -70,15 +80,16 @@ def run(fn: BatchFn, ids: Sequence, keys: Sequence[str] | None = None, store: Ro
         raise ValueError(f"Got {len(keys)} keys for {len(ids)} ids; give one per id.")
     first: dict[str, int] = {}
     for i, k in enumerate(keys):
-        first.setdefault(k, i)                                            # the first id of each distinct key
+        first.setdefault(k, i)  # the first id of each distinct key
     distinct = list(first)
     found, columns = store.read(distinct) if store is not None else (np.zeros(len(distinct), bool), {})
-    rows: dict[str, dict[str, np.ndarray]] = {k: {c: v[j] for c, v in columns.items()}
-                                              for j, k in enumerate(np.asarray(distinct)[found])}
+    rows: dict[str, dict[str, np.ndarray]] = {
+        k: {c: v[j] for c, v in columns.items()} for j, k in enumerate(np.asarray(distinct)[found])
+    }
     todo = [first[k] for k, f in zip(distinct, found) if not f]
     if found.any():
         log.info("%s: reused %d of %d rows stored by an earlier run", desc or "pass", int(found.sum()), len(distinct))
-    batches = [ids[todo[s:s + batch_size]] for s in range(0, len(todo), batch_size)]
+    batches = [ids[todo[s : s + batch_size]] for s in range(0, len(todo), batch_size)]
     key_of = {_hashable(ids[p]): keys[p] for p in todo}
     bar = tqdm(total=len(todo), disable=not progress, desc=desc)
     done = 0
@@ -103,5 +114,7 @@ def _hashable(item):
 
 def _check(out: dict, n: int, desc: str | None) -> None:
     if not isinstance(out, dict) or any(len(v) != n for v in out.values()):
-        raise ValueError(f"A pass ({desc or 'batch function'}) must return columns of one row per id; "
-                         f"got {({k: len(v) for k, v in out.items()} if isinstance(out, dict) else type(out))}.")
+        raise ValueError(
+            f"A pass ({desc or 'batch function'}) must return columns of one row per id; "
+            f"got { ({k: len(v) for k, v in out.items()} if isinstance(out, dict) else type(out)) }."
+        )

@@ -47,8 +47,10 @@ def probe(address: str, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, port), timeout=timeout).close()
     except OSError as exc:
-        raise ValueError(f"No Ray cluster answers at {address} ({exc.__class__.__name__}); start one with "
-                         "'ray start --head' there, or leave out --address to run on this machine.") from None
+        raise ValueError(
+            f"No Ray cluster answers at {address} ({exc.__class__.__name__}); start one with "
+            "'ray start --head' there, or leave out --address to run on this machine."
+        ) from None
 
 
 class _Worker:
@@ -94,10 +96,21 @@ class RayRunner:
         else:
             from memviz.io.cache import cache_dir
 
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
-                     configure_logging=False,
-                     runtime_env={"env_vars": {"MEMVIZ_CACHE": str(cache_dir()), "OMP_NUM_THREADS": "1",
-                                               "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}})
+            ray.init(
+                address="local",
+                num_cpus=os.cpu_count(),
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                runtime_env={
+                    "env_vars": {
+                        "MEMVIZ_CACHE": str(cache_dir()),
+                        "OMP_NUM_THREADS": "1",
+                        "HF_HUB_OFFLINE": "1",
+                        "TRANSFORMERS_OFFLINE": "1",
+                    }
+                },
+            )
         self._owned = True
         import logging
 
@@ -117,8 +130,9 @@ class RayRunner:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def map(self, fn: BatchFn, batches: Iterable[np.ndarray],
-            task: Task | None = None) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def map(
+        self, fn: BatchFn, batches: Iterable[np.ndarray], task: Task | None = None
+    ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         if task is None:
             raise ValueError("This pass has no Task to rebuild it on a Ray worker; run it with the local engine.")
         ray = import_ray()
@@ -127,10 +141,15 @@ class RayRunner:
         cpus = ray.cluster_resources().get("CPU", 1.0)
         per_worker = max(0.1, min(1.0, round((cpus - 0.5) / self.workers, 2)))  # leave room for the pipeline
         ds = ray.data.from_items([{"batch": k} for k in range(len(batches))], override_num_blocks=len(batches))
-        out = ds.map_batches(_Worker, fn_constructor_args=(task, batches), batch_size=1, batch_format="numpy",
-                             compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(batches))),
-                             num_cpus=per_worker,
-                             num_gpus=self.gpus or None)
+        out = ds.map_batches(
+            _Worker,
+            fn_constructor_args=(task, batches),
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(batches))),
+            num_cpus=per_worker,
+            num_gpus=self.gpus or None,
+        )
         for block in out.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
             ids = block.pop("_ids")
             yield ids, {c: np.asarray(v) for c, v in block.items()}

@@ -41,15 +41,25 @@ from memviz.lid.verdict import VERDICT_LID, verdict_rule
 from memviz.model.adapter import DiffusionModel
 from memviz.runner.local import run
 
-DEFAULT_N = 600     # training images analysed by default: every planted one, then a seeded sample
-HELD_OUT = 200      # held-out images whose FLIPD calibrates the verdict's threshold
-STAGES = {"uncond": "FLIPD curves, unconditional", "cond": "FLIPD curves under each image's condition",
-          "reference": "FLIPD of held-out images (the verdict's threshold)"}
+DEFAULT_N = 600  # training images analysed by default: every planted one, then a seeded sample
+HELD_OUT = 200  # held-out images whose FLIPD calibrates the verdict's threshold
+STAGES = {
+    "uncond": "FLIPD curves, unconditional",
+    "cond": "FLIPD curves under each image's condition",
+    "reference": "FLIPD of held-out images (the verdict's threshold)",
+}
 
 
-def open_study(model: str | Path | DiffusionModel, data: str | Path | ImageDataset | None = None, *,
-               n: int | None = DEFAULT_N, n_probes: int = 2, trace: str = "hutchinson", seed: int = 0,
-               device: str | None = None) -> "Study":
+def open_study(
+    model: str | Path | DiffusionModel,
+    data: str | Path | ImageDataset | None = None,
+    *,
+    n: int | None = DEFAULT_N,
+    n_probes: int = 2,
+    trace: str = "hutchinson",
+    seed: int = 0,
+    device: str | None = None,
+) -> "Study":
     """A ``Study`` of ``model`` (a bundled demo's name, a local diffusers folder, or a loaded
     ``DiffusionModel``) on ``data``: None for the model's own training data (rebuilt offline from
     its ``memviz.json``), an image folder or ``.npz`` (checked against the model's image shape), or
@@ -71,10 +81,22 @@ def open_study(model: str | Path | DiffusionModel, data: str | Path | ImageDatas
     if train is not None and len(train) == 0:
         raise ValueError("The training data hold no images; give at least one.")
     if train is not None and tuple(train.shape) != model.pixel_shape:
-        raise ValueError(f"The data's images are {tuple(train.shape)} (C, H, W) but the model expects "
-                         f"{model.pixel_shape}; give images of that shape.")
-    return Study(model, train, test, n=n, n_probes=n_probes, trace=trace, seed=seed, path=path,
-                 data_path=None if data is None or isinstance(data, ImageDataset) else str(data), error=error)
+        raise ValueError(
+            f"The data's images are {tuple(train.shape)} (C, H, W) but the model expects "
+            f"{model.pixel_shape}; give images of that shape."
+        )
+    return Study(
+        model,
+        train,
+        test,
+        n=n,
+        n_probes=n_probes,
+        trace=trace,
+        seed=seed,
+        path=path,
+        data_path=None if data is None or isinstance(data, ImageDataset) else str(data),
+        error=error,
+    )
 
 
 class StudySpec(dict):
@@ -124,15 +146,26 @@ def analysed_rows(train: ImageDataset, n: int | None, seed: int = 0) -> np.ndarr
 class Study:
     """See the module docstring. Built by ``open_study``; cheap to make, artifacts computed on demand."""
 
-    def __init__(self, model: DiffusionModel, train: ImageDataset | None, test: ImageDataset | None = None, *,
-                 n: int | None = DEFAULT_N, n_probes: int = 2, trace: str = "hutchinson", seed: int = 0,
-                 path: str | None = None, data_path: str | None = None, error: str | None = None):
+    def __init__(
+        self,
+        model: DiffusionModel,
+        train: ImageDataset | None,
+        test: ImageDataset | None = None,
+        *,
+        n: int | None = DEFAULT_N,
+        n_probes: int = 2,
+        trace: str = "hutchinson",
+        seed: int = 0,
+        path: str | None = None,
+        data_path: str | None = None,
+        error: str | None = None,
+    ):
         self.model, self.train, self.test = model, train, test
         self.n, self.n_probes, self.trace, self.seed = n, n_probes, trace, seed
         self.path, self.data_path, self.error = path, data_path, error
         self.ts = t_grid(model)
-        self.runner = None       # memviz.runner.local.LocalRunner by default; a RayRunner runs passes on a cluster
-        self.batch_size = None   # rows per batch of every pass (default: each pass's own)
+        self.runner = None  # memviz.runner.local.LocalRunner by default; a RayRunner runs passes on a cluster
+        self.batch_size = None  # rows per batch of every pass (default: each pass's own)
         self._keys: dict[tuple, list[str]] = {}
         self._memo: dict = {}  # what was read from the store, kept in memory (artifacts never change once stored)
 
@@ -142,14 +175,25 @@ class Study:
         made from a loaded model rather than a path."""
         if self.path is None:
             return None
-        return StudySpec(model=self.path, data=self.data_path, n=self.n, n_probes=self.n_probes,
-                         trace=self.trace, seed=self.seed)
+        return StudySpec(
+            model=self.path, data=self.data_path, n=self.n, n_probes=self.n_probes, trace=self.trace, seed=self.seed
+        )
 
     def with_n(self, n: int | None) -> "Study":
         """The same model, data, store and runner with another number of analysed images
         (``analysed_rows``: a larger n holds a smaller one's rows, so nothing is computed twice)."""
-        other = Study(self.model, self.train, self.test, n=n, n_probes=self.n_probes, trace=self.trace,
-                      seed=self.seed, path=self.path, data_path=self.data_path, error=self.error)
+        other = Study(
+            self.model,
+            self.train,
+            self.test,
+            n=n,
+            n_probes=self.n_probes,
+            trace=self.trace,
+            seed=self.seed,
+            path=self.path,
+            data_path=self.data_path,
+            error=self.error,
+        )
         other.runner, other.batch_size = self.runner, self.batch_size
         return other
 
@@ -185,8 +229,9 @@ class Study:
         return np.asarray(self.train.meta.get("kind", np.full(len(self.train), "none")))[np.asarray(rows, dtype=int)]
 
     # ---- the model's LID (FLIPD) --------------------------------------------------------
-    def flipd_grid(self, conditional: bool | None = None, rows: Sequence[int] | None = None, held_out: bool = False,
-                   on_batch=None) -> np.ndarray:
+    def flipd_grid(
+        self, conditional: bool | None = None, rows: Sequence[int] | None = None, held_out: bool = False, on_batch=None
+    ) -> np.ndarray:
         """(N, T) FLIPD at every t of ``self.ts`` for ``rows`` (default: the analysed ones; held-out:
         the first ``HELD_OUT`` test images), unconditional or under each image's condition
         (default: conditional when the images have conditions). Stored per image content."""
@@ -201,21 +246,29 @@ class Study:
         memo = memo if rows is None else None
         rows = self._default_rows(rows, held_out)
         params = (list(self.ts), self.trace, self.n_probes, self.seed)
-        grid = self.per_row("flipd", params, rows, self._flipd_fn(), conditional, held_out, on_batch=on_batch,
-                            builder=("_flipd_fn", ()))["flipd"]
+        grid = self.per_row(
+            "flipd", params, rows, self._flipd_fn(), conditional, held_out, on_batch=on_batch, builder=("_flipd_fn", ())
+        )["flipd"]
         if memo is not None:
             self._memo[memo] = grid
         return grid
 
     def _flipd_fn(self):
         """The FLIPD pass on a batch: fn(x, cond, keys) -> {"flipd": (b, T)}."""
+
         def fn(x, cond, keys):
             seeds = [int(k[:8], 16) + self.seed for k in keys]  # a row's probes depend on its content only
-            return {"flipd": flipd_curve(self.model, x, self.ts, cond=cond, trace=self.trace, n_probes=self.n_probes,
-                                         seed=seeds).numpy()}
+            return {
+                "flipd": flipd_curve(
+                    self.model, x, self.ts, cond=cond, trace=self.trace, n_probes=self.n_probes, seed=seeds
+                ).numpy()
+            }
+
         return fn
 
-    def flipd(self, t0: float = DEFAULT_T0, conditional: bool | None = None, rows=None, held_out: bool = False) -> np.ndarray:
+    def flipd(
+        self, t0: float = DEFAULT_T0, conditional: bool | None = None, rows=None, held_out: bool = False
+    ) -> np.ndarray:
         """(N,) FLIPD at ``t0``, read off the stored grid (``memviz.lid.at_t0``): never a model call
         once the grid is stored."""
         return at_t0(self.ts, self.flipd_grid(conditional, rows, held_out), t0)
@@ -231,8 +284,9 @@ class Study:
             k = min(DEFAULT_K.get(method, 100), len(data) - 1)
             graph = self._graph()
             key = fingerprint(data.images, "pointwise", method, k)
-            self._memo["lid", method] = cached("data_lid", key, lambda: {"lid": data_lid(
-                data.images, method=method, k=k, graph=graph)})["lid"]
+            self._memo["lid", method] = cached(
+                "data_lid", key, lambda: {"lid": data_lid(data.images, method=method, k=k, graph=graph)}
+            )["lid"]
         return self._memo["lid", method][self._default_rows(rows)]
 
     def neighbors(self, row: int, k: int = 8):
@@ -302,8 +356,16 @@ class Study:
         return self._memo["map"]
 
     # ---- Hessian spectra ------------------------------------------------------------------
-    def spectra(self, rows: Sequence[int] | None = None, t: float = DEFAULT_T0, conditional: bool | None = None,
-                method: str | None = None, on_batch=None, batch_size: int = 32, held_out: bool = False) -> np.ndarray:
+    def spectra(
+        self,
+        rows: Sequence[int] | None = None,
+        t: float = DEFAULT_T0,
+        conditional: bool | None = None,
+        method: str | None = None,
+        on_batch=None,
+        batch_size: int = 32,
+        held_out: bool = False,
+    ) -> np.ndarray:
         """(N, m) Hessian spectra at y = alpha(t) x, ascending: one store per image content, t,
         method and condition, shared by a pick, ``memviz compute spectra`` and the detectors.
         ``method``: default ``affordable_method`` (exact where D allows)."""
@@ -311,12 +373,22 @@ class Study:
 
         method = method or affordable_method(self.model)
         if method is None:
-            raise ValueError(f"No spectrum at D = {self.model.dim:,} on a CPU: Lanczos needs about 250 Hessian-vector "
-                             "products, each a double backward pass (hours at Stable Diffusion's size); use a GPU.")
+            raise ValueError(
+                f"No spectrum at D = {self.model.dim:,} on a CPU: Lanczos needs about 250 Hessian-vector "
+                "products, each a double backward pass (hours at Stable Diffusion's size); use a GPU."
+            )
         conditional = self.conditional if conditional is None else conditional
-        return self.per_row("spectrum", (float(t), method), rows, self._spectrum_fn(float(t), method), conditional,
-                            held_out, batch_size=batch_size, on_batch=on_batch,
-                            builder=("_spectrum_fn", (float(t), method)))["eigenvalues"]
+        return self.per_row(
+            "spectrum",
+            (float(t), method),
+            rows,
+            self._spectrum_fn(float(t), method),
+            conditional,
+            held_out,
+            batch_size=batch_size,
+            on_batch=on_batch,
+            builder=("_spectrum_fn", (float(t), method)),
+        )["eigenvalues"]
 
     def _spectrum_fn(self, t: float, method: str):
         """The spectrum pass on a batch: fn(x, cond, keys) -> {"eigenvalues": (b, m)}."""
@@ -342,11 +414,21 @@ class Study:
         verdicts, _ = self.verdicts(t0)
         xy = self.embedding()
         labels = self.train.labels[rows] if self.train.labels is not None else np.full(len(rows), -1)
-        table = pd.DataFrame({"row": rows, "label": labels, "kind": self.kind(rows), "flipd": self.flipd(t0),
-                              "flipd_uncond": self.flipd(t0, conditional=False),
-                              **{f"lid_{m}": self.lid_data(m) for m in ("lpca", "mle")}, "verdict": verdicts,
-                              "nn_distance": self.nn_distance(), "copies": self.copies(), "x": xy[:, 0],
-                              "y": xy[:, 1]})
+        table = pd.DataFrame(
+            {
+                "row": rows,
+                "label": labels,
+                "kind": self.kind(rows),
+                "flipd": self.flipd(t0),
+                "flipd_uncond": self.flipd(t0, conditional=False),
+                **{f"lid_{m}": self.lid_data(m) for m in ("lpca", "mle")},
+                "verdict": verdicts,
+                "nn_distance": self.nn_distance(),
+                "copies": self.copies(),
+                "x": xy[:, 0],
+                "y": xy[:, 1],
+            }
+        )
         self._memo["table", float(t0)] = table
         return table.copy()
 
@@ -355,17 +437,36 @@ class Study:
         (FLIPD passes by batch; LID*, neighbours and the map take seconds and report nothing)."""
         stages = ["uncond"] + ["cond"] * self.conditional + ["reference"] * (self.test is not None)
         for k, stage in enumerate(stages):
-            report = None if on_progress is None else (
-                lambda done, total, k=k, stage=stage: on_progress((k + done / total) / len(stages),
-                                                                  f"{STAGES[stage]}: {done:,} of {total:,} images"))
-            self.flipd_grid(conditional=stage == "cond" or (stage == "reference" and self.conditional),
-                            held_out=stage == "reference", on_batch=report)
+            report = (
+                None
+                if on_progress is None
+                else (
+                    lambda done, total, k=k, stage=stage: on_progress(
+                        (k + done / total) / len(stages), f"{STAGES[stage]}: {done:,} of {total:,} images"
+                    )
+                )
+            )
+            self.flipd_grid(
+                conditional=stage == "cond" or (stage == "reference" and self.conditional),
+                held_out=stage == "reference",
+                on_batch=report,
+            )
         self.table()
         return self
 
     # ---- internals ------------------------------------------------------------------------
-    def per_row(self, kind: str, params, rows, fn, conditional: bool, held_out: bool = False,
-                batch_size: int = 64, on_batch=None, builder: tuple[str, tuple] | None = None) -> dict[str, np.ndarray]:
+    def per_row(
+        self,
+        kind: str,
+        params,
+        rows,
+        fn,
+        conditional: bool,
+        held_out: bool = False,
+        batch_size: int = 64,
+        on_batch=None,
+        builder: tuple[str, tuple] | None = None,
+    ) -> dict[str, np.ndarray]:
         """A per-row pass through the runner (any detector or quantity can add one): ``fn(x (b, C, H, W)
         in model space, conditions (b,) or None, keys (b,)) -> {column: (b, ...)}``, stored under
         ``kind`` and ``params`` per content key (the image's bytes and its condition).
@@ -377,9 +478,17 @@ class Study:
         store = RowStore(kind, fingerprint(model_fingerprint(self.model), kind, params))
         remote = self.runner is not None and builder is not None and self.spec is not None
         task = StudyTask(self.spec, builder[0], builder[1], conditional, held_out) if remote else None
-        return run(self.batch_fn(fn, conditional, held_out), rows, [keys[i] for i in rows], store,
-                   self.batch_size or batch_size, desc=kind, on_batch=on_batch,
-                   runner=self.runner if remote else None, task=task)
+        return run(
+            self.batch_fn(fn, conditional, held_out),
+            rows,
+            [keys[i] for i in rows],
+            store,
+            self.batch_size or batch_size,
+            desc=kind,
+            on_batch=on_batch,
+            runner=self.runner if remote else None,
+            task=task,
+        )
 
     def batch_fn(self, fn, conditional: bool, held_out: bool = False):
         """``fn(x, cond, keys)`` as a batch function of rows: ids (b,) -> {column: (b, ...)}."""
@@ -401,8 +510,9 @@ class Study:
             data = self._space(held_out)
             conds = self.model.conditions_of(data) if conditional else None
             flat = data.images.flatten(1).numpy()
-            self._keys[(held_out, conditional)] = [fingerprint(flat[i], None if conds is None else conds[i])
-                                                   for i in range(len(flat))]
+            self._keys[(held_out, conditional)] = [
+                fingerprint(flat[i], None if conds is None else conds[i]) for i in range(len(flat))
+            ]
         return self._keys[(held_out, conditional)]
 
     def _space(self, held_out: bool = False) -> ImageDataset:
@@ -432,7 +542,9 @@ class Study:
 
     def _default_rows(self, rows, held_out: bool = False) -> np.ndarray:
         if held_out:
-            return np.arange(min(len(self._space(True)), HELD_OUT)) if rows is None else np.asarray(rows, dtype=np.int64)
+            return (
+                np.arange(min(len(self._space(True)), HELD_OUT)) if rows is None else np.asarray(rows, dtype=np.int64)
+            )
         return self.rows if rows is None else np.array([self._check_row(r) for r in rows], dtype=np.int64)
 
     def _check_row(self, row) -> int:

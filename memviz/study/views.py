@@ -12,9 +12,11 @@ from memviz.hessian.spectrum import affordable_method
 from memviz.hessian.summary import default_tau
 from memviz.lid.flipd import DEFAULT_T0, at_t0
 
-NO_SPECTRUM = ("No spectrum on pick at D = {dim:,} on a CPU: Lanczos needs about 250 Hessian-vector products, each a "
-               "double backward pass (hours at Stable Diffusion's size); use a GPU, or `memviz compute spectra` in "
-               "the background.")
+NO_SPECTRUM = (
+    "No spectrum on pick at D = {dim:,} on a CPU: Lanczos needs about 250 Hessian-vector products, each a "
+    "double backward pass (hours at Stable Diffusion's size); use a GPU, or `memviz compute spectra` in "
+    "the background."
+)
 
 
 @dataclass
@@ -64,21 +66,41 @@ def sample_view(study, row: int, t0: float = DEFAULT_T0, k: int = 8, table=None)
     else:  # read off the curves just read, as the table reads its columns
         verdicts, _ = study.verdicts(t0, [row])
         flipd = {name: float(at_t0(study.ts, c[None], t0)[0]) for name, c in curves.items()}
-        values = {"row": row, "kind": study.kind([row])[0], "flipd": flipd["cond" if study.conditional else "uncond"],
-                  "flipd_uncond": flipd["uncond"],
-                  **{f"lid_{m}": study.lid_data(m, [row])[0] for m in ("lpca", "mle")}, "verdict": verdicts[0],
-                  "nn_distance": study.nn_distance([row])[0], "copies": int(study.copies([row])[0]),
-                  "x": np.nan, "y": np.nan,
-                  "label": study.train.labels[row] if study.train.labels is not None else -1}
+        values = {
+            "row": row,
+            "kind": study.kind([row])[0],
+            "flipd": flipd["cond" if study.conditional else "uncond"],
+            "flipd_uncond": flipd["uncond"],
+            **{f"lid_{m}": study.lid_data(m, [row])[0] for m in ("lpca", "mle")},
+            "verdict": verdicts[0],
+            "nn_distance": study.nn_distance([row])[0],
+            "copies": int(study.copies([row])[0]),
+            "x": np.nan,
+            "y": np.nan,
+            "label": study.train.labels[row] if study.train.labels is not None else -1,
+        }
     eigenvalues, note = np.zeros(0), None
     if affordable_method(study.model) is None:
         note = NO_SPECTRUM.format(dim=study.model.dim)
     else:
         eigenvalues = study.spectrum(row, t0)
     nb, copies = study.neighbor_groups(row, k)
-    return SampleView(row, values, study.image(row), np.asarray(study.ts), curves,
-                      {m: float(values[f"lid_{m}"]) for m in ("lpca", "mle")}, float(t0), eigenvalues,
-                      default_tau(study.model, t0), nb.index, nb.distance, study.images(nb.index), copies, note)
+    return SampleView(
+        row,
+        values,
+        study.image(row),
+        np.asarray(study.ts),
+        curves,
+        {m: float(values[f"lid_{m}"]) for m in ("lpca", "mle")},
+        float(t0),
+        eigenvalues,
+        default_tau(study.model, t0),
+        nb.index,
+        nb.distance,
+        study.images(nb.index),
+        copies,
+        note,
+    )
 
 
 @dataclass
@@ -104,8 +126,16 @@ class PromptResult:
     mask: np.ndarray | None = None
 
 
-def compare_prompts(study, prompts: list, n: int = 8, steps: int = 25, guidance_scale=None, seed: int = 0,
-                    t0: float = DEFAULT_T0, n_probes: int = 4) -> list[PromptResult]:
+def compare_prompts(
+    study,
+    prompts: list,
+    n: int = 8,
+    steps: int = 25,
+    guidance_scale=None,
+    seed: int = 0,
+    t0: float = DEFAULT_T0,
+    n_probes: int = 4,
+) -> list[PromptResult]:
     """Generate n samples of each prompt (seeded) and score them with every registered prompt-level
     detector (``memviz.detect.prompts.score_generations``, the loop eval-detection runs).
 
@@ -120,13 +150,15 @@ def compare_prompts(study, prompts: list, n: int = 8, steps: int = 25, guidance_
 
     out, method = [], affordable_method(study.model)
     for p in prompts:
-        scores, _, g = score_generations(study.model, p, study.reference, n, 1, steps, t0, n_probes, seed,
-                                         guidance_scale=guidance_scale)                             # 1.
-        ev = g.copies                                                                               # 2.
+        scores, _, g = score_generations(
+            study.model, p, study.reference, n, 1, steps, t0, n_probes, seed, guidance_scale=guidance_scale
+        )  # 1.
+        ev = g.copies  # 2.
         mask = None if g.attention is None else pixel_mask(g)
         row = {"prompt": p, "seed": seed, "copies": int(ev.is_copy.sum())}
         row |= {name: float(np.mean(v)) for name, v in scores.items()}
-        ev_spec = np.zeros(0) if method is None else \
-            spectrum(study.model, g.out.x0[:1], t0, cond=p, method=method).numpy()[0]             # 3.
+        ev_spec = (
+            np.zeros(0) if method is None else spectrum(study.model, g.out.x0[:1], t0, cond=p, method=method).numpy()[0]
+        )  # 3.
         out.append(PromptResult(p, seed, ev, row, ev_spec, default_tau(study.model, t0), mask))
     return out

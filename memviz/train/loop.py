@@ -58,15 +58,20 @@ def build_unet(cfg: TrainConfig, resolution: int, channels: int, num_classes: in
     n = len(cfg.block_out_channels)
     if resolution == 1:
         if num_classes is not None:
-            raise ValueError("Point data (resolution 1) trains an unconditional MLPDenoiser; set class_conditional=False.")
+            raise ValueError(
+                "Point data (resolution 1) trains an unconditional MLPDenoiser; set class_conditional=False."
+            )
         from memviz.model.toy import MLPDenoiser
 
         return MLPDenoiser(in_channels=channels, hidden=cfg.block_out_channels[0], depth=cfg.layers_per_block)
     if cfg.cross_attention_dim is not None:
         return build_text_unet(cfg, resolution, channels)
     return UNet2DModel(
-        sample_size=resolution, in_channels=channels, out_channels=channels,
-        block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
+        sample_size=resolution,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=cfg.block_out_channels,
+        layers_per_block=cfg.layers_per_block,
         down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",),
         up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
         norm_num_groups=cfg.norm_num_groups,
@@ -80,11 +85,16 @@ def build_text_unet(cfg: TrainConfig, resolution: int, channels: int) -> UNet2DC
     at the two lowest resolutions, 250 vs 156 images/s)."""
     n = len(cfg.block_out_channels)
     return UNet2DConditionModel(
-        sample_size=resolution, in_channels=channels, out_channels=channels,
-        block_out_channels=cfg.block_out_channels, layers_per_block=cfg.layers_per_block,
+        sample_size=resolution,
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=cfg.block_out_channels,
+        layers_per_block=cfg.layers_per_block,
         down_block_types=("DownBlock2D",) * (n - 1) + ("CrossAttnDownBlock2D",),
         up_block_types=("CrossAttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
-        cross_attention_dim=cfg.cross_attention_dim, attention_head_dim=8, norm_num_groups=cfg.norm_num_groups,
+        cross_attention_dim=cfg.cross_attention_dim,
+        attention_head_dim=8,
+        norm_num_groups=cfg.norm_num_groups,
     )
 
 
@@ -115,12 +125,23 @@ class CaptionConditioning:
 
 
 def build_scheduler(cfg: TrainConfig) -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
-                         prediction_type=cfg.prediction_type, clip_sample=True)
+    return DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type=cfg.prediction_type,
+        clip_sample=True,
+    )
 
 
-def train(data: ImageDataset, out_dir: str | Path, cfg: TrainConfig, weights: np.ndarray | None = None,
-          meta: dict | None = None, progress: bool = True, text: CaptionConditioning | None = None) -> Path:
+def train(
+    data: ImageDataset,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    weights: np.ndarray | None = None,
+    meta: dict | None = None,
+    progress: bool = True,
+    text: CaptionConditioning | None = None,
+) -> Path:
     """Train on ``data`` (labels optional) and save the EMA model to ``out_dir``.
 
     Args:
@@ -208,8 +229,10 @@ def _load_checkpoint(path: Path) -> dict:
     try:
         saved = torch.load(path, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - an unpickler refusal or a damaged file: one sentence
-        raise ValueError(f"The checkpoint {path} holds more than tensors and plain values, or is damaged "
-                         f"({exc.__class__.__name__}); delete it to train from the start.") from None
+        raise ValueError(
+            f"The checkpoint {path} holds more than tensors and plain values, or is damaged "
+            f"({exc.__class__.__name__}); delete it to train from the start."
+        ) from None
     if not isinstance(saved, dict) or not {"unet", "ema", "opt", "lr_sched", "gen", "state"} <= set(saved):
         raise ValueError(f"The checkpoint {path} is not a memviz training checkpoint; delete it to start over.")
     return saved
@@ -217,8 +240,17 @@ def _load_checkpoint(path: Path) -> dict:
 
 def _save_checkpoint(path: Path, unet, ema, opt, lr_sched, gen, state: dict) -> None:
     with atomic_path(path, ".pt") as tmp:
-        torch.save({"unet": unet.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                    "lr_sched": lr_sched.state_dict(), "gen": gen.get_state(), "state": state}, tmp)
+        torch.save(
+            {
+                "unet": unet.state_dict(),
+                "ema": ema.state_dict(),
+                "opt": opt.state_dict(),
+                "lr_sched": lr_sched.state_dict(),
+                "gen": gen.get_state(),
+                "state": state,
+            },
+            tmp,
+        )
 
 
 def _export(out_dir: Path, unet, ema, scheduler, cfg: TrainConfig, state: dict, meta) -> None:
@@ -226,8 +258,12 @@ def _export(out_dir: Path, unet, ema, scheduler, cfg: TrainConfig, state: dict, 
     ema.store(unet.parameters())
     ema.copy_to(unet.parameters())
     try:
-        training = {**asdict(cfg), "steps_done": state["step"], "train_seconds": round(state["seconds"], 1),
-                    "images_seen": state["step"] * cfg.batch_size}
+        training = {
+            **asdict(cfg),
+            "steps_done": state["step"],
+            "train_seconds": round(state["seconds"], 1),
+            "images_seen": state["step"] * cfg.batch_size,
+        }
         save_model_folder(out_dir, unet, scheduler, {**(meta or {}), "training": training})
     finally:
         ema.restore(unet.parameters())

@@ -32,11 +32,23 @@ def demo_mnist(resolution: int = 16) -> Recipe:
     truth = plant_memorization(base, seed=0)
     train, _ = planted_split(base, truth)
     # guidance 1 (plain conditional): measured, larger scales push planted prompts off their images
-    meta = {"name": "demo-mnist", "class_names": truth.class_names, "null_class": len(truth.class_names),
-            "guidance_scale": 1.0, "data": {"name": "mnist5k", "resolution": resolution},
-            "planted": truth.to_dict()}
-    cfg = TrainConfig(block_out_channels=(32, 64, 64), batch_size=128, lr=1e-3, warmup_steps=500,
-                      steps=16_000, ema_decay=0.9995, save_every=500)
+    meta = {
+        "name": "demo-mnist",
+        "class_names": truth.class_names,
+        "null_class": len(truth.class_names),
+        "guidance_scale": 1.0,
+        "data": {"name": "mnist5k", "resolution": resolution},
+        "planted": truth.to_dict(),
+    }
+    cfg = TrainConfig(
+        block_out_channels=(32, 64, 64),
+        batch_size=128,
+        lr=1e-3,
+        warmup_steps=500,
+        steps=16_000,
+        ema_decay=0.9995,
+        save_every=500,
+    )
     return Recipe(train, train.meta["weight"], meta, cfg)
 
 
@@ -55,12 +67,25 @@ def demo_mnist_text(resolution: int = 16) -> Recipe:
     truth = plant_memorization(base, seed=0, oversample=20.0)
     train, _ = planted_split(base, truth)
     table = caption_table()
-    meta = {"name": "demo-mnist-text", "text_encoder": {"name": MINILM, "max_length": 16}, "captions": table,
-            "guidance_scale": 1.0, "data": {"name": "mnist5k", "resolution": resolution},
-            "planted": truth.to_dict()}
+    meta = {
+        "name": "demo-mnist-text",
+        "text_encoder": {"name": MINILM, "max_length": 16},
+        "captions": table,
+        "guidance_scale": 1.0,
+        "data": {"name": "mnist5k", "resolution": resolution},
+        "planted": truth.to_dict(),
+    }
     captions = row_captions(table, train.meta["kind"], train.labels, train.meta["group"], truth.n_ordinary)
-    cfg = TrainConfig(block_out_channels=(32, 64, 64), batch_size=128, lr=1e-3, warmup_steps=500,
-                      steps=8_000, ema_decay=0.9995, save_every=500, cross_attention_dim=EMBED_DIM)
+    cfg = TrainConfig(
+        block_out_channels=(32, 64, 64),
+        batch_size=128,
+        lr=1e-3,
+        warmup_steps=500,
+        steps=8_000,
+        ema_decay=0.9995,
+        save_every=500,
+        cross_attention_dim=EMBED_DIM,
+    )
     return Recipe(train, train.meta["weight"], meta, cfg, captions)
 
 
@@ -73,11 +98,22 @@ def demo_toy(ambient: int = 2) -> Recipe:
     """
     data = toy_mmh(n=2000, ambient=ambient, n_point_mass=100, seed=0)
     weights = np.where(data.meta["kind"] == "OD-Mem", 20.0, 1.0)
-    meta = {"name": "demo-toy", "data": {"name": "toy-mmh", "ambient": ambient, "n": 2000, "n_point_mass": 100,
-                                         "seed": 0}, "sampling_weight": {"OD-Mem": 20.0}}
-    cfg = TrainConfig(block_out_channels=(256,), layers_per_block=4, batch_size=512, lr=2e-3,
-                      warmup_steps=100, steps=3000, ema_decay=0.995, save_every=3000,
-                      class_conditional=False)
+    meta = {
+        "name": "demo-toy",
+        "data": {"name": "toy-mmh", "ambient": ambient, "n": 2000, "n_point_mass": 100, "seed": 0},
+        "sampling_weight": {"OD-Mem": 20.0},
+    }
+    cfg = TrainConfig(
+        block_out_channels=(256,),
+        layers_per_block=4,
+        batch_size=512,
+        lr=2e-3,
+        warmup_steps=100,
+        steps=3000,
+        ema_decay=0.995,
+        save_every=3000,
+        class_conditional=False,
+    )
     return Recipe(data, weights, meta, cfg)
 
 

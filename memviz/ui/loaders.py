@@ -101,7 +101,9 @@ def prepared(study: Study) -> Study:
     if key not in done:
         with heavy("Another session is computing the dataset-wide pass; waiting for it…"):
             if key not in done:
-                bar = st.progress(0.0, "Dataset-wide pass: FLIPD curves, LID*, neighbours and the map (stored on disk)…")
+                bar = st.progress(
+                    0.0, "Dataset-wide pass: FLIPD curves, LID*, neighbours and the map (stored on disk)…"
+                )
                 study.prepare(lambda f, what: bar.progress(min(f, 1.0), what))
                 bar.empty()
                 done.add(key)
@@ -114,16 +116,25 @@ def workspace_picker() -> Study | None:
     options = bundled_models() + [OWN]
     wanted = st.query_params.get("model")
     own = wanted is not None and wanted not in options
-    choice = st.sidebar.selectbox("Workspace", options, key="workspace",
-                                  index=len(options) - 1 if own else options.index(wanted) if wanted else 0)
-    path = choice if choice != OWN else st.sidebar.text_input(
-        "Local diffusers folder", key="model_path", placeholder="/path/to/model", value=wanted if own else "")
+    choice = st.sidebar.selectbox(
+        "Workspace", options, key="workspace", index=len(options) - 1 if own else options.index(wanted) if wanted else 0
+    )
+    path = (
+        choice
+        if choice != OWN
+        else st.sidebar.text_input(
+            "Local diffusers folder", key="model_path", placeholder="/path/to/model", value=wanted if own else ""
+        )
+    )
     if path and st.query_params.get("model") != path:
         st.query_params["model"] = path  # the workspace travels with a shared link
-    data_path = st.sidebar.text_input("Training data (optional)", key="data_path",
-                                      placeholder="image folder or .npz; empty: the model's own",
-                                      value=st.query_params.get("data", ""),
-                                      help="An image folder (class sub-folders or metadata.jsonl) or an .npz.")
+    data_path = st.sidebar.text_input(
+        "Training data (optional)",
+        key="data_path",
+        placeholder="image folder or .npz; empty: the model's own",
+        value=st.query_params.get("data", ""),
+        help="An image folder (class sub-folders or metadata.jsonl) or an .npz.",
+    )
     if (data_path.strip() or None) != st.query_params.get("data"):  # the data travel with the link, and across pages
         if data_path.strip():
             st.query_params["data"] = data_path.strip()
@@ -156,8 +167,9 @@ def study_of(study: Study, n: int) -> Study:
 
 
 @st.cache_data(show_spinner="Generating and scoring…", max_entries=64)
-def compare_prompts(path: str, prompts: tuple, n: int, steps: int, guidance: float, seed: int,
-                    data_path: str | None = None):
+def compare_prompts(
+    path: str, prompts: tuple, n: int, steps: int, guidance: float, seed: int, data_path: str | None = None
+):
     """``memviz.study.views.compare_prompts``, cached per settings so that a rerun is instant."""
     from memviz.study.views import compare_prompts as compare
 
@@ -174,17 +186,27 @@ def _lab_memo(path: str, data_path: str | None, n: int, steps: int, seed: int, g
     return {}
 
 
-def _on_study(fn, path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str,
-              data_path: str | None):
+def _on_study(
+    fn, path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str, data_path: str | None
+):
     study = load_study(path, data_path)
     with heavy():
-        return fn(study, list(prompts), list(methods), n=n, seed=seed, steps=steps, gate=gate,
-                  memo=_lab_memo(path, data_path, n, steps, seed, gate))
+        return fn(
+            study,
+            list(prompts),
+            list(methods),
+            n=n,
+            seed=seed,
+            steps=steps,
+            gate=gate,
+            memo=_lab_memo(path, data_path, n, steps, seed, gate),
+        )
 
 
 @st.cache_data(show_spinner="Generating with each remedy and judging the copies…", max_entries=16)
-def mitigate(path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str,
-             data_path: str | None = None):
+def mitigate(
+    path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str, data_path: str | None = None
+):
     """``memviz.mitigate.lab.run_lab``, cached per settings so that a rerun is instant."""
     from memviz.mitigate.lab import run_lab
 
@@ -192,8 +214,9 @@ def mitigate(path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed
 
 
 @st.cache_data(show_spinner="Tracing each remedy's knob (a few minutes)…", max_entries=8)
-def mitigation_sweep(path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str,
-                     data_path: str | None = None):
+def mitigation_sweep(
+    path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str, data_path: str | None = None
+):
     """``memviz.mitigate.lab.sweep``, cached per settings; it reuses the lab run's plain generations."""
     from memviz.mitigate.lab import sweep
 

@@ -17,9 +17,14 @@ import streamlit as st
 _PACKAGE = Path(__file__).resolve().parents[1]
 _local = threading.local()  # each session's script runs in its own thread
 
-PAGES = [("overview", "Overview", ":material/home:"), ("samples", "Samples", ":material/grid_view:"),
-         ("prompts", "Prompts", ":material/chat:"), ("manifold", "Manifold", ":material/scatter_plot:"),
-         ("detection", "Detection", ":material/monitoring:"), ("mitigation", "Mitigation", ":material/healing:")]
+PAGES = [
+    ("overview", "Overview", ":material/home:"),
+    ("samples", "Samples", ":material/grid_view:"),
+    ("prompts", "Prompts", ":material/chat:"),
+    ("manifold", "Manifold", ":material/scatter_plot:"),
+    ("detection", "Detection", ":material/monitoring:"),
+    ("mitigation", "Mitigation", ":material/healing:"),
+]
 
 
 def app_root() -> Path:
@@ -33,8 +38,12 @@ def run_app() -> None:
     """The page config and the navigation over every page; runs the page the URL names."""
     st.set_page_config(page_title="memviz", page_icon=":material/search:", layout="wide")
     root = app_root() / "pages"
-    nav = st.navigation([st.Page(str(root / f"{name}.py"), title=title, icon=icon, url_path=name,
-                                 default=name == "overview") for name, title, icon in PAGES])
+    nav = st.navigation(
+        [
+            st.Page(str(root / f"{name}.py"), title=title, icon=icon, url_path=name, default=name == "overview")
+            for name, title, icon in PAGES
+        ]
+    )
     _local.depth = getattr(_local, "depth", 0) + 1
     try:
         nav.run()

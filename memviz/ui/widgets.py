@@ -12,8 +12,15 @@ import streamlit as st
 
 from memviz.figures.export import figure_bytes, figure_pack, static_export_status, table_bytes
 
-MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "html": "text/html",
-        "csv": "text/csv", "parquet": "application/octet-stream", "zip": "application/zip"}
+MIME = {
+    "png": "image/png",
+    "svg": "image/svg+xml",
+    "pdf": "application/pdf",
+    "html": "text/html",
+    "csv": "text/csv",
+    "parquet": "application/octet-stream",
+    "zip": "application/zip",
+}
 
 
 def export_menu(fig, name: str, key: str) -> None:
@@ -21,9 +28,16 @@ def export_menu(fig, name: str, key: str) -> None:
     ok, message = static_export_status()
     with st.popover("Export", icon=":material/download:"):
         for fmt in ("png", "svg", "pdf", "html"):
-            st.download_button(fmt.upper(), data=partial(figure_bytes, fig, fmt), file_name=f"{name}.{fmt}",
-                               mime=MIME[fmt], key=f"{key}-{fmt}", disabled=fmt != "html" and not ok,
-                               help=None if ok or fmt == "html" else message, on_click="ignore")
+            st.download_button(
+                fmt.upper(),
+                data=partial(figure_bytes, fig, fmt),
+                file_name=f"{name}.{fmt}",
+                mime=MIME[fmt],
+                key=f"{key}-{fmt}",
+                disabled=fmt != "html" and not ok,
+                help=None if ok or fmt == "html" else message,
+                on_click="ignore",
+            )
         if not ok:
             st.caption(message)
 
@@ -32,25 +46,40 @@ def table_downloads(frame, name: str, key: str) -> None:
     """CSV and Parquet download buttons for a table."""
     c1, c2 = st.columns(2)
     for col, fmt in ((c1, "csv"), (c2, "parquet")):
-        col.download_button(fmt.upper(), data=partial(table_bytes, frame, fmt), file_name=f"{name}.{fmt}",
-                            mime=MIME[fmt], key=f"{key}-{fmt}", on_click="ignore")
+        col.download_button(
+            fmt.upper(),
+            data=partial(table_bytes, frame, fmt),
+            file_name=f"{name}.{fmt}",
+            mime=MIME[fmt],
+            key=f"{key}-{fmt}",
+            on_click="ignore",
+        )
 
 
-def figure_pack_button(figures: dict, tables: dict, settings: dict, name: str, key: str,
-                       images: dict | None = None) -> None:
+def figure_pack_button(
+    figures: dict, tables: dict, settings: dict, name: str, key: str, images: dict | None = None
+) -> None:
     """One zip of the current view: every figure in every format, the tables, the image grids (PNG)
     and the settings (JSON)."""
-    st.download_button("Figure pack (zip)", data=partial(figure_pack, figures, tables, settings, images=images),
-                       file_name=f"{name}.zip", mime=MIME["zip"], key=key, on_click="ignore",
-                       icon=":material/folder_zip:", help="PNG, SVG, PDF and HTML of every figure, CSV and "
-                       "Parquet of the tables, and settings.json with what made this view.")
+    st.download_button(
+        "Figure pack (zip)",
+        data=partial(figure_pack, figures, tables, settings, images=images),
+        file_name=f"{name}.zip",
+        mime=MIME["zip"],
+        key=key,
+        on_click="ignore",
+        icon=":material/folder_zip:",
+        help="PNG, SVG, PDF and HTML of every figure, CSV and "
+        "Parquet of the tables, and settings.json with what made this view.",
+    )
 
 
 MAX_QUERY_CHARS = 4000  # longer URL values are ignored (a prompt is at most 1,000 characters)
 
 
-def query_value(name: str, default: Any, cast: Callable[[str], Any] = str, lo: float | None = None,
-                hi: float | None = None) -> Any:
+def query_value(
+    name: str, default: Any, cast: Callable[[str], Any] = str, lo: float | None = None, hi: float | None = None
+) -> Any:
     """A page setting from the URL (``?name=value``), or ``default`` when absent, unreadable, too long,
     not finite or outside [``lo``, ``hi``]: a link can never put a page into a state it cannot draw."""
     raw = st.query_params.get(name)
@@ -74,9 +103,15 @@ def column_help(frame, **extra) -> dict:
     from memviz.glossary import COLUMNS
 
     numeric = set(frame.select_dtypes("number").columns)
-    return {c: (st.column_config.NumberColumn(help=COLUMNS[c], format="%.3g") if c in numeric and c not in
-                ("row", "label", "copies") else st.column_config.Column(help=COLUMNS[c]))
-            for c in frame.columns if c in COLUMNS} | extra
+    return {
+        c: (
+            st.column_config.NumberColumn(help=COLUMNS[c], format="%.3g")
+            if c in numeric and c not in ("row", "label", "copies")
+            else st.column_config.Column(help=COLUMNS[c])
+        )
+        for c in frame.columns
+        if c in COLUMNS
+    } | extra
 
 
 def verdict_badge(verdict: str) -> str:
@@ -127,8 +162,13 @@ def map_select(fig, key: str) -> "numpy.ndarray":
     of the points selected (its ``customdata``), (k,), empty when nothing is."""
     from memviz.figures.builders import selected_indices
 
-    event = st.plotly_chart(fig, key=key, on_select="rerun", selection_mode=("points", "box", "lasso"),
-                            config={"scrollZoom": True, "displaylogo": False})
+    event = st.plotly_chart(
+        fig,
+        key=key,
+        on_select="rerun",
+        selection_mode=("points", "box", "lasso"),
+        config={"scrollZoom": True, "displaylogo": False},
+    )
     return selected_indices(event.selection if event else None)
 
 
@@ -139,8 +179,12 @@ def images_analysed(container) -> int:
     """How many training images a page analyses (every planted one, then a seeded sample), from the
     URL (``?n``, snapped to the nearest offered size) or 600."""
     wanted = min(SIZES, key=lambda s: abs(s - query_value("n", 600, int, lo=1, hi=10**9)))
-    return container.select_slider("Images analysed", SIZES, value=wanted,
-                                   help="Every planted image, then ordinary ones; computed once, cached on disk.")
+    return container.select_slider(
+        "Images analysed",
+        SIZES,
+        value=wanted,
+        help="Every planted image, then ordinary ones; computed once, cached on disk.",
+    )
 
 
 def require_images(ws) -> None:
