@@ -196,7 +196,7 @@ def test_the_cli_refuses_a_huge_npz_with_exit_2_and_no_traceback(tmp_path):
         [
             sys.executable,
             "-m",
-            "memviz.cli.commands",
+            "memviz",
             "compute",
             "lid",
             "--model",

@@ -20,7 +20,7 @@ ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'memviz[ra
 def _cli(*args, cache: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "MEMVIZ_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
     return subprocess.run(
-        [sys.executable, "-m", "memviz.cli.commands", *args], capture_output=True, text=True, timeout=timeout, env=env
+        [sys.executable, "-m", "memviz", *args], capture_output=True, text=True, timeout=timeout, env=env
     )
 
 
@@ -74,7 +74,7 @@ def test_a_rerun_after_a_killed_driver_resumes_from_the_finished_batches(tmp_pat
     args = [
         sys.executable,
         "-m",
-        "memviz.cli.commands",
+        "memviz",
         "compute",
         "lid",
         "--model",
