@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
     p.add_argument("--n", type=count, help="training images analysed (every planted one first; default: all)")
     p.add_argument(
+        "--holdout",
+        help="images the model never saw (folder, table or .npz): their FLIPD sets the verdict's threshold "
+        "(default: the model's own held-out split; without one, the analysed images themselves)",
+    )
+    p.add_argument(
         "--t0", type=positive_float, default=0.05, help="lid: t0 of the reported FLIPD (inside the model's t grid)"
     )
     p.add_argument("--trace", default="hutchinson", choices=["auto", "exact", "hutchinson"])
@@ -102,11 +107,48 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tau", type=positive_float, help="spectra: threshold of the counts (default 1 / (2 sigma_t^2))")
     p.add_argument("--out", type=Path, help="the per-sample table: .parquet, or CSV otherwise")
     _engine_arguments(p)
+    p = sub.add_parser("scan", help="score a prompt file with every prompt-level detector; flag, and judge copies")
+    p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
+    p.add_argument("--prompts", required=True, type=Path, help="a prompt file: .txt, .jsonl, .csv/.tsv, .parquet")
+    p.add_argument("--out", required=True, type=Path, help="the table: .parquet (thresholds in its metadata) or CSV")
+    _prompt_file_arguments(p)
+    p.add_argument(
+        "--data", help="the training images (folder, table, datasets folder or .npz; default: the model's own)"
+    )
+    p.add_argument("--detectors", nargs="+", help="only these registered detectors (default: every prompt-level one)")
+    p.add_argument("--n", type=count, default=4, help="generations per prompt (default 4)")
+    p.add_argument("--steps", type=count, default=1, help="first sampling steps the stepwise detectors average (1)")
+    p.add_argument("--sample-steps", type=count, default=50, help="the sampler's number of steps (50)")
+    p.add_argument("--seed", type=seed, default=0, help="base seed; each prompt's seed comes from its text and this")
+    p.add_argument("--guidance-scale", type=non_negative_float, help="w (default: the model's)")
+    p.add_argument(
+        "--reference",
+        help="prompts trusted as ordinary (a prompt file), or training-captions (drawn from --data): "
+        "each detector's threshold is set at --fpr on them and the table gets flag_<detector>",
+    )
+    p.add_argument("--fpr", type=fraction, default=0.01, help="false-positive rate on the reference (default 0.01)")
+    p.add_argument(
+        "--generate",
+        type=count,
+        metavar="K",
+        help="generate K images of each flagged prompt (each prompt without --reference) and judge them "
+        "against the training images: copy verdict, the matching training file, and an image grid",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    _engine_arguments(p)
     p = sub.add_parser("detectors", help="the registered detectors")
     p.add_argument("--json", action="store_true", help="as a JSON list of objects")
     p.add_argument("--model", help="also give each detector's model calls per query for this model")
-    p = sub.add_parser("eval-detection", help="AUROC and TPR@1%%FPR of every detector against the planted truth")
+    p = sub.add_parser(
+        "eval-detection",
+        help="AUROC and TPR@1%%FPR of every detector: on your labelled prompts, or on a demo's planted truth",
+    )
     p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
+    p.add_argument("--memorized", type=Path, help="a prompt file of prompts known to be memorized")
+    p.add_argument("--ordinary", type=Path, help="a prompt file of prompts known to be ordinary")
+    p.add_argument("--prompts", type=Path, help="one prompt file with a label column (--label-column)")
+    _prompt_file_arguments(p)
+    p.add_argument("--data", help="the training images, for the nearest-neighbour detectors (default: the model's own)")
     p.add_argument("--detectors", nargs="+", help="only these registered detectors (default: all)")
     p.add_argument("--n", type=count, nargs="+", default=[1, 4], help="generations per prompt")
     p.add_argument("--steps", type=count, nargs="+", default=[1, 5, 50], help="first sampling steps scored")
@@ -129,12 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         "report it on the others only, beside the paper's weights",
     )
     p.add_argument("--json", type=Path, help="write the rows here")
+    p.add_argument("--no-progress", action="store_true")
     _engine_arguments(p)
     p.add_argument("--scores", type=Path, help="write every query's score here (.parquet or .csv), for ROC curves")
     p = sub.add_parser("mitigate", help="run remedies against memorized generations; copy rate, utility and cost")
     p.add_argument("--list", action="store_true", help="print the registered mitigations and stop")
     p.add_argument("--model", help="a bundled demo's name or a model folder")
-    p.add_argument("--prompts", nargs="+", help="class names or prompts")
+    p.add_argument(
+        "--prompts", nargs="+", help="class names or prompts, or one prompt file (.txt, .jsonl, .csv, .parquet)"
+    )
+    p.add_argument("--data", help="the training images copies are judged against (default: the model's own)")
+    p.add_argument("--prompt-column", help="the prompt file's prompt column (default: prompt, caption or text)")
     p.add_argument("--methods", nargs="+", default=["all"], help="registered mitigations, or all (default)")
     p.add_argument("--n", type=count, default=16, help="generations per prompt and method")
     p.add_argument("--seed", type=seed, default=0)
@@ -181,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
             "compute": _compute,
             "detectors": _detectors,
             "eval-detection": _eval_detection,
+            "scan": _scan,
             "mitigate": _mitigate,
             "app": _app,
         }[args.command](args)
@@ -208,6 +256,40 @@ def _engine_arguments(p) -> None:
     g.add_argument("--workers", type=count, default=2, help="ray: actors, each loading the model once")
     g.add_argument("--gpus-per-worker", type=non_negative_float, default=0.0, help="ray: num_gpus of each actor")
     g.add_argument("--batch-size", type=count, help="rows per batch (both engines; default: each pass's own)")
+
+
+def _prompt_file_arguments(p) -> None:
+    g = p.add_argument_group("prompt files", "which columns hold what (every other column is kept)")
+    g.add_argument("--prompt-column", help="the prompt's column or JSON key (default: prompt, caption or text)")
+    g.add_argument("--label-column", help="a column saying which prompts are memorized (1/0, true/false, or classes)")
+    g.add_argument(
+        "--positive",
+        type=lambda text: [v for v in text.split(",") if v],
+        metavar="A,B",
+        help="the label column's values that mean memorized (NeMo's type: --positive MV,TV,RV)",
+    )
+    g.add_argument("--split-column", help="a column grouping the prompts into splits (one evaluation row each)")
+
+
+def _read_prompt_file(args, path: Path):
+    from memviz.data.prompt_sets import read_prompts
+
+    ps = read_prompts(
+        path,
+        prompt_column=args.prompt_column,
+        label_column=getattr(args, "label_column", None),
+        positive=getattr(args, "positive", None),
+        split_column=getattr(args, "split_column", None),
+    )
+    print(ps.describe(), file=sys.stderr)
+    return ps
+
+
+def _say_data_notes(study) -> None:
+    """What the data readers resized, skipped or could not match, on stderr."""
+    for data in (study.train, study.test):
+        for note in [] if data is None else data.meta.get("notes", []):
+            print(f"data: {note}", file=sys.stderr)
 
 
 @contextmanager
@@ -327,7 +409,8 @@ def _info(args) -> int:
 def _compute(args) -> int:
     from memviz.study.core import open_study
 
-    study = open_study(args.model, args.data, n=args.n, n_probes=args.n_probes, trace=args.trace)
+    study = open_study(args.model, args.data, n=args.n, n_probes=args.n_probes, trace=args.trace, holdout=args.holdout)
+    _say_data_notes(study)
     with _engine(args, study):
         table = (_compute_spectra if args.what == "spectra" else _compute_lid)(args, study)
     if args.out:
@@ -376,7 +459,7 @@ def _compute_lid(args, study):
         .median()
         .to_string(float_format=lambda v: f"{v:.2f}")
     )
-    print(f"FLIPD threshold (5% of held-out below): {study.threshold(args.t0):.2f}")
+    print(study.threshold_source(args.t0))
     print(table["verdict"].value_counts().to_string())
     return table
 
@@ -400,16 +483,46 @@ def _detectors(args) -> int:
     return 0
 
 
+def _labelled_args(args):
+    """The labelled PromptSet eval-detection reads, or None for the model's planted truth."""
+    from memviz.data.prompt_sets import labelled_prompts
+
+    if (args.memorized is None) != (args.ordinary is None):
+        raise ValueError("--memorized and --ordinary go together: give both prompt files.")
+    if args.memorized is not None:
+        if args.prompts is not None or args.label_column:
+            raise ValueError("Give --memorized and --ordinary, or --prompts with --label-column, not both.")
+        return labelled_prompts(_read_prompt_file(args, args.memorized), _read_prompt_file(args, args.ordinary))
+    if args.prompts is not None:
+        if not args.label_column:
+            raise ValueError(
+                "--prompts needs --label-column (which prompts are memorized), or use --memorized/--ordinary."
+            )
+        return _read_prompt_file(args, args.prompts)
+    if args.label_column or args.positive or args.split_column:
+        raise ValueError("--label-column, --positive and --split-column describe a prompt file; give --prompts.")
+    return None
+
+
 def _eval_detection(args) -> int:
     import pandas as pd
 
     from memviz.detect import KEYS, detectors, eval_detection
+    from memviz.detect.scan import registry_direction
     from memviz.io.files import write_json
     from memviz.study.core import open_study
 
-    detectors(names=args.detectors)  # an unknown name: one sentence listing them, before anything loads
+    dets = detectors(names=args.detectors)  # an unknown name: one sentence listing them, before anything loads
+    labelled = _labelled_args(args)
     scores: list[dict] = []
-    with _engine(args, open_study(args.model)) as study:
+    study = open_study(args.model, args.data)
+    _say_data_notes(study)
+    if labelled is None and "planted" not in study.model.meta:
+        raise ValueError(
+            "This model has no planted ground truth; give your own labelled prompts: --memorized FILE "
+            "--ordinary FILE, or --prompts FILE --label-column COLUMN."
+        )
+    with _engine(args, study) as study:
         notes: list[str] = []
         rows = eval_detection(
             study,
@@ -424,7 +537,11 @@ def _eval_detection(args) -> int:
             calibrate=args.calibrate,
             guidance_scale=args.guidance_scale,
             notes=notes,
+            labelled=labelled,
+            progress=not args.no_progress,
         )
+    shown = sorted({r["detector"] for r in rows}, key=[d.name for d in dets].index)
+    print("direction (from the registry): " + "; ".join(f"{d} {registry_direction(d)} = memorized" for d in shown))
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     table = pd.DataFrame(rows, columns=list(KEYS)).astype({"n": "Int64", "steps": "Int64"})
@@ -443,9 +560,109 @@ def _eval_detection(args) -> int:
     return 0
 
 
+def _scan(args) -> int:
+    import pandas as pd
+
+    from memviz.detect import detectors
+    from memviz.detect.scan import (
+        TRAINING_CAPTIONS,
+        describe_thresholds,
+        registry_direction,
+        save_scan,
+        scan,
+        scan_copies,
+    )
+    from memviz.figures.builders import save_grid
+    from memviz.study.core import open_study
+
+    if args.detectors:
+        detectors(names=args.detectors)  # an unknown name: one sentence, before anything loads
+    if args.out.suffix not in (".parquet", ".csv", ".tsv"):
+        raise ValueError(f"--out is a .parquet or .csv table; got {args.out.name}.")
+    prompts = _read_prompt_file(args, args.prompts)
+    reference = None
+    if args.reference == TRAINING_CAPTIONS:
+        reference = TRAINING_CAPTIONS
+    elif args.reference:
+        from memviz.data.prompt_sets import read_prompts
+
+        reference = read_prompts(args.reference, prompt_column=args.prompt_column)
+        print(f"reference: {reference.describe()}", file=sys.stderr)
+    study = open_study(args.model, args.data, n=1)
+    _say_data_notes(study)
+    with _engine(args, study) as study:
+        result = scan(
+            study,
+            prompts,
+            names=args.detectors,
+            n=args.n,
+            steps=args.steps,
+            sample_steps=args.sample_steps,
+            seed=args.seed,
+            reference=reference,
+            fpr=args.fpr,
+            guidance_scale=args.guidance_scale,
+            progress=not args.no_progress,
+            batch_size=args.batch_size,
+        )
+        grid = None
+        if args.generate:
+            which = "flagged" if result.thresholds else "all"
+            grid = scan_copies(
+                study,
+                result,
+                k=args.generate,
+                which=which,
+                steps=args.sample_steps,
+                seed=args.seed,
+                guidance_scale=args.guidance_scale,
+                progress=not args.no_progress,
+            )
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    table = result.table
+    skipped = table.note.str.startswith("not scored")
+    cut = table.note.str.startswith("read as")
+    print(
+        f"scored {int((~skipped).sum()):,} of {len(table):,} prompts in {result.settings['seconds']:.1f} s "
+        f"({result.settings['prompts_per_second']:.2f} prompts/s); {int(skipped.sum())} not scored, "
+        f"{int(cut.sum())} cut to the encoder's length (see the note column)"
+    )
+    for line in describe_thresholds(result):
+        print(f"threshold: {line}")
+    if result.thresholds:
+        print(f"flagged: {int(table.flagged.sum()):,} of {len(table):,} prompts by any detector")
+    first = result.detectors[0]
+    sign = 1 if registry_direction(first) == "higher" else -1
+    top = table.assign(_o=sign * table[first]).sort_values("_o", ascending=False, na_position="last").head(10)
+    cols = ["prompt", *result.detectors[:4]] + (["flagged"] if result.thresholds else [])
+    if args.generate:
+        cols += ["copies", "nearest_file"]
+    with pd.option_context("display.width", 200, "display.max_colwidth", 50):
+        print(f"top prompts by {first}:")
+        print(top[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for path in save_scan(result, args.out):
+        print(f"saved {path}")
+    if grid is not None and len(grid):
+        k = args.generate
+        path = args.out.with_name(args.out.stem + ".copies.png")
+        save_grid(grid.flatten(0, 1), path, nrow=2 * k, scale=2)
+        judged = table[table.copies.notna()]
+        print(
+            f"copies: {int(judged.copies.sum()):,} of {len(judged) * k:,} generations of {len(judged)} prompts copy "
+            f"a training image (calibrated l2 < {result.settings['copies']['threshold']}); grid: each row {k} "
+            f"generations, then their nearest training images"
+        )
+        print(f"saved {path}")
+    elif args.generate:
+        print("copies: no prompt was flagged, so none was generated.")
+    return 0
+
+
 def _mitigate(args) -> int:
     import numpy as np
 
+    from memviz.data.prompt_sets import SUFFIXES as PROMPT_SUFFIXES
     from memviz.io.files import save_npz, write_json
     from memviz.mitigate import MITIGATIONS
     from memviz.mitigate.lab import run_lab
@@ -472,10 +689,14 @@ def _mitigate(args) -> int:
             raise ValueError(f"--knob takes METHOD=VALUE, such as initial-noise=16; got {item!r}.") from None
     from memviz.study.core import open_study
 
-    study, memo = open_study(args.model, n=1), {}  # memo: the sweep reuses the plain generations and gate scores
+    prompts = args.prompts
+    if len(prompts) == 1 and Path(prompts[0]).suffix.lower() in PROMPT_SUFFIXES and Path(prompts[0]).is_file():
+        prompts = _read_prompt_file(args, Path(prompts[0])).prompts
+    study, memo = open_study(args.model, args.data, n=1), {}  # memo: the sweep reuses the plain generations and gates
+    _say_data_notes(study)
     result = run_lab(
         study,
-        args.prompts,
+        prompts,
         args.methods,
         n=args.n,
         seed=args.seed,
@@ -522,13 +743,16 @@ def _mitigate(args) -> int:
         ]
     ]
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    for prompt, why in result.rows.drop_duplicates("prompt")[["prompt", "utility_note"]].itertuples(index=False):
+        if why:
+            print(f"utility of {str(prompt)[:60]!r} is NaN: {why}", file=sys.stderr)
     print(f"wrote {args.out / 'generations.npz'} and {args.out / 'report.json'}")
     if args.sweep:
         from memviz.mitigate.lab import sweep
 
         front = sweep(
             study,
-            args.prompts,
+            prompts,
             args.methods,
             n=args.n,
             seed=args.seed,

@@ -11,7 +11,7 @@ import numpy as np
 from memviz.data import PlantedTruth
 from memviz.detect.cost import Meter
 from memviz.detect.metrics import auroc, auroc_interval, tpr_at_fpr
-from memviz.detect.prompts import prompt_scores
+from memviz.detect.prompts import NoTrainingImages, prompt_scores
 from memviz.detect.registry import detectors, serving
 from memviz.lid.flipd import DEFAULT_T0
 from memviz.model.adapter import DiffusionModel
@@ -51,6 +51,8 @@ def eval_detection(
     calibrate: float | None = None,
     guidance_scale: float | None = None,
     notes: list | None = None,
+    labelled=None,
+    batch_size: int | None = None,
 ) -> list[dict]:
     """Rows of ``KEYS``, one per registered detector (or only ``names``), level, split and (n, steps)
     (None where it does not apply), with a 95% bootstrap interval of the AUROC and the costs
@@ -69,26 +71,40 @@ def eval_detection(
         scores: if a list is given, every query's score is appended to it as a dict (detector,
             level, split, n, steps, positive, score), for ROC curves.
         notes: if a list is given, a sentence for each detector left out because the model cannot serve it.
+        labelled: a ``PromptSet`` with labels (``memviz.data.prompt_sets``: the user's own memorized and
+            ordinary prompts, ``labelled_prompts``): prompt level on these instead of planted truth, one
+            evaluation row per split of its split column ("all" without one); sample level then needs
+            planted truth and is left out.
 
     Splits: "exact" (the planted prompts, or planted training images, against ordinary ones) and, for
     text models, "paraphrase" (near copies of the planted captions the model never saw, against the
     same ordinary prompts).
     """
     if isinstance(study, DiffusionModel):
-        _truth(study)
+        if labelled is None:
+            _truth(study)
         raise ValueError("eval_detection reads a Study: pass memviz.open_study(model).")
-    truth = _truth(study.model)
+    truth = _truth(study.model) if labelled is None else None
     if calibrate is not None and not 0 < calibrate < 1:
         raise ValueError(f"calibrate is the fraction of prompts to fit on, strictly between 0 and 1; got {calibrate}.")
     rows = []
-    sample_dets = serving(study.model, "sample", names, notes)  # before any work: a name it cannot serve
+    sample_dets = serving(study.model, "sample", names, notes) if labelled is None else []
     prompt_dets = [d.name for d in serving(study.model, "prompt", names, notes)]
+    if labelled is not None and study.train is None:
+        left = [name for name in prompt_dets if "training images" in detectors(names=[name])[0].needs]
+        if left and notes is not None:
+            notes.append(f"{', '.join(left)} left out: they read the training images, and no data was given.")
+        prompt_dets = [name for name in prompt_dets if name not in left]
     if prompt_dets:
-        prompts, splits, ordinary = _prompts(study.model, truth)
+        if labelled is None:
+            prompts, splits, ordinary = _prompts(study.model, truth)
+            masks = _planted_masks(prompts, splits, ordinary)
+        else:
+            prompts, masks, splits, ordinary = _labelled(study.model, labelled, notes)
         ps = prompt_scores(
             study.model,
             prompts,
-            study.reference,
+            study.reference if study.train is not None else NoTrainingImages(),
             max(n),
             max(steps),
             reps,
@@ -100,12 +116,13 @@ def eval_detection(
             runner=study.runner,
             spec=study.spec,
             guidance_scale=guidance_scale,
+            batch_size=batch_size,
         )
-        for split, planted in splits.items():
+        for split, (mask, label) in masks.items():
             for n_, s_ in ((a, b) for a in sorted(set(n)) for b in sorted(set(steps))):
                 table = ps.table(n_, s_)
-                table = table[table.prompt.isin(planted + ordinary)]
-                positive = table.prompt.isin(planted).to_numpy()
+                table = table[np.repeat(mask, reps)]
+                positive = np.repeat(label, reps)[np.repeat(mask, reps)]
                 for det in detectors("prompt", prompt_dets):
                     if (not det.stepwise and s_ != max(steps)) or (det.stepwise and det.steps_for(s_) < s_):
                         continue  # scored once; or past its protocol's steps
@@ -126,6 +143,7 @@ def eval_detection(
                             _setting(det, study),
                             scores,
                             [{"row": -1, "prompt": str(p), "group": int(g)} for p, g in zip(table.prompt, table.group)],
+                            reps,
                         )
                     )
         if calibrate is not None and {"asthana-norm", "asthana-cos"} <= set(prompt_dets):
@@ -162,6 +180,49 @@ def eval_detection(
     return rows
 
 
+def _planted_masks(prompts: list, splits: dict, ordinary: list) -> dict:
+    """split -> ((P,) which prompts it evaluates, (P,) which of them are memorized), from the planted lists."""
+    out = {}
+    for split, planted in splits.items():
+        keep, pos = set(planted) | set(ordinary), set(planted)
+        out[split] = (np.array([p in keep for p in prompts]), np.array([p in pos for p in prompts]))
+    return out
+
+
+def _labelled(model, labelled, notes) -> tuple[list, dict, dict, list]:
+    """(the scoreable prompts, split -> (mask, label) over them, split -> memorized prompts, ordinary
+    prompts) of a labelled ``PromptSet``; a class with fewer than 2 prompts is an error, fewer than 20 a note."""
+    from memviz.detect.scan import conditions
+
+    if labelled.labels is None:
+        raise ValueError(f"{labelled.source} has no labels; give a label column (--label-column).")
+    conds, why = conditions(model, labelled.prompts)
+    ok = np.array([c is not None for c in conds])
+    if not ok.all() and notes is not None:
+        bad = [f"{p[:40]!r} ({w})" for p, w, c in zip(labelled.prompts, why, conds) if c is None]
+        notes.append(f"{len(bad)} prompts left out, as they cannot be scored: {'; '.join(bad[:5])}.")
+    prompts = [c for c in conds if c is not None]
+    label = labelled.labels[ok]
+    split = labelled.splits[ok] if labelled.splits is not None else np.full(len(prompts), "all")
+    masks, pos_lists = {}, {}
+    for s in dict.fromkeys(split):
+        mask = split == s
+        n_pos, n_neg = int((label & mask).sum()), int((~label & mask).sum())
+        if min(n_pos, n_neg) < 2:
+            raise ValueError(
+                f"Split {s!r} of {labelled.source} has {n_pos} memorized and {n_neg} ordinary prompts that can be "
+                "scored; each needs at least 2."
+            )
+        if min(n_pos, n_neg) < 20 and notes is not None:
+            notes.append(
+                f"split {s!r} has {n_pos} memorized and {n_neg} ordinary prompts: with fewer than 20 in a "
+                "class the AUROC's 95% interval is wide; read it, not the point."
+            )
+        masks[s] = (mask, label)
+        pos_lists[s] = [p for p, m, lab in zip(prompts, mask, label) if m and lab]
+    return prompts, masks, pos_lists, [p for p, lab in zip(prompts, label) if not lab]
+
+
 def _setting(det, study) -> str:
     return _paper_weights(study.model)[0] if det.name == "asthana" else ""
 
@@ -181,7 +242,7 @@ def _calibrated(ps, splits: dict, ordinary: list, ns: list, fraction: float, see
 
     paper = _paper_weights(model)
     rng = np.random.default_rng(seed)
-    planted = splits["exact"]
+    planted = next(iter(splits.values()))  # the first split's (planted: "exact"); near copies follow their source
     fit_on = set()
     for group in (planted, ordinary):
         order = rng.permutation(len(group))
@@ -229,6 +290,7 @@ def _calibrated(ps, splits: dict, ordinary: list, ns: list, fraction: float, see
                         setting,
                         keep,
                         who,
+                        table.group.nunique(),
                     )
                 )
     return rows
@@ -256,10 +318,24 @@ def _prompts(model: DiffusionModel, truth: PlantedTruth) -> tuple[list, dict, li
 
 
 def _row(
-    detector, level, split, n, steps, positive, score, groups, cost, guidance_scale, setting, keep=None, ids=None
+    detector,
+    level,
+    split,
+    n,
+    steps,
+    positive,
+    score,
+    groups,
+    cost,
+    guidance_scale,
+    setting,
+    keep=None,
+    ids=None,
+    reps=1,
 ) -> dict:
     """One evaluation row; with ``keep``, every query's score too, named by its identity (a training
-    row at sample level; a prompt and a group of its generations at prompt level)."""
+    row at sample level; a prompt and a group of its generations at prompt level). n_pos and n_neg
+    count prompts (sample level: images), each scored as ``reps`` queries."""
     if keep is not None:
         keep += [
             {
@@ -288,8 +364,8 @@ def _row(
         "auroc_low": low,
         "auroc_high": high,
         "tpr_at_1pct_fpr": tpr_at_fpr(positive, score, 0.01),
-        "n_pos": int(positive.sum()),
-        "n_neg": int((~positive).sum()),
+        "n_pos": int(positive.sum()) // reps,
+        "n_neg": int((~positive).sum()) // reps,
         "seconds_per_query": float(seconds),
         "model_calls_per_query": float(calls),
         "peak_memory_mb": float(peak),

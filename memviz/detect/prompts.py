@@ -32,6 +32,13 @@ from memviz.runner.local import run
 PROTOCOL_STEPS = 50  # the detection papers' schedule (Wen, Jeon, Asthana): 50 DDIM steps
 
 
+class NoTrainingImages:
+    """Stands in for the training images (a ``NeighborIndex``) where there are none: only detectors
+    that do not read them (``"training images"`` not in ``Detector.needs``) may run."""
+
+    reference = np.zeros((1, 1), np.float32)
+
+
 @dataclass
 class Noise:
     """What a noise-level detector reads: the m initial noises x_T of one prompt's generations, and
@@ -91,7 +98,7 @@ class Generations:
 
     Attributes:
         model; prompt; out (SampleOutput): m generations; index: the training images (pixels);
-        t0, n_probes, seed: the FLIPD settings.
+        t0, n_probes, seed: the FLIPD settings (seed: one, or one per generation).
         diffs (torch.Tensor | None): (S, m, C, H, W) eps_c - eps_u at the first S scored steps, kept
             when a detector reads the cross-attention (Bright Ending's masked norm).
         attention (torch.Tensor | None): (m, h, w) the end token's cross-attention at the final step.
@@ -103,7 +110,7 @@ class Generations:
     index: NeighborIndex
     t0: float
     n_probes: int
-    seed: int
+    seed: int | list[int]
     diffs: torch.Tensor | None = None
     attention: torch.Tensor | None = None
 
@@ -137,6 +144,7 @@ def score_generations(
     dets: Sequence[Detector] | None = None,
     guidance_scale=None,
     protocol_steps: int = PROTOCOL_STEPS,
+    noise: torch.Tensor | None = None,
 ) -> tuple[dict, dict[str, Cost], Generations | None]:
     """Score m generations of ``prompt`` (seeded) with every detector ``dets`` (default: every
     prompt-level one this model serves; those needing a condition are left out for prompt None).
@@ -149,6 +157,12 @@ def score_generations(
     the sampler's callback at its first ``steps`` steps; 4. the per-generation
     detectors on the finished generations.
 
+    Args:
+        prompt: one condition, or one per generation (m,) (several prompts batched through the model).
+        seed: the seed of x_T and of the probes, or one seed per generation (m,) (each row's probes
+            then do not depend on its batch).
+        noise: (m, C, H, W) the initial noise x_T, instead of drawing it from ``seed``.
+
     Returns:
         (scores: name -> (m, S) stepwise (S = ``Detector.steps_for(steps)``) or (m,), costs: name -> ``Cost``, Generations or None
         when nothing was generated).
@@ -156,7 +170,7 @@ def score_generations(
     dets = [d for d in (dets or serving(model)) if prompt is not None or "condition" not in d.needs]
     values: dict[str, np.ndarray] = {}
     costs: dict[str, Cost] = {}
-    x_T = initial_noise(model, m, torch.Generator("cpu").manual_seed(seed))  # 1.
+    x_T = initial_noise(model, m, torch.Generator("cpu").manual_seed(seed)) if noise is None else noise  # 1.
     probe = Noise(model, prompt, x_T, protocol_steps)
     for d in (d for d in dets if d.noise is not None):
         known = set(probe.spent)
@@ -207,7 +221,10 @@ def score_generations(
 
     uncond = any("unconditional output" in d.needs for d in stepwise + finished)
     with capture_cross_attention(model) if attend else nullcontext({}) as store, Meter(model) as ms:
-        out = model.sample(m, prompt, sample_steps, guidance_scale, seed, noise=x_T, callback=callback, uncond=uncond)
+        first_seed = seed if isinstance(seed, (int, np.integer)) else int(seed[0])
+        out = model.sample(
+            m, prompt, sample_steps, guidance_scale, first_seed, noise=x_T, callback=callback, uncond=uncond
+        )
     own_s = sum(x.seconds for v in meters.values() for x in v)
     own_c = sum(x.calls for v in meters.values() for x in v)
     per_step = ((ms.seconds - own_s) / sample_steps, (ms.calls - own_c) / sample_steps)
@@ -306,6 +323,8 @@ def prompt_scores(
     runner=None,
     spec: dict | None = None,
     guidance_scale: float | None = None,
+    batch_size: int | None = None,
+    on_batch=None,
 ) -> PromptScores:
     """Generate ``reps`` x ``n`` samples of each prompt and score every generation with every
     prompt-level detector (or only ``names``).
@@ -317,6 +336,11 @@ def prompt_scores(
         guidance_scale: w along the sampled trajectories (default: the model's, 7.5 for Stable Diffusion).
         runner, spec: a remote runner (``memviz.runner.ray_runner.RayRunner``) and the Study's ``spec``
             from which each worker reopens the model and the index (``PromptTask``).
+        batch_size: prompts batched through the model in one call (default ``prompt_batch_size``).
+        on_batch: ``on_batch(done, total)`` after each batch of prompts (the app's progress bar).
+
+    A prompt's generations are seeded by its text and ``seed`` (``prompt_seed``), never by its
+    position: the same prompt scores the same in any list, any batch and any resumed run.
     """
     if not 1 <= steps <= sample_steps:
         raise ValueError(f"steps must lie in 1..{sample_steps}; got {steps}.")
@@ -325,6 +349,7 @@ def prompt_scores(
     w = float(model.guidance_scale if guidance_scale is None else guidance_scale)
     params = (
         "costs",
+        "seeded by text",
         fingerprint(index.reference),
         n,
         reps,
@@ -353,11 +378,12 @@ def prompt_scores(
     table = run(
         prompt_batch(model, prompts, index, **knobs),
         np.arange(len(prompts)),
-        [fingerprint(p, seed + 1000 * i) for i, p in enumerate(prompts)],
+        [fingerprint(p) for p in prompts],  # the seed is in the store's key
         store,
-        batch_size=1,
+        batch_size=batch_size or prompt_batch_size(dets, n * reps),
         desc="prompts",
         progress=progress,
+        on_batch=on_batch,
         runner=runner if remote else None,
         task=PromptTask(spec, prompts, knobs) if remote else None,
     )
@@ -396,19 +422,40 @@ def prompt_batch(
     dets = detectors("prompt", names)
 
     def batch(ids: np.ndarray) -> dict[str, np.ndarray]:
-        i = int(ids[0])  # one prompt per batch: each prompt is stored as soon as it is scored
+        """Prompts ``ids`` (b,) through the model at once: each one's m = n x reps generations start
+        from the noise of its own seed, and every cost is divided by b (per prompt)."""
+        m, b = n * reps, len(ids)
+        seeds = [prompt_seed(prompts[int(i)], seed) for i in ids]
+        x_T = torch.cat([initial_noise(model, m, torch.Generator("cpu").manual_seed(s)) for s in seeds])
+        cond = prompts[int(ids[0])] if b == 1 else [prompts[int(i)] for i in ids for _ in range(m)]
+        probe_seeds = [s + j for s in seeds for j in range(m)]
         scores, costs, _ = score_generations(
-            model, prompts[i], index, n * reps, steps, sample_steps, t0, n_probes, seed + 1000 * i, dets, guidance_scale
-        )
-        out = {k: v.reshape(1, reps, n, *v.shape[1:]) for k, v in scores.items()}
+            model, cond, index, b * m, steps, sample_steps, t0, n_probes, probe_seeds, dets, guidance_scale,
+            noise=x_T,
+        )  # fmt: skip
+        out = {k: v.reshape(b, reps, n, *v.shape[1:]) for k, v in scores.items()}
         return (
             out
-            | {f"seconds:{k}": c.seconds[None] / reps for k, c in costs.items()}
-            | {f"calls:{k}": c.calls[None].astype(float) for k, c in costs.items()}
-            | {f"peak:{k}": np.array([c.peak_mb]) for k, c in costs.items()}
-        )  # seconds per group of n
+            | {f"seconds:{k}": np.repeat(c.seconds[None] / (reps * b), b, 0) for k, c in costs.items()}
+            | {f"calls:{k}": np.repeat(c.calls[None].astype(float), b, 0) for k, c in costs.items()}
+            | {f"peak:{k}": np.full(b, c.peak_mb) for k, c in costs.items()}
+        )  # seconds per group of n; a batched call serves b prompts at once
 
     return batch
+
+
+def prompt_seed(prompt, seed: int = 0) -> int:
+    """The seed of a prompt's generations: a hash of its text (or class) and the base ``seed``, in
+    [0, 2**60), so a prompt's x_T and probes never depend on where it stands in a list."""
+    return int(fingerprint("prompt seed", prompt, int(seed))[:15], 16)
+
+
+def prompt_batch_size(dets: Sequence[Detector], m: int, rows: int = 256) -> int:
+    """How many prompts go through the model at once: about ``rows`` generations a call, and one
+    at a time for a detector that reads one prompt's cross-attention (its token positions)."""
+    if any("cross-attention" in d.needs for d in dets):
+        return 1
+    return max(1, rows // max(m, 1))
 
 
 @dataclass(frozen=True)

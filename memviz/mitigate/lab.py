@@ -34,8 +34,8 @@ class LabResult:
         rows (pandas.DataFrame): one per prompt and method: prompt, memorization (the kind its training
             rows plant, ``prompt_memorization``), method, knob, flagged, applied,
             gate_score, copy_rate, own_copy_rate (copies of a training image whose condition is this
-            prompt: the memorization the prompt itself carries), median_nn_distance, utility, seconds,
-            model_calls (of the method's generations), gate_seconds, gate_model_calls (of scoring the
+            prompt: the memorization the prompt itself carries), median_nn_distance, utility, utility_note (why
+            utility is NaN, "" where it is not), seconds, model_calls (of the method's generations), gate_seconds, gate_model_calls (of scoring the
             prompt for the gate, when it was computed: once per prompt and memo, repeated on each of its
             rows; 0 without a gate), n, seed.
         images (np.ndarray): (K, C, H, W) float32 in [0, 1], pixel space; nearest (np.ndarray): the
@@ -110,6 +110,7 @@ MEMORIZATION = {
     "unseen": "a prompt no training row carries",
     "mixed": "several planted kinds at once",
     "unknown": "no training conditions to look in",
+    "not planted": "a prompt of data without planted truth (its copies say what it carries)",
 }
 
 
@@ -129,10 +130,11 @@ def prompt_memorization(study, prompts) -> list[str]:
     any other combination, "mixed"; no row, "unseen". The kind decides which remedies can work: only a
     prompt whose training rows hold ordinary images besides its copy gives a remedy that keeps following
     it something else to generate.
-    Without planted ground truth (real data) every seen prompt is "none"; without training conditions,
-    "unknown"."""
+    Without planted ground truth (a user's data) every seen prompt is "not planted"; without training
+    conditions, "unknown"."""
     if study.train is None or study.model.conditions_of(study.train) is None:
         return ["unknown"] * len(prompts)
+    planted = "kind" in study.train.meta
     every = np.arange(len(study.train))
     by_prompt: dict = {}
     for prompt, kind in zip(row_prompts(study, every), study.kind(every)):  # a few thousand rows: milliseconds
@@ -140,7 +142,9 @@ def prompt_memorization(study, prompts) -> list[str]:
     out = []
     for p in prompts:
         kinds = frozenset(by_prompt.get(str(p), ()))
-        out.append(_KIND_OF_ROWS.get(kinds, "unseen" if not kinds else "mixed"))
+        out.append(
+            _KIND_OF_ROWS.get(kinds, "unseen" if not kinds else "mixed") if planted or not kinds else "not planted"
+        )
     return out
 
 
@@ -234,7 +238,8 @@ def run_lab(
             }
         flagged = scores > threshold
         gate_info["threshold"] = float(threshold)
-    labels, kinds = expected_labels(study, prompts), prompt_memorization(study, prompts)
+    why: list[str] = []
+    labels, kinds = expected_labels(study, prompts, why), prompt_memorization(study, prompts)
     rows, images, nearest, prompt_of, method_of = [], [], [], [], []
     for p, prompt in enumerate(prompts):
         for method in chosen:
@@ -265,6 +270,7 @@ def run_lab(
                     "applied": applied,
                     "gate_score": float(scores[p]),
                     **{k: judged[k] for k in ("copy_rate", "own_copy_rate", "median_nn_distance", "utility")},
+                    "utility_note": why[p],
                     "seconds": judged["seconds"] if applied else 0.0,
                     "model_calls": judged["model_calls"] if applied else 0,
                     "gate_seconds": float(gate_cost[p, 0]),

@@ -50,12 +50,15 @@ def predict(study, images) -> np.ndarray:
     return c["classes"][np.argmax(x @ c["coef"].T + c["intercept"], axis=1)]
 
 
-def expected_labels(study, prompts: list) -> list:
-    """Each prompt's expected label (int), or None when the data attach none to it."""
+def expected_labels(study, prompts: list, why: list | None = None) -> list:
+    """Each prompt's expected label (int), or None when the data attach none to it; with ``why`` a
+    list, the reason of each None is appended to it ("" where there is a label)."""
     model, train = study.model, study.train
     out = []
     for p in prompts:
         label = None
+        if why is not None:
+            why.append(_no_label_reason(study, p))
         if model.is_class_conditional:
             rows = (
                 np.flatnonzero(train.labels == model.class_names.index(str(p)))
@@ -72,6 +75,29 @@ def expected_labels(study, prompts: list) -> list:
                 label = named[0] if len(named) == 1 else None
         out.append(label)
     return out
+
+
+def _no_label_reason(study, prompt) -> str:
+    """Why utility cannot be computed for ``prompt`` ("" when it can)."""
+    train = study.train
+    if train is None:
+        return "no training data to train the utility classifier on"
+    if train.labels is None:
+        return "the training data have no class labels to train the utility classifier on"
+    if study.model.is_class_conditional:
+        rows = np.flatnonzero(train.labels == study.model.class_names.index(str(prompt)))
+    else:
+        rows = np.asarray([i for i, c in enumerate(train.captions or []) if c == prompt], dtype=int)
+        if len(rows) == 0:
+            named = [d for d, word in enumerate(DIGITS) if re.search(rf"\b({word}|{d})\b", str(prompt).lower())]
+            return "" if len(named) == 1 else "no training image carries this prompt and it names no one class"
+    distinct = len(set(train.duplicate_of()[rows].tolist())) if len(rows) else 0
+    if distinct < MIN_IMAGES:
+        return (
+            f"the prompt's training rows hold {distinct} distinct images (fewer than {MIN_IMAGES}): "
+            "showing them is a copy, not utility"
+        )
+    return ""
 
 
 def _label_of(train, rows: np.ndarray):

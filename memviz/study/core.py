@@ -59,11 +59,15 @@ def open_study(
     trace: str = "hutchinson",
     seed: int = 0,
     device: str | None = None,
+    holdout: str | Path | ImageDataset | None = None,
 ) -> "Study":
     """A ``Study`` of ``model`` (a bundled demo's name, a local diffusers folder, or a loaded
     ``DiffusionModel``) on ``data``: None for the model's own training data (rebuilt offline from
     its ``memviz.json``), an image folder or ``.npz`` (checked against the model's image shape), or
-    an ``ImageDataset``. ``n``: training images analysed (None: every distinct one)."""
+    an ``ImageDataset``. ``n``: training images analysed (None: every distinct one).
+    ``holdout``: images the model never saw (a folder, a table, an ``.npz`` or an ``ImageDataset``):
+    their FLIPD sets the verdict's threshold (``Study.threshold_source``); default the model's own
+    held-out split where it has one."""
     from memviz.data import training_data
 
     path = None if isinstance(model, DiffusionModel) else str(model)
@@ -78,6 +82,12 @@ def open_study(
             train, test = training_data(model.meta)
         except ValueError as exc:  # an SD folder, say: the Prompts page still works without data
             error = str(exc)
+    if holdout is not None:
+        test = holdout if isinstance(holdout, ImageDataset) else load_data(holdout, model)
+        if tuple(test.shape) != model.pixel_shape:
+            raise ValueError(
+                f"The held-out images are {tuple(test.shape)} (C, H, W) but the model expects {model.pixel_shape}."
+            )
     if train is not None and len(train) == 0:
         raise ValueError("The training data hold no images; give at least one.")
     if train is not None and tuple(train.shape) != model.pixel_shape:
@@ -96,6 +106,7 @@ def open_study(
         path=path,
         data_path=None if data is None or isinstance(data, ImageDataset) else str(data),
         error=error,
+        holdout_path=None if holdout is None or isinstance(holdout, ImageDataset) else str(holdout),
     )
 
 
@@ -125,12 +136,14 @@ class StudyTask:
 
 
 def load_data(path: str | Path, model: DiffusionModel) -> ImageDataset:
-    """An image folder or ``.npz`` at the model's pixel size (latent models: the VAE's)."""
-    from memviz.data.folder import load_image_folder, load_npz
+    """The user's images at the model's pixel size (latent models: the VAE's): an image folder
+    (``metadata.jsonl`` / ``.csv``, sidecar ``.txt`` captions, class folders), a ``datasets``
+    ``save_to_disk`` folder, a Parquet / CSV table of image paths or bytes, or an ``.npz``
+    (``memviz.data.folder.load_data_source``); what was resized or skipped is in ``meta["notes"]``."""
+    from memviz.data.folder import load_data_source
 
-    p = Path(path).expanduser()
     c, h, _ = model.pixel_shape
-    return load_npz(p) if p.suffix == ".npz" else load_image_folder(p, resolution=h, channels=c)
+    return load_data_source(Path(path).expanduser(), resolution=h, channels=c)
 
 
 def analysed_rows(train: ImageDataset, n: int | None, seed: int = 0) -> np.ndarray:
@@ -159,10 +172,11 @@ class Study:
         path: str | None = None,
         data_path: str | None = None,
         error: str | None = None,
+        holdout_path: str | None = None,
     ):
         self.model, self.train, self.test = model, train, test
         self.n, self.n_probes, self.trace, self.seed = n, n_probes, trace, seed
-        self.path, self.data_path, self.error = path, data_path, error
+        self.path, self.data_path, self.error, self.holdout_path = path, data_path, error, holdout_path
         self.ts = t_grid(model)
         self.runner = None  # memviz.runner.local.LocalRunner by default; a RayRunner runs passes on a cluster
         self.batch_size = None  # rows per batch of every pass (default: each pass's own)
@@ -175,9 +189,10 @@ class Study:
         made from a loaded model rather than a path."""
         if self.path is None:
             return None
-        return StudySpec(
+        spec = StudySpec(
             model=self.path, data=self.data_path, n=self.n, n_probes=self.n_probes, trace=self.trace, seed=self.seed
         )
+        return spec | ({"holdout": self.holdout_path} if self.holdout_path else {})
 
     def with_n(self, n: int | None) -> "Study":
         """The same model, data, store and runner with another number of analysed images
@@ -193,6 +208,7 @@ class Study:
             path=self.path,
             data_path=self.data_path,
             error=self.error,
+            holdout_path=self.holdout_path,
         )
         other.runner, other.batch_size = self.runner, self.batch_size
         return other
@@ -333,6 +349,20 @@ class Study:
     def threshold(self, t0: float = DEFAULT_T0) -> float:
         """The verdict's FLIPD threshold at t0 (held-out images; the analysed ones without a test set)."""
         return verdict_rule(np.zeros(0), np.zeros(0), self._reference(t0))[1]
+
+    def threshold_source(self, t0: float = DEFAULT_T0) -> str:
+        """What the verdict's threshold is computed from, in one sentence (the CLI and the app say it)."""
+        from memviz.lid.verdict import FALSE_POSITIVE_RATE
+
+        q = f"{FALSE_POSITIVE_RATE:.0%}"
+        if self.test is not None:
+            n = len(self._default_rows(None, held_out=True))
+            return f"FLIPD threshold {self.threshold(t0):.2f}: {q} of {n:,} held-out images lie below it."
+        return (
+            f"FLIPD threshold {self.threshold(t0):.2f}: {q} of the {len(self.rows):,} analysed images themselves lie "
+            f"below it, as there are no held-out images, so about {q} are flagged whatever the model; "
+            "give images the model never saw (--holdout DIR) for a threshold that can say none are memorized."
+        )
 
     def verdicts(self, t0: float = DEFAULT_T0, rows: Sequence[int] | None = None) -> tuple[np.ndarray, float]:
         """((N,) the MMH verdict of each row, threshold): ``verdict_rule`` on FLIPD at t0 (conditional
