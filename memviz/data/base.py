@@ -65,7 +65,14 @@ class ImageDataset:
             return None if v is None else ([v[i] for i in index] if isinstance(v, list) else v[index])
 
         n = len(self)
-        meta = {k: v[index] if isinstance(v, np.ndarray) and v.shape[:1] == (n,) else v for k, v in self.meta.items()}
+        meta = {
+            k: v[index]
+            if isinstance(v, np.ndarray) and v.shape[:1] == (n,)
+            else [v[i] for i in index]
+            if k == "files" and isinstance(v, list) and len(v) == n  # where each row came from
+            else v
+            for k, v in self.meta.items()
+        }
         return replace(
             self,
             images=self.images[torch.as_tensor(index)],
