@@ -61,7 +61,7 @@ for line in backwards(part):
 w = part.guidance_scale.dropna().unique()
 st.caption(
     f"{len(part.detector.unique())} detectors; {int(part.n_pos.max())} memorized against {int(part.n_neg.max())} "
-    f"ordinary queries"
+    f"ordinary {'images' if level == 'sample' else 'prompts (each scored as several queries)'}"
     + (f"; guidance scale {w[0]:g} along the sampled trajectories" if len(w) else "")
     + ". Intervals: 95%, bootstrap over prompts (exact at a perfect ranking)."
 )

@@ -16,6 +16,19 @@ from memviz.figures.builders import image_grid, overlay, spectrum_figure
 from memviz.ui.loaders import compare_prompts, workspace_picker
 from memviz.ui.widgets import export_menu, figure_pack_button, query_value, set_query, table_downloads
 
+MAX_PROMPTS = 4  # side by side
+
+
+def dropped(k: int, one: str, many: str) -> None:
+    """Say that ``k`` prompts past the first four were left out, and where a longer list goes."""
+    st.warning(
+        f"This page compares at most {MAX_PROMPTS} prompts side by side: the last {k} "
+        f"{many + ' were' if k > 1 else one + ' was'} dropped. Score a longer list on the Scan page, then open "
+        "any of its prompts here."
+    )
+    st.page_link(str(app_root() / "pages" / "scan.py"), label="Scan a prompt list", icon=":material/checklist:")
+
+
 st.title("Prompts")
 ws = workspace_picker()
 if ws is None:
@@ -30,8 +43,11 @@ if model.is_class_conditional:
             f"The link names classes this model does not have ({unknown}); its classes are "
             f"{', '.join(model.class_names)}."
         )
+    if len(asked) > MAX_PROMPTS:
+        dropped(len(asked) - MAX_PROMPTS, "class in the link", "classes in the link")
+        asked = asked[:MAX_PROMPTS]
     default = asked or [p for p in ("3", "memorized-00") if p in model.class_names] or model.class_names[:1]
-    prompts = st.multiselect("Prompts (2 to 4)", model.class_names, default=default, max_selections=4)
+    prompts = st.multiselect("Prompts (2 to 4)", model.class_names, default=default, max_selections=MAX_PROMPTS)
 elif model.is_text_conditional:
     asked = query_value("prompts", "", str)
     text = st.text_area(
@@ -39,7 +55,10 @@ elif model.is_text_conditional:
         asked.replace("|", "\n") if asked else "\n".join(example_prompts(model.meta)),
         help="Encoded by the model's own text encoder.",
     )
-    prompts = [p.strip() for p in text.splitlines() if p.strip()][:4]
+    lines = [p.strip() for p in text.splitlines() if p.strip()]
+    if len(lines) > MAX_PROMPTS:
+        dropped(len(lines) - MAX_PROMPTS, "line", "lines")
+    prompts = lines[:MAX_PROMPTS]
 else:
     prompts = [None]
     st.caption("This model is unconditional.")

@@ -108,10 +108,7 @@ set_query(
 )  # the filters travel with the link
 shown = table[((table.verdict == verdict) | (verdict == "all")) & ((table.kind == kind) | (kind == "all"))]
 shown = shown.sort_values(METRICS[sort], kind="stable").drop(columns=["minus_copies", "minus_n_sharp"], errors="ignore")
-st.caption(
-    f"{len(shown):,} of {len(table):,} analysed images; FLIPD at t0 = {t0} "
-    f"(verdict threshold {study.threshold(t0):.1f}: 5% of held-out images below)."
-)
+st.caption(f"{len(shown):,} of {len(table):,} analysed images; FLIPD at t0 = {t0}. {study.threshold_source(t0)}")
 if len(shown):
     st.image(
         image_grid(to_unit(study.images(shown["row"].to_numpy()[:64])), nrow=16, scale=3),

@@ -221,3 +221,75 @@ def mitigation_sweep(
     from memviz.mitigate.lab import sweep
 
     return _on_study(sweep, path, prompts, methods, n, steps, seed, gate, data_path)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def read_prompt_file(name: str, digest: str, _data: bytes, label_column: str | None = None, positive: tuple = ()):
+    """``memviz.data.prompt_sets.read_prompts`` of an uploaded (or example) file's bytes, cached by their
+    ``digest`` (SHA-256) so that a rerun does not parse it again; ValueError in one sentence."""
+    from memviz.data.prompt_sets import read_prompts
+
+    return read_prompts(name, label_column=label_column, positive=list(positive) or None, data=_data)
+
+
+ORDINARY_PART = "ordinary"  # scan_prompts' reference: the prompts the file labels ordinary
+
+
+@st.cache_data(show_spinner="Scanning the prompts (scores are stored on disk: a rescan is instant)…", max_entries=32)
+def scan_prompts(
+    path: str,
+    data_path: str | None,
+    name: str,
+    digest: str,
+    _data: bytes,
+    label_column: str | None,
+    positive: tuple,
+    names: tuple,
+    n: int,
+    steps: int,
+    seed: int,
+    reference: str | None,
+    fpr: float,
+):
+    """``memviz.detect.scan.scan`` of a prompt file (its bytes, cached by their ``digest``) with a
+    progress bar while it scores, cached per settings so that a rerun (a row picked, a column
+    sorted) is instant. ``reference``: None, ``"training-captions"`` or ``ORDINARY_PART`` (the
+    prompts the label column marks ordinary). ValueError in one sentence."""
+    from memviz.data.prompt_sets import from_list
+    from memviz.detect.scan import scan
+
+    prompts = read_prompt_file(name, digest, _data, label_column, positive)
+    ref = reference
+    if reference == ORDINARY_PART:
+        if prompts.labels is None:
+            raise ValueError("The ordinary part of a file is a reference only when a label column is chosen.")
+        ref = from_list(
+            [p for p, memorized in zip(prompts.prompts, prompts.labels) if not memorized],
+            source=f"the ordinary prompts of {name}",
+        )
+    study = load_study(path, data_path)
+    bar = st.progress(0.0, "Scoring the prompts…")
+    shown = [-1]
+
+    def on_batch(done: int, total: int) -> None:
+        percent = int(100 * done / max(total, 1))
+        if percent != shown[0]:  # at most 101 updates, however long the list (they are replayed on a rerun)
+            shown[0] = percent
+            bar.progress(min(percent / 100, 1.0), f"Scored {done:,} of {total:,} prompts…")
+
+    try:
+        with heavy():
+            return scan(
+                study,
+                prompts,
+                names=list(names),
+                n=n,
+                steps=steps,
+                seed=seed,
+                reference=ref,
+                fpr=fpr,
+                progress=False,
+                on_batch=on_batch,
+            )
+    finally:
+        bar.empty()

@@ -21,6 +21,7 @@ PAGES = [
     ("overview", "Overview", ":material/home:"),
     ("samples", "Samples", ":material/grid_view:"),
     ("prompts", "Prompts", ":material/chat:"),
+    ("scan", "Scan", ":material/checklist:"),
     ("manifold", "Manifold", ":material/scatter_plot:"),
     ("detection", "Detection", ":material/monitoring:"),
     ("mitigation", "Mitigation", ":material/healing:"),
