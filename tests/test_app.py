@@ -4,7 +4,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from memviz.detect import DETECTORS
-from tests.conftest import DEMO_MNIST, ROOT
+from tests.conftest import DEMO_MNIST, DEMO_MNIST_TEXT, ROOT
 
 pytestmark = pytest.mark.skipif(not DEMO_MNIST.exists(), reason="demo-mnist is not bundled")
 
@@ -24,7 +24,9 @@ def _page(page: str, **query: str) -> AppTest:
     return at
 
 
-@pytest.mark.parametrize("page", ["pages/overview.py", "pages/prompts.py", "pages/manifold.py", "pages/detection.py"])
+@pytest.mark.parametrize(
+    "page", ["pages/overview.py", "pages/prompts.py", "pages/scan.py", "pages/manifold.py", "pages/detection.py"]
+)
 def test_every_page_renders_on_the_demo(page):
     at = _page(page)
     assert at.title[0].value
@@ -243,3 +245,70 @@ def test_mitigation_page_reads_its_settings_from_the_link_and_sweeps_a_knob_on_r
     table = at.dataframe[1].value
     assert list(table.method) == ["none"] + ["guidance-schedule"] * 5 and table.front.any()
     assert len(at.get("plotly_chart")) == 2
+
+
+def _small_list() -> bytes:
+    """Three planted captions of the text demo and three ordinary ones, labelled in a ``memorized`` column."""
+    import csv
+    import io
+
+    from memviz.data.captions import OD_CAPTIONS, ordinary_captions
+
+    meta = {"words": ["zero", "one", "two", "three"], "templates": ["a handwritten digit {word}"]}
+    rows = [(c, "1") for c in OD_CAPTIONS[:3]] + [(ordinary_captions(meta, d)[0], "0") for d in (1, 2, 3)]
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([("prompt", "memorized"), *rows])
+    return buf.getvalue().encode()
+
+
+@pytest.mark.skipif(not DEMO_MNIST_TEXT.exists(), reason="no text demo")
+def test_scan_page_scores_an_uploaded_list_flags_it_against_a_reference_and_opens_a_row_on_the_prompts_page():
+    at = _page("pages/scan.py", model="demo-mnist-text", detectors="wen|asthana", n="2")
+    assert at.selectbox(key="scan_example").value.startswith("Planted captions")  # the demo's example lists
+    assert at.multiselect(key="scan_detectors").value == ["wen", "asthana"] and at.slider(key="scan_n").value == 2
+    at.file_uploader(key="scan_file").set_value(("mine.csv", _small_list(), "text/csv")).run()
+    assert not at.exception and not at.error
+    assert any("6 prompts from mine.csv; 3 labelled memorized by 'memorized'" in c.value for c in at.caption)
+    assert at.selectbox[1].value == "memorized"  # the label column, guessed from its name
+    at.selectbox(key="scan_reference").set_value("none").run()
+    at.button(key="scan_go").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert len(table) == 6 and table[["wen", "asthana"]].notna().all().all() and "note" in table
+    assert "flagged" not in table and not any("flag above" in m.value for m in at.markdown)
+    assert table.wen[:3].mean() > table.wen[3:].mean()  # the planted captions score higher
+    assert len(at.get("plotly_chart")) == 1  # ROC curves from the label column
+    assert len(at.get("download_button")) == 2 + 4  # the table as CSV and Parquet; the ROC figure
+    at.selectbox(key="scan_reference").set_value("the ordinary prompts of this file").run()
+    assert any("press Scan" in i.value for i in at.info)  # the settings changed: nothing stale is shown
+    at.button(key="scan_go").click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert {"flag_wen", "flag_asthana", "flagged"} <= set(table.columns)
+    assert not table.flagged[3:].any() and table.flag_wen[:3].any()  # thresholds above every ordinary score
+    lines = " ".join(m.value for m in at.markdown)
+    assert "wen: flag above" in lines and "higher = memorized" in lines and "3 reference prompts" in lines
+    at.session_state["scan_table"] = {"selection": {"rows": [1], "columns": [], "cells": []}}  # pick a row
+    at.run()
+    link = at.page_link[-1]
+    assert not at.exception and link.proto.page == "prompts" and link.value.endswith(table.prompt[1])
+    from urllib.parse import parse_qs
+
+    query = parse_qs(link.proto.query_string)
+    assert query == {"prompts": [table.prompt[1]], "model": ["demo-mnist-text"]}
+    at.file_uploader(key="scan_file").set_value(("bad.csv", b"prompt,memorized\na,b,c\n", "text/csv")).run()
+    assert not at.exception and [e.value for e in at.error] == [
+        "bad.csv line 2 has 3 fields but the header has 2 (','-separated); quote fields that hold ','."
+    ]
+
+
+@pytest.mark.skipif(not DEMO_MNIST_TEXT.exists(), reason="no text demo")
+def test_prompts_page_says_how_many_lines_it_dropped_and_points_to_the_scan_page():
+    lines = ["watercolor of a lighthouse on a stormy coast", "a scanned two", "a scanned three", "a scanned four"]
+    at = _page("pages/prompts.py", model="demo-mnist-text", prompts="|".join(lines + ["a scanned five", "x"]))
+    assert [w.value for w in at.warning] == [
+        "This page compares at most 4 prompts side by side: the last 2 lines were dropped. Score a longer list "
+        "on the Scan page, then open any of its prompts here."
+    ]
+    assert at.page_link[0].proto.page == "scan"
+    assert list(at.dataframe[0].value.prompt) == lines

@@ -128,6 +128,7 @@ PAGES = {
     "overview": ("", "What the model memorized"),
     "samples": ("samples?n=300&row=42", "Row 42:"),
     "prompts": ("prompts?prompts=3|memorized-05", "calibrated l2:"),
+    "scan": ("scan", "Press Scan to score"),
     "manifold": ("manifold?n=300&sel={sel}", "2 selected"),
     "detection": ("detection", "ROC curves"),
     "mitigation": (
@@ -194,6 +195,37 @@ def test_pick_a_sample_compare_prompts_and_export_a_png(server, browser):
     page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)  # the spectra come after the table
     page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=120_000)
     assert page.get_by_text("memorized-05").count() >= 1 and page.locator(".js-plotly-plot").count() == 1
+    page.close()
+    assert "Traceback" not in log.read_text()
+
+
+def test_scan_an_uploaded_list_then_open_a_row_on_the_prompts_page(server, browser):
+    """The Scan page in Chromium: upload a labelled CSV, scan it with two cheap detectors against its
+    ordinary part, read the table, thresholds and ROC curves, and pick a row to open it on the Prompts page."""
+    from tests.test_app import _small_list
+
+    url, log = server
+    page = _open(browser, f"{url}/scan?model=demo-mnist-text&detectors=wen|asthana&n=2", "Press Scan to score", "scan")
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+        files=[{"name": "mine.csv", "mimeType": "text/csv", "buffer": _small_list()}]
+    )
+    page.get_by_text("6 prompts from mine.csv").first.wait_for(timeout=60_000)
+    page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=60_000)
+    page.get_by_role("button", name="Scan", exact=True).click()
+    page.get_by_text("Scored 6 of 6 prompts").first.wait_for(timeout=300_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)  # the ROC curves
+    page.locator('[data-test-script-state="notRunning"]').wait_for(timeout=60_000)
+    _check(page, "scan-scored")
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    assert grid.is_visible() and page.get_by_text("wen: flag above").count() == 1
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + 18, box["y"] + 35 + 35 + 17)  # the second row's selection box
+    link = page.get_by_role("link", name=re.compile("Compare on the Prompts page"))
+    link.wait_for(timeout=60_000)
+    prompt = link.inner_text().split(": ", 1)[1]
+    link.click()
+    page.get_by_text("calibrated l2:").first.wait_for(timeout=300_000)
+    assert "/prompts?" in page.url and page.get_by_role("heading", name=prompt).count() >= 1
     page.close()
     assert "Traceback" not in log.read_text()
 
@@ -296,6 +328,7 @@ TITLES = {
     "overview": "memviz",
     "samples": "Samples",
     "prompts": "Prompts",
+    "scan": "Scan",
     "manifold": "Manifold",
     "detection": "Detection",
     "mitigation": "Mitigation",
@@ -310,7 +343,7 @@ def test_a_deep_link_to_a_fresh_server_shows_the_page_inside_the_app(browser, na
         page = browser.new_page()
         page.goto(f"{url}/{'' if name == 'overview' else name}")
         nav = page.get_by_test_id("stSidebarNav")
-        for title in ("Overview", "Samples", "Prompts", "Manifold", "Detection", "Mitigation"):
+        for title in ("Overview", "Samples", "Prompts", "Scan", "Manifold", "Detection", "Mitigation"):
             nav.get_by_text(title, exact=True).wait_for(timeout=60_000)
         page.locator("h1", has_text=TITLES[name]).first.wait_for(timeout=120_000)
         assert nav.get_by_text("app", exact=True).count() == 0 and nav.get_by_text(name, exact=True).count() == 0

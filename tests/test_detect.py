@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from memviz.detect import DETECTORS, auroc, detectors, prompt_scores, tpr_at_fpr, wen_score
+from memviz.detect.prompts import prompt_seed
 from memviz.model.closed_form import class_gaussian_model
 from memviz.neighbors.index import NeighborIndex
 
@@ -108,10 +109,27 @@ def test_adding_a_detector_is_one_registration(make_model):
             model, [0, 1], index, n=2, steps=1, reps=1, sample_steps=3, progress=False, names=["mean_pixel", "wen"]
         )
         assert set(ps.scores) == {"mean_pixel", "wen"}
-        out = model.sample(2, 1, 3, seed=1000)  # prompt 1's seed: seed + 1000 i
-        np.testing.assert_allclose(ps.scores["mean_pixel"][1, 0], out.images.flatten(1).mean(1).numpy(), rtol=1e-6)
+        out = model.sample(2, 1, 3, seed=prompt_seed(1, 0))  # prompt 1's seed: from its text, not its place
+        np.testing.assert_allclose(ps.scores["mean_pixel"][1, 0], out.images.flatten(1).mean(1).numpy(), rtol=1e-5)
     finally:
         DETECTORS.pop("mean_pixel")
+
+
+def test_a_prompt_scores_the_same_in_any_list_and_any_batch(make_model, tmp_path, monkeypatch):
+    """The seed of a prompt's generations comes from its text and the base seed: the same prompt at
+    another place in another list, batched with other prompts or alone, scores the same."""
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path))
+    model = make_model()
+    index = NeighborIndex(torch.rand(40, *SHAPE) * 2 - 1)
+    kw = dict(n=2, steps=2, reps=1, sample_steps=3, n_probes=2, progress=False, names=["wen", "flipd_cond"])
+    a = prompt_scores(model, [0, 1, 2], index, batch_size=3, **kw)
+    b = prompt_scores(model, [2, 0], index, batch_size=1, seed=0, **{**kw, "n_probes": 2})
+    for name in ("wen", "flipd_cond"):
+        np.testing.assert_allclose(b.scores[name][0], a.scores[name][2], rtol=1e-4)
+        np.testing.assert_allclose(b.scores[name][1], a.scores[name][0], rtol=1e-4)
+    c = prompt_scores(model, [0, 1, 2], index, seed=1, **kw)
+    assert not np.allclose(c.scores["wen"], a.scores["wen"])  # the base seed still matters
+    assert prompt_seed("a cat") == prompt_seed("a cat") != prompt_seed("a cat", 1)
 
 
 def test_wen_from_the_sampler_equals_wen_at_the_trajectory(make_model):
