@@ -189,10 +189,16 @@ class Study:
         made from a loaded model rather than a path."""
         if self.path is None:
             return None
-        spec = StudySpec(
-            model=self.path, data=self.data_path, n=self.n, n_probes=self.n_probes, trace=self.trace, seed=self.seed
+        holdout = {"holdout": self.holdout_path} if self.holdout_path else {}
+        return StudySpec(
+            model=self.path,
+            data=self.data_path,
+            n=self.n,
+            n_probes=self.n_probes,
+            trace=self.trace,
+            seed=self.seed,
+            **holdout,
         )
-        return spec | ({"holdout": self.holdout_path} if self.holdout_path else {})
 
     def with_n(self, n: int | None) -> "Study":
         """The same model, data, store and runner with another number of analysed images
