@@ -64,3 +64,40 @@ COLUMNS = {
     "y": "UMAP coordinate (no unit).",
     "n_sharp": N_SHARP,
 }
+AUROC = (
+    "Area under the ROC curve of a detector: the chance that a memorized query scores as more memorized than an "
+    "ordinary one (0.5: chance, 1: perfect), with its 95% bootstrap interval over prompts (or images)."
+)
+TPR_AT_FPR = (
+    "True-positive rate at 1% false positives: the share of memorized queries flagged when the threshold lets "
+    "through 1% of the ordinary ones."
+)
+SCAN_THRESHOLD = (
+    "A detector's threshold in a scan: the score beyond which at most --fpr of the reference prompts (trusted as "
+    "ordinary) lie, on the memorized side of the detector's sign; a prompt beyond it is flagged."
+)
+COPY_RATE = f"The share of a prompt's generations that copy a training image ({COPY_RULE})."
+UTILITY = (
+    "The share of a mitigated generation set that still shows what the prompt asks for (the prompt's label, read "
+    "by a classifier of the training data); NaN, with the reason, where the prompt has no label to keep."
+)
+PARETO = "The Pareto front: the settings no other setting beats on both copy rate (lower) and utility (higher)."
+
+TERMS = {
+    "LID_theta (FLIPD)": FLIPD,
+    "LID*": LID_STAR,
+    "MMH verdict": VERDICT,
+    **VERDICTS,
+    "Copies (training rows)": COPIES,
+    "Nearest-neighbour distance": NN_DISTANCE,
+    "Hessian spectrum": SPECTRUM,
+    "Sharpness count": N_SHARP,
+    "Calibrated l2": CALIBRATED_L2,
+    "Copy rate": COPY_RATE,
+    "Scan threshold": SCAN_THRESHOLD,
+    "AUROC": AUROC,
+    "TPR at 1% FPR": TPR_AT_FPR,
+    "Utility": UTILITY,
+    "Pareto front": PARETO,
+}
+"""Every term the audit report's glossary defines, in reading order (``memviz.report``)."""

@@ -21,7 +21,7 @@ with st.spinner("Starting: importing torch and diffusers (once per server)…"):
     from memviz.figures.builders import VERDICT_COLOURS, image_grid
     from memviz.lid import DEFAULT_T0
     from memviz.lid.verdict import VERDICTS
-    from memviz.ui.loaders import prepared, warm, workspace_picker
+    from memviz.ui.loaders import audit_report, prepared, warm, workspace_picker
     from memviz.ui.widgets import query_t0
 ws = workspace_picker()
 if ws is None:
@@ -38,6 +38,32 @@ if model.class_names:
     st.write("**Prompts (classes):** " + ", ".join(f"`{c}`" for c in model.class_names))
 elif model.is_text_conditional:
     st.write("**Prompts:** free text, encoded by the model's text encoder (the Prompts page).")
+with st.expander("Audit report (HTML and PDF)", icon=":material/description:"):
+    in_view = st.session_state.get("report_scan")
+    scan = in_view[2] if in_view and in_view[:2] == (ws.path, ws.data_path) else None
+    st.caption(
+        "One document to hand on: the verdicts with the most memorized images, "
+        + ("the prompt scan of the Scan page and the copies of its flagged prompts, " if scan else "")
+        + "detection, methods and the commands that remake each number (`memviz report` writes the same)."
+        + ("" if scan else " Scan a prompt list on the Scan page first to add the prompt scan.")
+    )
+    key = ("report", ws.path, ws.data_path, ws.n, id(scan), t0)
+    if st.button("Build the report", key="report_go", icon=":material/build:"):
+        bar = st.progress(0.0, "Building the report…")
+        try:
+            st.session_state["report_files"] = (key, *audit_report(ws, scan, t0, lambda f, what: bar.progress(f, what)))
+        except ValueError as exc:
+            st.error(str(exc))
+        bar.empty()
+    built = st.session_state.get("report_files")
+    if built and built[0] == key:
+        stem = f"memviz-report-{str(meta.get('name', 'model'))}"
+        c1, c2 = st.columns(2)
+        c1.download_button("Download report (HTML)", built[1], f"{stem}.html", "text/html", key="report_html")
+        if built[2] is not None:
+            c2.download_button("Download report (PDF)", built[2], f"{stem}.pdf", "application/pdf", key="report_pdf")
+        else:
+            c2.caption("PDF needs Chrome or Chromium on the server (`apt-get install chromium`).")
 if ws.train is None:
     st.stop()
 kind = ws.train.meta.get("kind")

@@ -199,6 +199,7 @@ except ValueError as exc:  # a reference too small, a detector the data cannot s
     st.stop()
 
 # ---- the table ------------------------------------------------------------------------------------
+st.session_state["report_scan"] = (ws.path, ws.data_path, result)  # the Overview's report reads the scan in view
 table = result.table
 dets = result.detectors
 skipped = table.note.str.startswith("not scored")

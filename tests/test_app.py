@@ -312,3 +312,17 @@ def test_prompts_page_says_how_many_lines_it_dropped_and_points_to_the_scan_page
     ]
     assert at.page_link[0].proto.page == "scan"
     assert list(at.dataframe[0].value.prompt) == lines
+
+
+def test_overview_builds_the_audit_report_and_offers_it_as_html_and_pdf():
+    """The report of the model in view: Build, then the downloads (HTML, and PDF where Chromium is)."""
+    import shutil
+
+    at = _app().run()
+    at.button(key="report_go").click().run()
+    assert not at.exception, at.exception
+    downloads = [e for e in at.get("download_button")]
+    labels = [e.proto.label for e in downloads]
+    assert "Download report (HTML)" in labels
+    if shutil.which("chromium"):
+        assert "Download report (PDF)" in labels

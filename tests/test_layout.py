@@ -48,6 +48,7 @@ LAYERS = [
     "mitigate",
     "study",
     "figures",
+    "report",
     "ui",
     "cli",
 ]

@@ -207,6 +207,38 @@ def main(argv: list[str] | None = None) -> int:
         help="also trace each method's knob over 5 settings and write "
         "pareto.json (copy rate against utility, the front marked)",
     )
+    p = sub.add_parser(
+        "report",
+        help="one audit report of a model (self-contained HTML, or PDF printed by Chromium): verdicts, "
+        "prompt scan and copies, detection, mitigation, methods",
+    )
+    p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
+    p.add_argument("--out", required=True, type=Path, help="report.html (self-contained) or report.pdf")
+    p.add_argument(
+        "--data", help="the training images (folder, table, datasets folder or .npz; default: the model's own)"
+    )
+    p.add_argument("--holdout", help="images the model never saw: their FLIPD sets the verdict's threshold")
+    p.add_argument("--n", type=count, help="training images analysed (every planted one first; default 600)")
+    p.add_argument("--t0", type=positive_float, default=0.05, help="t0 of the verdicts (inside the model's t grid)")
+    p.add_argument(
+        "--prompts", type=Path, help="a prompt file to scan (labels give the detection table), or a saved scan"
+    )
+    _prompt_file_arguments(p)
+    p.add_argument(
+        "--reference",
+        help="prompts trusted as ordinary (a file) or training-captions, for the scan's thresholds "
+        "(default: the file's ordinary-labelled prompts, else training-captions where the data have them)",
+    )
+    p.add_argument("--no-reference", action="store_true", help="rank the prompts without flagging them")
+    p.add_argument("--detectors", nargs="+", help="the scan's detectors (default: every prompt-level one)")
+    p.add_argument("--scan-n", type=count, default=4, help="generations per scanned prompt (4)")
+    p.add_argument("--steps", type=count, default=1, help="first sampling steps the stepwise detectors average (1)")
+    p.add_argument("--sample-steps", type=count, default=50, help="the sampler's number of steps (50)")
+    p.add_argument("--generate", type=count, default=4, metavar="K", help="generations judged per flagged prompt (4)")
+    p.add_argument("--mitigation", type=Path, help="the folder `memviz mitigate --out` wrote")
+    p.add_argument("--detection", type=Path, help="an eval-detection JSON (default: the model folder's, if any)")
+    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--no-progress", action="store_true")
     sub.add_parser(
         "app",
         help="run the app (streamlit run app.py) with memviz's safe defaults, from anywhere; "
@@ -230,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             "eval-detection": _eval_detection,
             "scan": _scan,
             "mitigate": _mitigate,
+            "report": _report,
             "app": _app,
         }[args.command](args)
     except ValueError as exc:  # bad input: one clear sentence, no traceback
@@ -766,6 +799,74 @@ def _mitigate(args) -> int:
         print(front.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         print(f"wrote {args.out / 'pareto.json'}")
     return 0
+
+
+def _report(args) -> int:
+    import time
+
+    from memviz.detect import detectors
+    from memviz.report import build_report, write_report
+    from memviz.study.core import DEFAULT_N, open_study
+
+    if args.out.suffix.lower() not in (".html", ".pdf"):
+        raise ValueError(f"--out is a .html or .pdf report; got {args.out.name}.")
+    if args.detectors:
+        detectors(names=args.detectors)
+    if args.mitigation is not None and not args.mitigation.exists():
+        raise ValueError(f"--mitigation {args.mitigation} does not exist.")
+    start = time.perf_counter()
+    prompts = None
+    if args.prompts is not None:
+        prompts = _saved_scan(args.prompts) or _read_prompt_file(args, args.prompts)
+    reference = None if args.no_reference else "auto"
+    if args.reference and not args.no_reference:
+        from memviz.data.prompt_sets import read_prompts
+        from memviz.detect.scan import TRAINING_CAPTIONS
+
+        reference = (
+            TRAINING_CAPTIONS
+            if args.reference == TRAINING_CAPTIONS
+            else read_prompts(args.reference, prompt_column=args.prompt_column)
+        )
+    study = open_study(args.model, args.data, n=args.n or DEFAULT_N, holdout=args.holdout)
+    _say_data_notes(study)
+    rep = build_report(
+        study,
+        prompts=prompts,
+        reference=reference,
+        mitigation=args.mitigation,
+        detection=args.detection,
+        t0=args.t0,
+        n=args.scan_n,
+        steps=args.steps,
+        k=args.generate,
+        seed=args.seed,
+        detectors=args.detectors,
+        sample_steps=args.sample_steps,
+        progress=not args.no_progress,
+    )
+    write_report(rep, args.out)
+    print(rep.summary)
+    for section, text in rep.unknown.items():
+        print(f"unknown ({section}): {text}", file=sys.stderr)
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def _saved_scan(path: Path):
+    """A table ``memviz scan`` wrote (Parquet with its metadata, or CSV with its .json beside it), else None."""
+    from memviz.detect.scan import read_scan
+
+    side = path.with_name(path.name + ".json")
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            saved = b"memviz_scan" in (pq.read_schema(path).metadata or {})
+        except Exception:  # not a Parquet file: the prompt reader says what is wrong, in one sentence
+            return None
+        return read_scan(path) if saved else None
+    return read_scan(path) if path.suffix in (".csv", ".tsv") and side.exists() else None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -108,6 +108,46 @@ def figure_pack(
     return buf.getvalue()
 
 
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "pentagon")
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+
+
+def for_print(fig, width: int = 760, height: int = 430):
+    """A copy of a builder's figure made for paper: WebGL traces (``Scattergl``) redrawn as SVG
+    scatters (vectors in the PDF, not a raster of a canvas), each trace told apart by a marker
+    symbol and a line dash as well as its colour (readable in black and white), a fixed size and
+    a legend below the plot, so that labels do not cover the data."""
+    import plotly.graph_objects as go
+
+    out = go.Figure(layout=fig.layout)
+    for i, trace in enumerate(fig.data):
+        spec = trace.to_plotly_json()
+        if spec.get("type") == "scattergl":
+            spec["type"] = "scatter"
+        trace = go.Figure({"data": [spec]}).data[0]
+        if spec.get("type") == "scatter":
+            mode = trace.mode or "markers"
+            if "markers" in mode and trace.marker.symbol is None:
+                trace.marker.symbol = SYMBOLS[i % len(SYMBOLS)]
+            if "lines" in mode and trace.line.dash is None:
+                trace.line.dash = DASHES[i % len(DASHES)]
+        out.add_trace(trace)
+    out.update_layout(
+        width=width,
+        height=height,
+        font={"size": 12},
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+        legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0},
+    )
+    return out
+
+
+def svg_text(fig) -> str:
+    """The figure as an inline ``<svg>`` element (kaleido), without its XML prologue."""
+    text = figure_bytes(fig, "svg").decode()
+    return text[text.find("<svg") :]
+
+
 def png_bytes(grid) -> bytes:
     """An (H, W, 3) uint8 image as PNG bytes (PIL; no browser needed)."""
     from PIL import Image

@@ -293,3 +293,22 @@ def scan_prompts(
             )
     finally:
         bar.empty()
+
+
+def audit_report(study: Study, scan=None, t0: float = 0.05, on_progress=None) -> tuple[bytes, bytes | None]:
+    """(HTML, PDF or None where no browser is installed) of ``memviz.report`` for ``study`` and the scan
+    in view (a ``ScanResult`` of the Scan page, or None), computed under the server-wide lock."""
+    from memviz.figures.export import browser_path
+    from memviz.report import build_report, html_to_pdf, to_html
+
+    with heavy("Another session is computing; the report waits for it…"):
+        rep = build_report(
+            prepared(study) if study.train is not None else study,
+            prompts=scan,
+            t0=t0,
+            progress=False,
+            on_progress=on_progress,
+        )
+        html = to_html(rep)
+        pdf = html_to_pdf(html) if browser_path() else None
+    return html.encode(), pdf

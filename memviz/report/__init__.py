@@ -1,0 +1,7 @@
+"""One audit report of a model: ``build_report`` gathers it from the Study's store (a ``Report``,
+data a notebook can read), ``write_report`` writes it as self-contained HTML or as PDF."""
+
+from memviz.report.content import Report, build_report
+from memviz.report.render import html_to_pdf, to_html, write_report
+
+__all__ = ["Report", "build_report", "html_to_pdf", "to_html", "write_report"]
