@@ -75,6 +75,7 @@ class Report:
     detection: object = None
     detection_source: str = ""
     detection_name: str = ""
+    detection_table: object = None
     mitigation: object = None
     mitigation_rows: object = None
     figures: dict = field(default_factory=dict)
@@ -514,6 +515,7 @@ def _detection(study, rep: Report, prompts, detection, n, steps, seed, result, s
         scores = pd.read_parquet(parquet) if parquet.exists() else pd.DataFrame()
     frame = report(rows)
     rep.detection = frame
+    rep.detection_table = detection_table(frame)
     if len(frame) == 0:
         return
     level = "prompt" if (frame.level == "prompt").any() else "sample"
@@ -532,6 +534,32 @@ def _detection(study, rep: Report, prompts, detection, n, steps, seed, result, s
                 curves[r.detector] = roc_points(g.positive.to_numpy(bool), g.score.to_numpy(float))
         if curves:
             rep.figures["roc"] = roc_figure(curves, title=f"ROC curves ({level} level, each detector's best setting)")
+
+
+def detection_table(frame):
+    """eval-detection rows as the report prints them: one compact row each (AUROC with its interval in
+    one cell, counts as memorized / ordinary, whole numbers as such), narrow enough for A4."""
+    import pandas as pd
+
+    def whole(v):
+        return "" if v is None or v != v else f"{int(v)}"
+
+    return pd.DataFrame(
+        {
+            "detector": frame.detector,
+            "level, split": [f"{lv},\u00a0{sp}" for lv, sp in zip(frame.level, frame.split)],
+            "n, steps": [", ".join(x for x in (whole(a), whole(b)) if x) or "-" for a, b in zip(frame.n, frame.steps)],
+            "AUROC [95% interval]": [
+                f"{a:.3f}\u00a0[{lo:.3f},\u00a0{hi:.3f}]"
+                for a, lo, hi in zip(frame.auroc, frame.auroc_low, frame.auroc_high)
+            ],
+            "TPR @ 1% FPR": frame.tpr_at_1pct_fpr.map(lambda v: f"{v:.3f}"),
+            "memorized / ordinary": [f"{int(p)} / {int(q)}" for p, q in zip(frame.n_pos, frame.n_neg)],
+            "s / query": frame.seconds_per_query.map(lambda v: f"{v:.3g}"),
+            "calls / query": frame.model_calls_per_query.map(lambda v: f"{v:g}"),
+            "sign": frame.sign.map(lambda v: "higher" if v > 0 else "lower"),
+        }
+    )
 
 
 def _mitigation(rep: Report, mitigation) -> None:
