@@ -398,6 +398,7 @@ def _sample(args) -> int:
 def _app(args) -> int:
     """``streamlit run`` on the app (the checkout's, or the copy the wheel carries), its
     ``.streamlit/config.toml`` passed as flags so the safe defaults hold whatever folder it starts in."""
+    import os
     import subprocess
 
     import tomllib
@@ -413,9 +414,11 @@ def _app(args) -> int:
         for section, table in config.items()
         for key, value in table.items()
     ]
-    return subprocess.call(
-        [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), *flags, *args.streamlit_args]
-    )
+    cmd = [sys.executable, "-m", "streamlit", "run", str(root / "app.py"), *flags, *args.streamlit_args]
+    if os.name == "posix":  # become the server: a supervisor's SIGTERM reaches it, and no orphan is left behind
+        sys.stdout.flush()
+        os.execv(sys.executable, cmd)
+    return subprocess.call(cmd)
 
 
 def _info(args) -> int:
