@@ -63,7 +63,7 @@ def test_ivf_recall_against_exact_is_measured():
     assert 0.8 <= r <= 1.0, r  # clustered data: IVF finds most neighbours
     assert recall_at_k(NeighborIndex(x, kind="ivf", nprobe=1), q, k=10) <= r
     with pytest.raises(ValueError, match="kind"):
-        NeighborIndex(x, kind="hnsw")
+        NeighborIndex(x, kind="annoy")
 
 
 def test_copy_scores_by_hand():

@@ -86,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("info", help="describe a model (a bundled demo's name or a folder)")
     p.add_argument("model")
     p = sub.add_parser("compute", help="dataset-wide passes into the Study's store (what the app and eval read)")
-    p.add_argument("what", choices=["lid", "spectra"], help="lid: FLIPD and LID*; spectra: Hessian spectra")
+    p.add_argument(
+        "what",
+        choices=["lid", "spectra", "neighbours", "embedding"],
+        help="lid: FLIPD and LID*; spectra: Hessian spectra; neighbours: the neighbour index (its recall "
+        "printed) and graph; embedding: the UMAP map",
+    )
     p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
     p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
     p.add_argument("--n", type=count, help="training images analysed (every planted one first; default: all)")
@@ -448,7 +453,13 @@ def _compute(args) -> int:
     study = open_study(args.model, args.data, n=args.n, n_probes=args.n_probes, trace=args.trace, holdout=args.holdout)
     _say_data_notes(study)
     with _engine(args, study):
-        table = (_compute_spectra if args.what == "spectra" else _compute_lid)(args, study)
+        passes = {
+            "lid": _compute_lid,
+            "spectra": _compute_spectra,
+            "neighbours": _compute_neighbours,
+            "embedding": _compute_embedding,
+        }
+        table = passes[args.what](args, study)
     if args.out:
         from memviz.io.files import atomic_path
 
@@ -483,6 +494,53 @@ def _compute_spectra(args, study):
     )
     print(f"t = {args.t}, tau = {tau:.2f}")
     return table
+
+
+def _compute_neighbours(args, study):
+    import time
+
+    import pandas as pd
+
+    start = time.perf_counter()
+    index = study.reference
+    how = "read from the store" if index.from_store else "built"
+    recall = (
+        "exact search (recall 1)"
+        if index.kind == "flat"
+        else f"recall@10 against exact search {index.recall:.3f} on {index.recall_sample:,} sampled images"
+    )
+    print(
+        f"neighbour index: {index.kind} over {len(index):,} distinct training images "
+        f"({index.reference.shape[1]:,}-d), {recall}; {how} in {time.perf_counter() - start:.1f} s"
+    )
+    start = time.perf_counter()
+    rows = study.rows
+    graph = study._graph()
+    table = pd.DataFrame(
+        {
+            "row": rows,
+            "kind": study.kind(rows),
+            "nearest_row": graph.index[rows, 0],
+            "nn_distance": study.nn_distance(),
+            "copies": study.copies(),
+        }
+    )
+    print(f"neighbour graph: {graph.k} neighbours of each of {len(graph.index):,} training images in "
+          f"{time.perf_counter() - start:.1f} s")  # fmt: skip
+    print(table.groupby("kind")[["nn_distance", "copies"]].median().to_string(float_format=lambda v: f"{v:.2f}"))
+    return table
+
+
+def _compute_embedding(args, study):
+    import time
+
+    import pandas as pd
+
+    start = time.perf_counter()
+    xy = study.embedding()
+    rows = study.rows
+    print(f"UMAP map of {len(rows):,} analysed training images in {time.perf_counter() - start:.1f} s")
+    return pd.DataFrame({"row": rows, "kind": study.kind(rows), "x": xy[:, 0], "y": xy[:, 1]})
 
 
 def _compute_lid(args, study):

@@ -21,9 +21,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from memviz.io.cache import cached, fingerprint
-from memviz.neighbors.index import NeighborIndex, _flat, neighbor_graph
+from memviz.neighbors.index import NeighborIndex, _flat, neighbor_graph, stored_index
 
 ZERO = 1e-6  # duplicates sit at distance 0, which a sparse matrix cannot store: they get this instead
+MAP_FIT_MAX = 50_000  # above this many points UMAP is fitted on a seeded sample and the rest placed on it
+PLACE_BATCH = 50_000  # points placed on the map at a time (memory bounded by this, not by N)
 
 
 @dataclass
@@ -63,18 +65,27 @@ class ManifoldMap:
 
 
 def fit_map(
-    train: np.ndarray, n_neighbors: int = 15, min_dist: float = 0.1, seed: int = 0, refresh: bool = False
+    train: np.ndarray,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    seed: int = 0,
+    refresh: bool = False,
+    fit_max: int = MAP_FIT_MAX,
 ) -> ManifoldMap:
     """UMAP of training features (N, F), cached on disk.
 
     Steps: 1. the neighbour graph (cached, shared); 2. a symmetric sparse distance matrix;
-    3. UMAP on it (``metric="precomputed"``), seeded.
+    3. UMAP on it (``metric="precomputed"``), seeded. Above ``fit_max`` points, UMAP is fitted on a
+    seeded sample of ``fit_max`` of them (which keep their coordinates) and every other point is
+    placed on that map from its neighbours among the sample (``ManifoldMap.transform``), a batch at a time.
     """
     import umap
 
     x = _flat(train)
     if not 2 <= n_neighbors < len(x):
         raise ValueError(f"n_neighbors must lie in [2, {len(x) - 1}] for {len(x)} points; got {n_neighbors}.")
+    if len(x) > fit_max:
+        return _fit_sampled(x, n_neighbors, min_dist, seed, refresh, fit_max)
 
     def compute():
         g = neighbor_graph(x, n_neighbors)  # 1.
@@ -89,6 +100,24 @@ def fit_map(
 
     xy = cached("umap_xy", fingerprint(x, n_neighbors, min_dist, seed), compute, refresh)["xy"]
     return ManifoldMap(xy, n_neighbors, min_dist, seed, NeighborIndex(x))
+
+
+def _fit_sampled(x: np.ndarray, n_neighbors: int, min_dist: float, seed: int, refresh: bool, fit_max: int):
+    """``fit_map`` beyond ``fit_max`` points: fitted on a seeded sample, the rest placed on it."""
+    pick = np.sort(np.random.default_rng(seed).choice(len(x), fit_max, replace=False))
+    base = fit_map(x[pick], n_neighbors, min_dist, seed, refresh, fit_max)
+
+    def compute():
+        xy = np.empty((len(x), 2))
+        xy[pick] = base.xy
+        rest = np.setdiff1d(np.arange(len(x)), pick)
+        for start in range(0, len(rest), PLACE_BATCH):
+            part = rest[start : start + PLACE_BATCH]
+            xy[part] = base.transform(x[part])
+        return {"xy": xy}
+
+    xy = cached("umap_xy_sampled", fingerprint(x, n_neighbors, min_dist, seed, fit_max), compute, refresh)["xy"]
+    return ManifoldMap(xy, n_neighbors, min_dist, seed, stored_index(x))
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,14 @@ Sec. 4.2): l2(x̂, nearest) / (alpha * mean l2 to the n nearest), n = 50, alpha 
 A copy sits much closer to one training image than to its other neighbours; small
 values mean a copy. The simpler common rule: nearest over second-nearest distance.
 
-The index is exact (``IndexFlatL2``) by default, which is fast enough up to about a
-million vectors; ``kind="ivf"`` builds an inverted-file index (``IndexIVFFlat``) whose
-recall against the exact one is measured by ``recall_at_k``. Vectors are pixels, or
-features from any extractor (``memviz.neighbors.features``).
+One exact-vs-approximate rule (``index_kind``): exact search (``IndexFlatL2``) up to ``FLAT_MAX``
+vectors, a graph index (``IndexHNSWFlat``) above; ``kind="ivf"`` builds an inverted-file index
+(``IndexIVFFlat``) on request. ``stored_index`` keeps an approximate index on disk in the store
+(FAISS's own file format, never a pickle; checked by SHA-256 and rebuilt when damaged) with its
+recall@10 against exact search measured on a sample of the reference, so a study of a large data
+set builds it once; a flat index is rebuilt instead, as its file would be the vectors again and
+adding them takes milliseconds. Vectors are pixels, or features from any extractor
+(``memviz.neighbors.features``).
 """
 
 from __future__ import annotations
@@ -24,6 +28,14 @@ COPY_ALPHA = 0.5  # and by alpha
 COPY_THRESHOLD = 0.5  # the one copy rule: calibrated l2 below this, a copy of the nearest training image
 
 GRAPH_K = 100  # neighbours kept per point in the shared graph (LID*'s lPCA default)
+FLAT_MAX = 100_000  # the one exact-vs-approximate rule: exact search up to this many reference vectors
+HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH = 32, 80, 128  # FAISS's HNSW: links per node, build and search depth
+RECALL_SAMPLE = 1000  # reference points whose exact neighbours measure an approximate index's recall@10
+
+
+def index_kind(n: int) -> str:
+    """The kind of index over ``n`` reference vectors: "flat" (exact) up to ``FLAT_MAX``, "hnsw" above."""
+    return "flat" if n <= FLAT_MAX else "hnsw"
 
 
 def _flat(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -52,8 +64,14 @@ class NeighborIndex:
 
     Args:
         reference: (N, ...) vectors (images are flattened).
-        kind: "flat" (exact) or "ivf" (approximate; ``nlist`` cells, ``nprobe`` searched).
+        kind: "flat" (exact), "hnsw" (approximate graph search), "ivf" (approximate; ``nlist`` cells,
+            ``nprobe`` searched), or "auto" (``index_kind``: flat up to ``FLAT_MAX``).
         nlist: IVF cells, defaults to about 4 sqrt(N); nprobe: cells visited per query.
+        index: an already built FAISS index over ``reference`` (``stored_index`` reads one from disk).
+
+    Attributes:
+        recall (float): recall@10 against exact search (1.0 for flat; measured by ``stored_index``,
+            NaN when not measured); recall_sample (int): the queries it was measured on.
 
     Example:
         >>> nn = NeighborIndex(train_images)
@@ -68,14 +86,17 @@ class NeighborIndex:
         nlist: int | None = None,
         nprobe: int = 16,
         seed: int = 0,
+        index=None,
     ):
         self.reference = _flat(reference)
         if not np.isfinite(self.reference).all():
             raise ValueError("The reference set contains NaN or infinite values; clean it first.")
-        if kind not in ("flat", "ivf"):
-            raise ValueError(f"kind must be 'flat' or 'ivf'; got {kind!r}.")
+        kind = index_kind(len(self.reference)) if kind == "auto" else kind
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)} or 'auto'; got {kind!r}.")
         self.kind = kind
-        self.index = _build(self.reference, kind, nlist, nprobe, seed)
+        self.index = _build(self.reference, kind, nlist, nprobe, seed) if index is None else index
+        self.recall, self.recall_sample, self.from_store = (1.0 if kind == "flat" else float("nan")), 0, False
 
     def __len__(self) -> int:
         return len(self.reference)
@@ -146,6 +167,9 @@ def neighbor_graph(
     return NeighborGraph(arrays["index"], arrays["distance"]).first(k)
 
 
+KINDS = ("flat", "hnsw", "ivf")
+
+
 def _build(ref: np.ndarray, kind: str, nlist: int | None, nprobe: int, seed: int):
     """The FAISS index; IVF cells are trained by k-means on (up to 64 per cell of) the reference."""
     import faiss
@@ -153,6 +177,12 @@ def _build(ref: np.ndarray, kind: str, nlist: int | None, nprobe: int, seed: int
     d = ref.shape[1]
     if kind == "flat":
         index = faiss.IndexFlatL2(d)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, HNSW_M)
+        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+        index.add(ref)
+        index.hnsw.efSearch = HNSW_EF_SEARCH
+        return index
     else:
         nlist = nlist or max(1, min(int(4 * np.sqrt(len(ref))), len(ref) // 39))  # >= 39 points per cell
         index = faiss.IndexIVFFlat(faiss.IndexFlatL2(d), d, nlist)
@@ -162,6 +192,68 @@ def _build(ref: np.ndarray, kind: str, nlist: int | None, nprobe: int, seed: int
         index.nprobe = min(nprobe, nlist)
     index.add(ref)
     return index
+
+
+def stored_index(reference, kind: str = "auto", sample: int = RECALL_SAMPLE, seed: int = 0) -> NeighborIndex:
+    """A ``NeighborIndex`` over ``reference`` (N, ...), an approximate one kept in the store.
+
+    An approximate index (``kind`` "hnsw" or "ivf", or "auto" above ``FLAT_MAX``) is built once, its
+    recall@10 against exact search measured on ``sample`` reference points (seeded), and written to
+    ``<cache>/faiss_index/<key>.faiss`` (atomically, with a JSON of its kind, size, recall and SHA-256);
+    later calls read it back, and a file that fails its checksum or does not match is rebuilt.
+    ``from_store`` says which happened. A flat index is built in memory (exact: recall 1).
+    """
+    import json
+
+    import faiss
+
+    from memviz.io.cache import cache_dir, fingerprint
+    from memviz.io.files import atomic_path, write_json
+
+    ref = _flat(reference)
+    kind = index_kind(len(ref)) if kind == "auto" else kind
+    if kind == "flat":
+        return NeighborIndex(ref, "flat")
+    key = fingerprint(ref, kind, HNSW_M, HNSW_EF_CONSTRUCTION, HNSW_EF_SEARCH, sample, seed)
+    path = cache_dir() / "faiss_index" / f"{key}.faiss"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("sha256") == _sha256(path) and meta.get("n") == len(ref) and meta.get("kind") == kind:
+                index = faiss.read_index(str(path))
+                if index.ntotal == len(ref) and index.d == ref.shape[1]:
+                    if kind == "hnsw":
+                        index.hnsw.efSearch = HNSW_EF_SEARCH
+                    nn = NeighborIndex(ref, kind, index=index, seed=seed)
+                    nn.recall, nn.recall_sample, nn.from_store = float(meta["recall_at_10"]), int(meta["sample"]), True
+                    return nn
+        except (ValueError, OSError, RuntimeError, KeyError):  # damaged: rebuilt below, never trusted
+            pass
+        path.unlink(missing_ok=True)
+        meta_path.unlink(missing_ok=True)
+    nn = NeighborIndex(ref, kind, seed=seed)
+    queries = ref[np.random.default_rng(seed).choice(len(ref), min(sample, len(ref)), replace=False)]
+    nn.recall, nn.recall_sample = recall_at_k(nn, queries, 10), len(queries)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, ".faiss") as tmp:
+        faiss.write_index(nn.index, str(tmp))
+    write_json(
+        meta_path,
+        {"kind": kind, "n": len(ref), "d": ref.shape[1], "recall_at_10": nn.recall, "sample": len(queries),
+         "sha256": _sha256(path)},
+    )  # fmt: skip
+    return nn
+
+
+def _sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def recall_at_k(index: NeighborIndex, queries, k: int = 10) -> float:
