@@ -39,7 +39,8 @@ class ImageDataset:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check_images(self.images, what=f"dataset {self.name!r}")
+        if not _streamed(self.images):  # a streamed set is decoded from 8-bit pixels: in range by construction
+            check_images(self.images, what=f"dataset {self.name!r}")
         n = len(self.images)
         for key in ("labels", "captions", "lid", "source_index"):
             value = getattr(self, key)
@@ -75,7 +76,7 @@ class ImageDataset:
         }
         return replace(
             self,
-            images=self.images[torch.as_tensor(index)],
+            images=self.images.take(index) if _streamed(self.images) else self.images[torch.as_tensor(index)],
             labels=pick(self.labels),
             captions=pick(self.captions),
             lid=pick(self.lid),
@@ -106,7 +107,13 @@ class ImageDataset:
     def _distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # dataset's rows never change
         """(first row of each distinct image, each row's distinct image, its number of rows): one rule
         of what a duplicate is, the source image when known, else identical pixels."""
-        keys = self.source_index if self.source_index is not None else self.images.flatten(1).numpy()
+        keys = (
+            self.source_index
+            if self.source_index is not None
+            else self.images.row_hashes  # streamed: each row's content hash, computed at open
+            if _streamed(self.images)
+            else self.images.flatten(1).numpy()
+        )
         _, first, inverse, counts = np.unique(
             keys, axis=0 if keys.ndim > 1 else None, return_index=True, return_inverse=True, return_counts=True
         )
@@ -116,10 +123,16 @@ class ImageDataset:
         """The same dataset at ``resolution`` x ``resolution`` (antialiased bilinear)."""
         if resolution == self.images.shape[-1] == self.images.shape[-2]:
             return self
+        if _streamed(self.images):
+            raise ValueError(f"A streamed dataset is resized as it is read; open it with resolution={resolution}.")
         images = F.interpolate(
             self.images, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
         ).clamp(-1, 1)
         return replace(self, images=images, meta={**self.meta, "resolution": resolution})
+
+
+def _streamed(images) -> bool:
+    return hasattr(images, "row_hashes")  # memviz.data.stream.StreamedImages (not imported: it imports this module)
 
 
 def check_images(images: torch.Tensor, what: str = "images") -> None:

@@ -53,6 +53,8 @@ def fingerprint(*parts: Any) -> str:
     """A short stable hash of tensors, arrays, and JSON-able values."""
     h = hashlib.sha256()
     for part in parts:
+        if hasattr(part, "fingerprint_part"):  # a streamed image set: its shape and rows' content hashes
+            part = ["streamed", part.fingerprint_part()]
         if torch.is_tensor(part):
             part = part.detach().cpu().contiguous().numpy()
         if isinstance(part, np.ndarray):

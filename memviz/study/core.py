@@ -42,6 +42,7 @@ from memviz.model.adapter import DiffusionModel
 from memviz.runner.local import run
 
 DEFAULT_N = 600  # training images analysed by default: every planted one, then a seeded sample
+KEY_BATCH = 256  # rows whose content keys are hashed at once
 HELD_OUT = 200  # held-out images whose FLIPD calibrates the verdict's threshold
 STAGES = {
     "uncond": "FLIPD curves, unconditional",
@@ -141,9 +142,21 @@ def load_data(path: str | Path, model: DiffusionModel) -> ImageDataset:
     ``save_to_disk`` folder, a Parquet / CSV table of image paths or bytes, or an ``.npz``
     (``memviz.data.folder.load_data_source``); what was resized or skipped is in ``meta["notes"]``."""
     from memviz.data.folder import load_data_source
+    from memviz.data.stream import count_rows, open_stream, should_stream
 
     c, h, _ = model.pixel_shape
-    return load_data_source(Path(path).expanduser(), resolution=h, channels=c)
+    p = Path(path).expanduser()
+    if p.suffix.lower() == ".tar" or (p.is_dir() and any(p.glob("*.tar"))):
+        return open_stream(p, resolution=h, channels=c, progress=True)  # WebDataset shards are always streamed
+    n = count_rows(p)
+    if n is not None and should_stream(n, h, c):
+        return open_stream(p, resolution=h, channels=c, progress=True)
+    return load_data_source(p, resolution=h, channels=c)
+
+
+def _encode(model: DiffusionModel, images) -> np.ndarray:
+    """(N, c, h, w) latents of (N, C, H, W) images (a tensor or a streamed set), a batch at a time."""
+    return np.concatenate([model.encode(images[s : s + KEY_BATCH]).numpy() for s in range(0, len(images), KEY_BATCH)])
 
 
 def analysed_rows(train: ImageDataset, n: int | None, seed: int = 0) -> np.ndarray:
@@ -547,10 +560,11 @@ class Study:
         if (held_out, conditional) not in self._keys:
             data = self._space(held_out)
             conds = self.model.conditions_of(data) if conditional else None
-            flat = data.images.flatten(1).numpy()
-            self._keys[(held_out, conditional)] = [
-                fingerprint(flat[i], None if conds is None else conds[i]) for i in range(len(flat))
-            ]
+            keys = []
+            for s in range(0, len(data), KEY_BATCH):  # a batch at a time: a streamed set is decoded as it goes
+                flat = data.images[s : s + KEY_BATCH].flatten(1).numpy()
+                keys += [fingerprint(flat[j], None if conds is None else conds[s + j]) for j in range(len(flat))]
+            self._keys[(held_out, conditional)] = keys
         return self._keys[(held_out, conditional)]
 
     def _space(self, held_out: bool = False) -> ImageDataset:
@@ -565,7 +579,7 @@ class Study:
         attr = "_test_latents" if held_out else "_train_latents"
         if not hasattr(self, attr):
             key = fingerprint(model_fingerprint(self.model), data.images)
-            z = cached("latents", key, lambda: {"z": self.model.encode(data.images).numpy()})["z"]
+            z = cached("latents", key, lambda: {"z": _encode(self.model, data.images)})["z"]
             setattr(self, attr, replace(data, images=torch.from_numpy(z)))
         return getattr(self, attr)
 

@@ -1,0 +1,334 @@
+"""Streamed datasets: images decoded a batch at a time from where they lie, so that the memory of a
+dataset-wide pass does not grow with N.
+
+``open_stream`` reads what ``memviz.data.folder.load_data_source`` reads (image folders with their
+captions; Parquet and Arrow tables of image bytes or paths; ``datasets`` ``save_to_disk`` folders) and
+WebDataset shards (``.tar``), through Hugging Face ``datasets`` where the images lie in a table (a
+memory-mapped Arrow file: the OS pages it, nothing is read whole). The ``ImageDataset`` it returns holds
+a ``StreamedImages`` instead of a tensor: indexing it (``images[rows]``) decodes those rows only, so
+every per-row pass of the Study (FLIPD, spectra, detectors) runs unchanged on it.
+
+One content pass at open decodes every image once, a batch at a time: it drops what cannot be decoded
+(noted, as the in-memory reader does) and keeps each row's identity, the SHA-256 of its 8-bit pixels
+(``row_hashes``: duplicates are equal hashes). It is stored, keyed by the files' names, sizes and
+modification times, so a second open reads no image. Decoded pixels equal the in-memory reader's, so
+content keys, and hence stored rows, are shared between the two.
+
+Why by hand: ``datasets`` decodes images but neither resizes them to a model's side nor converts their
+modes the way the in-memory reader does (EXIF, 16-bit, alpha); both go through its ``_pixels``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from memviz.data.base import ImageDataset, from_uint8
+from memviz.data.tables import CAPTION_COLUMNS, IMAGE_COLUMNS, Notes, caption_text, local_file, pick_column
+
+STREAM_BATCH = 256  # images decoded at once by the content pass and by flatten()
+STREAM_BYTES = 2 << 30  # the one rule of when a dataset is streamed: its float32 pixels would pass 2 GiB
+WDS_IMAGE = ("png", "jpg", "jpeg", "webp", "bmp")  # WebDataset's image extensions, as datasets names the columns
+
+
+@dataclass
+class _Source:
+    """Where the images lie: ``cells(rows) -> [Path | bytes]``, their names, captions and class labels."""
+
+    cells: Callable[[np.ndarray], list]
+    names: list[str]
+    captions: list[str] | None
+    labels: np.ndarray | None
+    classes: list[str] | None
+    fmt: str
+    files: list[Path]  # what the content pass's key is made of
+
+
+class StreamedImages:
+    """(N, C, H, W) float32 images in [-1, 1], decoded from their source on indexing.
+
+    ``images[rows]`` (an int, a slice, or an index array / tensor) decodes those rows into a tensor;
+    ``take(rows)`` is a lazy view (``ImageDataset.subset``); ``flatten(1)`` decodes every row into one
+    (N, C*H*W) tensor a batch at a time, as a neighbour index needs it whole; ``batches()`` iterates.
+    """
+
+    ndim = 4
+    dtype = torch.float32
+
+    def __init__(self, source: _Source, rows: np.ndarray, mode: str, side: int, hashes: np.ndarray):
+        self._source, self._rows, self._mode, self._side, self.row_hashes = source, rows, mode, side, hashes
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self), 1 if self._mode == "L" else 3, self._side, self._side))
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, int):
+            return self[np.array([index])][0]
+        if isinstance(index, slice):
+            index = np.arange(len(self))[index]
+        return _decode_rows(self._source, self._rows[np.asarray(index, dtype=np.int64)], self._mode, self._side)
+
+    def take(self, index) -> "StreamedImages":
+        index = np.asarray(index, dtype=np.int64)
+        return StreamedImages(self._source, self._rows[index], self._mode, self._side, self.row_hashes[index])
+
+    def batches(self, batch_size: int = STREAM_BATCH) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        """(rows (b,), images (b, C, H, W)) over every row, in order."""
+        for s in range(0, len(self), batch_size):
+            rows = np.arange(s, min(s + batch_size, len(self)))
+            yield rows, self[rows]
+
+    def flatten(self, start_dim: int = 1) -> torch.Tensor:
+        """(N, C*H*W): every image decoded, a batch at a time, into one preallocated tensor."""
+        if start_dim != 1:
+            raise ValueError("A streamed image set flattens from dimension 1 only.")
+        out = torch.empty((len(self), int(np.prod(self.shape[1:]))), dtype=torch.float32)
+        for rows, x in self.batches():
+            out[rows] = x.flatten(1)
+        return out
+
+    def numpy(self) -> np.ndarray:
+        return self.flatten(1).view(self.shape).numpy()
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.numpy() if dtype is None else self.numpy().astype(dtype)
+
+    def fingerprint_part(self) -> str:
+        """What ``memviz.io.cache.fingerprint`` hashes for this set: its shape and its rows' content hashes."""
+        return hashlib.sha256(str(tuple(self.shape)).encode() + self.row_hashes.tobytes()).hexdigest()
+
+
+def is_streamed(images) -> bool:
+    return isinstance(images, StreamedImages)
+
+
+def should_stream(n: int, resolution: int, channels: int) -> bool:
+    """The one rule: stream when N images of ``channels`` x ``resolution``^2 float32 would pass ``STREAM_BYTES``."""
+    return n * channels * resolution * resolution * 4 > STREAM_BYTES
+
+
+def count_rows(path: str | Path) -> int | None:
+    """How many images ``path`` holds, from a listing or a table's metadata without reading it; None: unknown."""
+    p = Path(path).expanduser()
+    try:
+        if p.is_file() and p.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(p).metadata.num_rows
+        if p.is_dir() and not any(p.glob("*.arrow")) and not (p / "dataset_dict.json").exists():
+            from memviz.data.folder import IMAGE_SUFFIXES
+
+            return sum(1 for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError:
+        return None
+    return None
+
+
+def open_stream(
+    path: str | Path,
+    resolution: int | None = None,
+    channels: int | None = None,
+    caption_column: str | None = None,
+    image_column: str | None = None,
+    progress: bool = False,
+) -> ImageDataset:
+    """The dataset at ``path`` as an ``ImageDataset`` whose images are a ``StreamedImages``.
+
+    Args as ``memviz.data.folder.load_data_source``; ``path`` may also be a WebDataset shard (``.tar``) or a
+    folder of them. ``resolution``/``channels`` None: those of the first image. Raises ValueError, one
+    sentence, for what cannot be read or holds no decodable image.
+    """
+    from memviz.io.cache import cached, fingerprint
+
+    p = Path(path).expanduser()
+    notes = Notes()
+    source = _source(p, caption_column, image_column, notes)
+    if not source.names:
+        raise ValueError(f"{p} holds no images.")
+    mode, side = _first_shape(source, channels, resolution, p)
+    key = fingerprint(
+        "stream-rows", [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in source.files], mode, side
+    )
+    content = cached("stream_rows", key, lambda: _content_pass(source, mode, side, progress))
+    keep = np.flatnonzero(content["ok"])
+    for i in np.flatnonzero(~content["ok"].astype(bool))[:50]:
+        notes.add("Skipped {n} image{s} that could not be decoded", source.names[int(i)])
+    if not len(keep):
+        raise ValueError(f"No image in {p} could be decoded; check the files.")
+    if int(content["resized"]):
+        notes.say(f"Resized {int(content['resized']):,} images to {side}x{side} (bicubic), the resolution asked for.")
+    images = StreamedImages(source, keep, mode, side, content["sha256"][keep])
+    return ImageDataset(
+        p.stem if p.is_file() else p.name,
+        images,  # type: ignore[arg-type]
+        labels=None if source.labels is None else source.labels[keep],
+        captions=None if source.captions is None else [source.captions[i] for i in keep],
+        class_names=source.classes,
+        meta={
+            "source": str(p),
+            "format": source.fmt,
+            "streamed": True,
+            "files": [source.names[i] for i in keep],
+            "notes": notes.sentences(),
+        },
+    )
+
+
+def _content_pass(source: _Source, mode: str, side: int, progress: bool) -> dict[str, np.ndarray]:
+    """Every image decoded once, a batch at a time: (N,) decodable, (N,) SHA-256 of its 8-bit pixels, resized count."""
+    from tqdm.auto import tqdm
+
+    from memviz.data.folder import _pixels
+
+    n = len(source.names)
+    ok, digests, resized = np.zeros(n, bool), np.zeros(n, "S32"), 0
+    for s in tqdm(range(0, n, STREAM_BATCH), disable=not progress, desc="reading images"):
+        rows = np.arange(s, min(s + STREAM_BATCH, n))
+        for i, cell in zip(rows, source.cells(rows)):
+            try:
+                array, _ = _pixels(cell, mode, side)
+            except Exception:  # noqa: BLE001 - a file cut short or not an image: skipped, noted by the caller
+                continue
+            resized += _side_of(cell) != (side, side)
+            ok[i], digests[i] = True, hashlib.sha256(np.ascontiguousarray(array).tobytes()).digest()
+    return {"ok": ok, "sha256": digests, "resized": np.array(resized)}
+
+
+def _side_of(cell) -> tuple[int, int]:
+    from memviz.data.folder import _open
+
+    with _open(cell) as im:
+        return im.size
+
+
+def _decode_rows(source: _Source, rows: np.ndarray, mode: str, side: int) -> torch.Tensor:
+    """(b, C, H, W) float32 in [-1, 1] of source rows ``rows``, as the in-memory reader decodes them."""
+    from memviz.data.folder import _pixels
+
+    arrays = []
+    for i, cell in zip(rows, source.cells(rows)):
+        try:
+            arrays.append(_pixels(cell, mode, side)[0])
+        except Exception as exc:  # noqa: BLE001 - it decoded in the content pass: the file changed since
+            raise ValueError(f"{source.names[int(i)]} no longer decodes ({exc}); reopen the dataset.") from None
+    c = 1 if mode == "L" else 3
+    if not arrays:
+        return torch.empty((0, c, side, side))
+    pix = np.stack(arrays)
+    return from_uint8(pix[:, None] if pix.ndim == 3 else pix.transpose(0, 3, 1, 2))
+
+
+def _first_shape(source: _Source, channels: int | None, resolution: int | None, where: Path) -> tuple[str, int]:
+    """(PIL mode, side) of the stream: asked for, else the first decodable image's."""
+    from memviz.data.folder import GRAY_MODES, _open
+
+    if channels not in (None, 1, 3):
+        raise ValueError(f"Images are read with 1 (grayscale) or 3 (RGB) channels; {channels!r} were asked for.")
+    for s in range(0, min(len(source.names), 64)):
+        try:
+            with _open(source.cells(np.array([s]))[0]) as im:
+                mode = {1: "L", 3: "RGB"}.get(channels or 0) or ("L" if im.mode in GRAY_MODES else "RGB")
+                return mode, int(resolution or im.size[0])
+        except Exception:  # noqa: BLE001 - the next one
+            continue
+    raise ValueError(f"None of the first images in {where} could be decoded; check the files.")
+
+
+# ---- sources ----------------------------------------------------------------------------------------------
+
+
+def _source(p: Path, caption_column, image_column, notes: Notes) -> _Source:
+    from memviz.data.folder import TABLE_SUFFIXES, _folder_rows, _saved_by_datasets
+
+    shards = sorted(p.glob("*.tar")) if p.is_dir() else [p] if p.suffix.lower() == ".tar" else []
+    if shards:
+        return _table_source(_hf("webdataset", shards), p, caption_column, image_column, notes, "webdataset", shards)
+    if p.is_dir() and _saved_by_datasets(p):
+        import datasets
+
+        saved = datasets.load_from_disk(str(p))
+        if isinstance(saved, datasets.DatasetDict):
+            saved = saved["train"] if "train" in saved else saved[next(iter(saved))]
+        files = [Path(f["filename"]) for f in saved.cache_files]
+        return _table_source(saved, p, caption_column, image_column, notes, "save_to_disk", files)
+    if p.is_dir():
+        rows, classes, fmt = _folder_rows(p, caption_column, notes)
+        images = [r.image for r in rows]
+        captioned = any(r.caption is not None for r in rows)
+        return _Source(
+            lambda idx: [images[int(i)] for i in idx],
+            [r.name for r in rows],
+            [r.caption or "" for r in rows] if captioned else None,
+            None if classes is None else np.array([r.label for r in rows], dtype=np.int64),
+            classes,
+            fmt,
+            images,  # type: ignore[arg-type]
+        )
+    if p.is_file() and p.suffix.lower() in (".parquet", ".arrow"):
+        return _table_source(_hf(p.suffix.lower()[1:], [p]), p.parent, caption_column, image_column, notes,
+                             p.suffix.lower()[1:], [p])  # fmt: skip
+    if p.is_file() and p.suffix.lower() in TABLE_SUFFIXES:
+        raise ValueError(f"{p.name}: a {p.suffix} table is read whole; give it without streaming (it is small).")
+    raise ValueError(f"No data memviz streams at {p}; give an image folder, a Parquet or Arrow table, a "
+                     "save_to_disk folder, or WebDataset .tar shards.")  # fmt: skip
+
+
+def _hf(builder: str, files: list[Path]):
+    """A memory-mapped ``datasets.Dataset`` of ``files`` (its Arrow cache in memviz's store)."""
+    import datasets
+
+    from memviz.io.cache import cache_dir
+
+    try:
+        return datasets.load_dataset(
+            builder, data_files={"train": [str(f) for f in files]}, split="train", cache_dir=str(cache_dir() / "hf")
+        )
+    except Exception as exc:  # noqa: BLE001 - datasets raises many kinds; one sentence at the boundary
+        raise ValueError(f"{files[0]} could not be read as {builder} ({exc.__class__.__name__}: {exc}).") from None
+
+
+def _table_source(ds, base: Path, caption_column, image_column, notes: Notes, fmt: str, files: list[Path]) -> _Source:
+    import datasets
+
+    columns = list(ds.column_names)
+    typed = [c for c, f in ds.features.items() if isinstance(f, datasets.Image)]
+    names = IMAGE_COLUMNS + (WDS_IMAGE if fmt == "webdataset" else ())
+    image = image_column or (typed[0] if typed else pick_column(columns, None, names, base))
+    if image is None or image not in columns:
+        raise ValueError(f"{base} has no image column (it has {', '.join(columns[:12])}); name it with image_column=.")
+    if isinstance(ds.features[image], datasets.Image):
+        ds = ds.cast_column(image, datasets.Image(decode=False))
+    caption = pick_column(columns, caption_column, CAPTION_COLUMNS + (("txt",) if fmt == "webdataset" else ()), base)
+    captions = None
+    if caption is not None:
+        captions = []
+        for text in ds[caption]:
+            value, problem = caption_text(text)
+            captions.append(value or "")
+    classes = next((c for c, f in ds.features.items() if isinstance(f, datasets.ClassLabel)), None)
+    labels = None if classes is None else np.array([-1 if v is None else v for v in ds[classes]], dtype=np.int64)
+    column = ds.select_columns([image])
+
+    def cells(idx: np.ndarray) -> list:
+        out = []
+        for value in column[[int(i) for i in idx]][image]:
+            if isinstance(value, dict):
+                value = value.get("bytes") or value.get("path")
+            if isinstance(value, str):
+                found = local_file(value, base, base, notes, str(base))
+                value = b"" if found is None else found[1]
+            out.append(bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else value)
+        return out
+
+    label = base.name if fmt != "parquet" else files[0].name
+    return _Source(cells, [f"{label}#{i}" for i in range(len(ds))], captions, labels,
+                   ds.features[classes].names if classes else None, fmt, files)  # fmt: skip
