@@ -112,7 +112,7 @@ def _map_workers() -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and b"MapWorker" in (proc / "cmdline").read_bytes():
+            if proc.name.isdigit() and b"PassWorker" in (proc / "cmdline").read_bytes():
                 found.append(int(proc.name))
         except OSError:
             continue
@@ -148,6 +148,32 @@ def test_a_killed_worker_is_retried_and_no_row_is_lost(tmp_path, monkeypatch, lo
     assert grid.shape == (len(local_table), len(study.ts)) and np.isfinite(grid).all()
     expected = local_table.set_index("row").flipd_uncond.to_numpy()
     np.testing.assert_allclose(study.flipd(0.05, conditional=False), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_one_actor_pool_for_a_whole_run_loads_the_model_once_per_worker(tmp_path, monkeypatch):
+    """Three passes (unconditional, conditional and held-out FLIPD) run on the same two workers, each of
+    which opened the Study once and built three batch functions, and give the local engine's grids."""
+    from memviz.runner.ray_runner import RayRunner
+    from memviz.study.core import open_study
+
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "ray"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    study = open_study("demo-mnist", n=24, seed=5)  # seed 5: no row in the demo's shipped store
+    study.batch_size = 8
+    with RayRunner(workers=2) as runner:
+        study.runner = runner
+        grids = [study.flipd_grid(conditional=False), study.flipd_grid(conditional=True)]
+        grids.append(study.flipd_grid(conditional=False, rows=np.arange(16), held_out=True))
+        info = runner.workers_info()
+        assert runner.startup_s > 0
+    assert len({i["pid"] for i in info}) == 2 and [i["opened"] for i in info] == [1, 1], info
+    assert all(i["built"] == 3 for i in info), info
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "local"))
+    local = open_study("demo-mnist", n=24, seed=5)
+    expected = [local.flipd_grid(conditional=False), local.flipd_grid(conditional=True)]
+    expected.append(local.flipd_grid(conditional=False, rows=np.arange(16), held_out=True))
+    for got, want in zip(grids, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
 def test_without_ray_or_with_an_unreachable_address_one_sentence_in_seconds(tmp_path, monkeypatch, capsys):

@@ -346,6 +346,14 @@ def _engine(args, study):
     with RayRunner(args.address, args.workers, args.gpus_per_worker) as runner:
         study.runner = runner
         yield study
+        if runner.startup_s:
+            info = runner.workers_info()
+            print(
+                f"ray: {len(info)} workers started in {runner.startup_s:.1f} s (apart from the passes); "
+                f"each opened the model {max(i['opened'] for i in info)} time(s) for "
+                f"{max(i['built'] for i in info)} pass(es)",
+                file=sys.stderr,
+            )
 
 
 def _train(args) -> int:

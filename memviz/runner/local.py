@@ -28,6 +28,22 @@ BatchFn = Callable[[np.ndarray], dict[str, np.ndarray]]  # ids (b,) -> columns, 
 log = logging.getLogger("memviz.runner.local")
 
 
+_KEPT: dict | None = None  # what a worker process keeps between passes (None: nothing is kept)
+
+
+def keep_opened() -> dict:
+    """Make this process keep what passes open (``StudySpec.open`` keeps each Study, its model loaded
+    once): called by a worker that runs many passes of one run. Returns what is kept."""
+    global _KEPT
+    _KEPT = {} if _KEPT is None else _KEPT
+    return _KEPT
+
+
+def worker_kept() -> dict | None:
+    """What this process keeps between passes, or None where each pass opens its own (the driver)."""
+    return _KEPT
+
+
 class Task(Protocol):
     """A picklable recipe for a batch function, rebuilt where it runs (a Ray actor, say)."""
 

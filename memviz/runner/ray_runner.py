@@ -1,7 +1,14 @@
-"""Dataset-wide passes on Ray (``pip install "memviz[ray]"``): Ray Data's ``map_batches`` with
-callable-class actors, each building the pass's batch function once (the model loaded once per
-worker), feeding the same ``memviz.runner.local.run`` that stores every finished batch in the Study's
-store as it arrives.
+"""Dataset-wide passes on Ray (``pip install "memviz[ray]"``): one pool of actors for a whole run
+(``RayRunner``, started at the first pass and kept until ``stop``), each building a pass's batch function
+once and keeping the Study it opens, so a worker loads the model once for every pass of a ``compute``
+or ``scan``; finished batches feed the same ``memviz.runner.local.run`` that stores each in the Study's
+store as it arrives. Workers read the data themselves from where it lies (a streamed dataset's
+Parquet or WebDataset shards: ``memviz.data.stream``); only batch ids and result rows travel.
+
+Why not Ray Data's ``map_batches``, as issue 17 had it: its callable-class actors live for one
+Dataset execution, so each pass (unconditional, conditional and held-out FLIPD, spectra, a scan's
+detectors) started a new pool and reloaded the model: 2x slower than the local engine on two cores.
+A plain actor pool (``ray.util.ActorPool``) is what keeps them.
 
 Why it is shaped so (measured with Ray 2.60 on two cores, see issue 17):
 
@@ -11,8 +18,8 @@ Why it is shaped so (measured with Ray 2.60 on two cores, see issue 17):
   address retries for about 12 minutes;
 - actors take a fraction of a CPU (two whole-CPU actors on two cores starve the rest of the
   pipeline) and one torch thread each (4 to 6 times faster than two under contention);
-- a killed actor is restarted by Ray Data and its batch retried (its default); nothing here
-  sets ``max_errored_blocks``, which would drop rows instead;
+- a killed actor is restarted and its batch retried (``max_restarts=-1``, ``max_task_retries=-1``):
+  no row is lost;
 - resume is by content key in memviz's own store (``RowStore``), not Ray's checkpointing: a
   rerun after a killed driver computes only the batches that were not stored.
 """
@@ -26,7 +33,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from memviz.runner.local import BatchFn, Task
+from memviz.runner.local import BatchFn, Task, keep_opened
 
 
 def import_ray():
@@ -53,22 +60,24 @@ def probe(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-class _Worker:
-    """A Ray Data actor: builds the batch function once, then maps batch numbers to their rows."""
+class PassWorker:
+    """A Ray actor kept for the whole run: builds each pass's batch function once (its Task, keyed by
+    content) and keeps the Studies it opens, so the model is loaded once per worker for every pass."""
 
-    def __init__(self, task: Task, batches: list[np.ndarray]):
+    def __init__(self):
         import torch
 
         torch.set_num_threads(1)
-        self.fn, self.batches = task.build(), batches
+        self.opened, self.fns, self.built = keep_opened(), {}, 0
 
-    def __call__(self, items: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ids, parts = [], []
-        for k in items["batch"]:
-            batch = self.batches[int(k)]
-            ids.append(batch)
-            parts.append(self.fn(batch))
-        return {"_ids": np.concatenate(ids), **{c: np.concatenate([p[c] for p in parts]) for c in parts[0]}}
+    def run(self, key: str, task: Task, batch: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        if key not in self.fns:
+            self.fns[key], self.built = task.build(), self.built + 1
+        return batch, self.fns[key](batch)
+
+    def info(self) -> dict:
+        """{pid, studies opened, batch functions built} of this worker."""
+        return {"pid": os.getpid(), "opened": len(self.opened), "built": self.built}
 
 
 class RayRunner:
@@ -84,7 +93,7 @@ class RayRunner:
         if workers < 1:
             raise ValueError(f"--workers must be at least 1; got {workers}.")
         self.address, self.workers, self.gpus = address, workers, float(gpus_per_worker)
-        self._owned = False
+        self._owned, self._actors, self.startup_s = False, [], 0.0
 
     def start(self) -> "RayRunner":
         ray = import_ray()
@@ -120,6 +129,9 @@ class RayRunner:
         return self
 
     def stop(self) -> None:
+        for actor in self._actors:
+            import_ray().kill(actor)
+        self._actors = []
         if self._owned:
             import_ray().shutdown()
             self._owned = False
@@ -135,21 +147,38 @@ class RayRunner:
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
         if task is None:
             raise ValueError("This pass has no Task to rebuild it on a Ray worker; run it with the local engine.")
+        from ray.util import ActorPool
+
         ray = import_ray()
         self.start()
+        pool = ActorPool(self._pool())
+        key, ref = fingerprint_task(task), ray.put(task)  # the Task travels once, not once per batch
         batches = [np.asarray(b) for b in batches]
-        cpus = ray.cluster_resources().get("CPU", 1.0)
-        per_worker = max(0.1, min(1.0, round((cpus - 0.5) / self.workers, 2)))  # leave room for the pipeline
-        ds = ray.data.from_items([{"batch": k} for k in range(len(batches))], override_num_blocks=len(batches))
-        out = ds.map_batches(
-            _Worker,
-            fn_constructor_args=(task, batches),
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(batches))),
-            num_cpus=per_worker,
-            num_gpus=self.gpus or None,
-        )
-        for block in out.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-            ids = block.pop("_ids")
-            yield ids, {c: np.asarray(v) for c, v in block.items()}
+        yield from pool.map_unordered(lambda actor, b: actor.run.remote(key, ref, b), batches)
+
+    def _pool(self) -> list:
+        """The run's actors, started at the first pass and kept until ``stop``; ``startup_s`` is their start."""
+        if not self._actors:
+            import time
+
+            ray = import_ray()
+            start = time.perf_counter()
+            cpus = ray.cluster_resources().get("CPU", 1.0)
+            per_worker = max(0.1, min(1.0, round((cpus - 0.5) / self.workers, 2)))  # room for the driver
+            remote = ray.remote(num_cpus=per_worker, num_gpus=self.gpus or None, max_restarts=-1, max_task_retries=-1)
+            self._actors = [remote(PassWorker).remote() for _ in range(self.workers)]
+            ray.get([a.info.remote() for a in self._actors])  # started (a failed start raises here, once)
+            self.startup_s = time.perf_counter() - start
+        return self._actors
+
+    def workers_info(self) -> list[dict]:
+        """{pid, opened, built} of each live worker: one Study opened per worker for a whole run."""
+        return import_ray().get([a.info.remote() for a in self._actors])
+
+
+def fingerprint_task(task: Task) -> str:
+    """A content key of a Task (equal recipes build equal batch functions)."""
+    import hashlib
+    import pickle
+
+    return hashlib.sha256(pickle.dumps(task)).hexdigest()[:20]

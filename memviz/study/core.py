@@ -39,7 +39,7 @@ from memviz.io.cache import RowStore, cached, fingerprint, model_fingerprint
 from memviz.lid.flipd import DEFAULT_T0, at_t0, flipd_curve, t_grid
 from memviz.lid.verdict import VERDICT_LID, verdict_rule
 from memviz.model.adapter import DiffusionModel
-from memviz.runner.local import run
+from memviz.runner.local import run, worker_kept
 
 DEFAULT_N = 600  # training images analysed by default: every planted one, then a seeded sample
 KEY_BATCH = 256  # rows whose content keys are hashed at once
@@ -117,7 +117,15 @@ class StudySpec(dict):
     detectors' ``PromptTask``) rebuild a Study without importing this module."""
 
     def open(self) -> "Study":
-        return open_study(**self)
+        """The Study; in a worker that keeps what it opens (``memviz.runner.local.keep_opened``: a Ray
+        actor running many passes of one run), one per spec, so its model is loaded once."""
+        kept = worker_kept()
+        if kept is None:
+            return open_study(**self)
+        key = "study:" + fingerprint(dict(self))
+        if key not in kept:
+            kept[key] = open_study(**self)
+        return kept[key]
 
 
 @dataclass(frozen=True)
