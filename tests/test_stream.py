@@ -151,3 +151,17 @@ def test_memory_of_a_streamed_pass_does_not_grow_with_n(tmp_path):
     }  # fmt: skip
     in_memory = 8000 * 3 * 64 * 64 * 4  # 393 MB of float32
     assert peak[8000] - peak[2000] < 0.2 * in_memory, peak
+
+
+def test_an_unusable_caption_skips_its_row_as_the_in_memory_reader_does(tmp_path):
+    import datasets
+
+    rng = np.random.default_rng(3)
+    caps = ["a cat", "bad \x00 caption", "a dog", "x" * 100_000]
+    ds = datasets.Dataset.from_dict({"image": [{"bytes": _png(rng), "path": None} for _ in caps], "text": caps})
+    ds.cast_column("image", datasets.Image()).to_parquet(str(tmp_path / "t.parquet"))
+    streamed = open_stream(tmp_path / "t.parquet", resolution=8, channels=1)
+    memory = load_data_source(tmp_path / "t.parquet", resolution=8, channels=1)
+    assert streamed.captions == memory.captions == ["a cat", "a dog"]
+    np.testing.assert_array_equal(streamed.images[np.arange(2)].numpy(), memory.images.numpy())
+    assert any("caption cannot be used" in n for n in streamed.meta["notes"])

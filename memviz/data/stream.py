@@ -21,7 +21,7 @@ modes the way the in-memory reader does (EXIF, 16-bit, alpha); both go through i
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -29,7 +29,15 @@ import numpy as np
 import torch
 
 from memviz.data.base import ImageDataset, from_uint8
-from memviz.data.tables import CAPTION_COLUMNS, IMAGE_COLUMNS, Notes, caption_text, local_file, pick_column
+from memviz.data.tables import (
+    CAPTION_COLUMNS,
+    IMAGE_COLUMNS,
+    SKIP_CAPTION,
+    Notes,
+    caption_text,
+    local_file,
+    pick_column,
+)
 
 STREAM_BATCH = 256  # images decoded at once by the content pass and by flatten()
 STREAM_BYTES = 2 << 30  # the one rule of when a dataset is streamed: its float32 pixels would pass 2 GiB
@@ -47,6 +55,7 @@ class _Source:
     classes: list[str] | None
     fmt: str
     files: list[Path]  # what the content pass's key is made of
+    unusable: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rows whose caption is unusable
 
 
 class StreamedImages:
@@ -107,8 +116,9 @@ class StreamedImages:
         return hashlib.sha256(str(tuple(self.shape)).encode() + self.row_hashes.tobytes()).hexdigest()
 
 
-def is_streamed(images) -> bool:
-    return isinstance(images, StreamedImages)
+def shards(p: Path) -> list[Path]:
+    """The WebDataset shards at ``p``: itself if a ``.tar``, the ``.tar`` files of a folder, else none."""
+    return sorted(p.glob("*.tar")) if p.is_dir() else [p] if p.suffix.lower() == ".tar" else []
 
 
 def should_stream(n: int, resolution: int, channels: int) -> bool:
@@ -159,7 +169,7 @@ def open_stream(
         "stream-rows", [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in source.files], mode, side
     )
     content = cached("stream_rows", key, lambda: _content_pass(source, mode, side, progress))
-    keep = np.flatnonzero(content["ok"])
+    keep = np.setdiff1d(np.flatnonzero(content["ok"]), source.unusable)  # noted where they were read
     for i in np.flatnonzero(~content["ok"].astype(bool))[:50]:
         notes.add("Skipped {n} image{s} that could not be decoded", source.names[int(i)])
     if not len(keep):
@@ -249,9 +259,9 @@ def _first_shape(source: _Source, channels: int | None, resolution: int | None, 
 def _source(p: Path, caption_column, image_column, notes: Notes) -> _Source:
     from memviz.data.folder import TABLE_SUFFIXES, _folder_rows, _saved_by_datasets
 
-    shards = sorted(p.glob("*.tar")) if p.is_dir() else [p] if p.suffix.lower() == ".tar" else []
-    if shards:
-        return _table_source(_hf("webdataset", shards), p, caption_column, image_column, notes, "webdataset", shards)
+    tars = shards(p)
+    if tars:
+        return _table_source(_hf("webdataset", tars), p, caption_column, image_column, notes, "webdataset", tars)
     if p.is_dir() and _saved_by_datasets(p):
         import datasets
 
@@ -308,11 +318,14 @@ def _table_source(ds, base: Path, caption_column, image_column, notes: Notes, fm
     if isinstance(ds.features[image], datasets.Image):
         ds = ds.cast_column(image, datasets.Image(decode=False))
     caption = pick_column(columns, caption_column, CAPTION_COLUMNS + (("txt",) if fmt == "webdataset" else ()), base)
-    captions = None
+    captions, unusable = None, []
     if caption is not None:
         captions = []
-        for text in ds[caption]:
-            value, problem = caption_text(text)
+        for i, text in enumerate(ds[caption]):
+            value, why = caption_text(text)
+            if why:
+                notes.add(SKIP_CAPTION, f"{base.name}#{i} ({why})")
+                unusable.append(i)
             captions.append(value or "")
     classes = next((c for c, f in ds.features.items() if isinstance(f, datasets.ClassLabel)), None)
     labels = None if classes is None else np.array([-1 if v is None else v for v in ds[classes]], dtype=np.int64)
@@ -331,4 +344,4 @@ def _table_source(ds, base: Path, caption_column, image_column, notes: Notes, fm
 
     label = base.name if fmt != "parquet" else files[0].name
     return _Source(cells, [f"{label}#{i}" for i in range(len(ds))], captions, labels,
-                   ds.features[classes].names if classes else None, fmt, files)  # fmt: skip
+                   ds.features[classes].names if classes else None, fmt, files, np.array(unusable, np.int64))  # fmt: skip

@@ -155,7 +155,7 @@ def neighbor_graph(
     k_stored = min(max(k, GRAPH_K), len(ref) - 1)
 
     def compute() -> dict[str, np.ndarray]:
-        nb = (index or NeighborIndex(ref)).nearest(ref, k_stored + 1)
+        nb = (index or stored_index(ref)).nearest(ref, k_stored + 1)  # the one exact-vs-approximate rule
         own = nb.index == np.arange(len(ref))[:, None]  # at most one per row: FAISS returns distinct indices
         own[~own.any(1), -1] = True  # own row not among the k+1 (many exact duplicates): drop the farthest
         return {

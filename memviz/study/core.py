@@ -150,14 +150,12 @@ def load_data(path: str | Path, model: DiffusionModel) -> ImageDataset:
     ``save_to_disk`` folder, a Parquet / CSV table of image paths or bytes, or an ``.npz``
     (``memviz.data.folder.load_data_source``); what was resized or skipped is in ``meta["notes"]``."""
     from memviz.data.folder import load_data_source
-    from memviz.data.stream import count_rows, open_stream, should_stream
+    from memviz.data.stream import count_rows, open_stream, shards, should_stream
 
     c, h, _ = model.pixel_shape
     p = Path(path).expanduser()
-    if p.suffix.lower() == ".tar" or (p.is_dir() and any(p.glob("*.tar"))):
-        return open_stream(p, resolution=h, channels=c, progress=True)  # WebDataset shards are always streamed
     n = count_rows(p)
-    if n is not None and should_stream(n, h, c):
+    if shards(p) or (n is not None and should_stream(n, h, c)):  # WebDataset shards are always streamed
         return open_stream(p, resolution=h, channels=c, progress=True)
     return load_data_source(p, resolution=h, channels=c)
 
@@ -593,12 +591,11 @@ class Study:
 
     def _graph(self):
         """The one neighbour graph of the training set as stored (model space), cached."""
-        from memviz.neighbors.index import FLAT_MAX, GRAPH_K, neighbor_graph, stored_index
+        from memviz.neighbors.index import GRAPH_K, neighbor_graph
 
         if "graph" not in self._memo:
             data = self._space()
-            index = stored_index(data.images) if len(data) > FLAT_MAX else None  # the store's, when approximate
-            self._memo["graph"] = neighbor_graph(data.images, min(GRAPH_K, len(data) - 1), index=index)
+            self._memo["graph"] = neighbor_graph(data.images, min(GRAPH_K, len(data) - 1))
         return self._memo["graph"]
 
     def _default_rows(self, rows, held_out: bool = False) -> np.ndarray:
