@@ -79,7 +79,8 @@ else:
         nn = study.reference
         q = np.asarray(data.images[np.arange(min(10_000, len(data)))].flatten(1))
         nn.nearest(q, 10)
-        out.update(kind=nn.kind, recall=nn.recall)
+        from memviz.neighbors.index import search_depth
+        out.update(kind=nn.kind, recall=nn.recall, depth=search_depth(nn))
     elif what == "umap":
         from memviz.neighbors.embed import fit_map
         fit_map(np.asarray(data.images.flatten(1)), n_neighbors=15)

@@ -48,6 +48,41 @@ def test_the_approximate_index_is_stored_with_its_recall_and_read_back(monkeypat
     np.testing.assert_array_equal(again.nearest(queries[:50], 10).index, found.index[:50])
 
 
+def test_a_shallow_search_deepens_until_its_measured_recall_reaches_the_target(monkeypatch):
+    x = np.random.default_rng(3).random((5000, 32)).astype(np.float32)  # uniform: hard for a graph index
+    monkeypatch.setattr(nindex, "HNSW_EF_SEARCH", 1)  # recall@10 about 0.82 at this depth
+    monkeypatch.setattr(nindex, "RECALL_TARGET", 0.99)
+    built = nindex.stored_index(x, kind="hnsw")
+    queries = x[np.random.default_rng(0).choice(len(x), 1000, replace=False)]
+    assert nindex.search_depth(built) in (2, 4, 8, 16, 32) and built.recall >= 0.99
+    assert built.recall == pytest.approx(nindex.recall_at_k(built, queries, 10))  # measured at the depth kept
+    shallow = nindex.NeighborIndex(x, "hnsw")
+    assert nindex.recall_at_k(shallow, queries, 10) < 0.99  # the deepening did the work
+    again = nindex.stored_index(x, kind="hnsw")
+    assert again.from_store and nindex.search_depth(again) == nindex.search_depth(built)
+    monkeypatch.setattr(nindex, "RECALL_TARGET", 1.5)  # unreachable: the depth stops at its cap
+    monkeypatch.setattr(nindex, "EF_SEARCH_MAX", 8)
+    capped = nindex.stored_index(x, kind="hnsw")
+    assert nindex.search_depth(capped) == 8 and capped.recall < 1.5
+    ivf = nindex.stored_index(x, kind="ivf")  # IVF deepens its nprobe, at most to every cell
+    assert nindex.search_depth(ivf) == ivf.index.nlist and ivf.recall == pytest.approx(1.0)
+
+
+def test_recall_counts_any_of_tied_duplicates():
+    x = np.repeat(np.random.default_rng(4).normal(size=(50, 8)).astype(np.float32), 20, axis=0)  # 20 copies each
+    exact = nindex.NeighborIndex(x)
+
+    class Shuffled:  # returns other rows among the tied copies, as an approximate index may
+        reference = exact.reference
+
+        def nearest(self, q, k):
+            nb = exact.nearest(q, k)
+            return nindex.Neighbors((nb.index // 20) * 20 + (nb.index + 7) % 20, nb.distance)
+
+    assert nindex.recall_at_k(Shuffled(), x[::20], 10) == 1.0
+    assert nindex.recall_at_k(Shuffled(), x[::20] + 5.0, 10) == 1.0
+
+
 def test_a_damaged_index_file_is_rebuilt_never_read():
     from memviz.io.cache import cache_dir
 
