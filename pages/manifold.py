@@ -64,7 +64,7 @@ fig = map_figure(
 )
 st.caption(
     "Each point is one analysed training image; nearby points have similar pixels (UMAP of the images "
-    "in the model's space; the axes have no units). Colour shows the chosen metric; hover for its values. Click a "
+    "in the model's space, or of the chosen image features; the axes have no units). Colour shows the chosen metric; hover for its values. Click a "
     "point, or draw a box or a lasso, to open those images below; the selection goes into the URL."
 )
 chosen = map_select(fig, key="map")

@@ -88,6 +88,7 @@ try:
         seed,
         gate,
         ws.data_path,
+        ws.features,
     )
 except ValueError as exc:
     st.error(str(exc))
@@ -195,7 +196,7 @@ with st.expander("Trace each method's knob (a Pareto sweep)"):
         "labelled; the dotted line is the front no setting beats on both."
     )
     if swept and st.toggle("Run the sweep", key="sweep"):
-        table = mitigation_sweep(ws.path, tuple(prompts), tuple(swept), n, steps, seed, gate, ws.data_path)
+        table = mitigation_sweep(ws.path, tuple(prompts), tuple(swept), n, steps, seed, gate, ws.data_path, ws.features)
         sweep_fig = pareto_figure(table, title="Copy rate against utility, over each method's knob")
         st.plotly_chart(sweep_fig, key="pareto-sweep")
         export_menu(sweep_fig, "mitigation-sweep", key="exp-sweep")

@@ -47,7 +47,7 @@ with st.expander("Audit report (HTML and PDF)", icon=":material/description:"):
         + "detection, methods and the commands that remake each number (`memviz report` writes the same)."
         + ("" if scan else " Scan a prompt list on the Scan page first to add the prompt scan.")
     )
-    key = ("report", ws.path, ws.data_path, ws.n, id(scan), t0)
+    key = ("report", ws.path, ws.data_path, ws.features, ws.n, id(scan), t0)
     if st.button("Build the report", key="report_go", icon=":material/build:"):
         bar = st.progress(0.0, "Building the report…")
         try:

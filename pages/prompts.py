@@ -72,7 +72,7 @@ if ws.train is None or model.sample_shape[-1] == 1:
     st.info("Nearest-neighbour evidence needs the model's training images.")
     st.stop()
 try:
-    results = compare_prompts(ws.path, tuple(prompts), n, steps, guidance, seed, ws.data_path)
+    results = compare_prompts(ws.path, tuple(prompts), n, steps, guidance, seed, ws.data_path, ws.features)
 except ValueError as exc:  # a prompt too long, say: one sentence, never a traceback
     st.error(str(exc))
     st.stop()
@@ -161,6 +161,7 @@ figure_pack_button(
     {
         "model": ws.path,
         "data": ws.data_path,
+        "features": ws.features,
         "prompts": prompts,
         "n": n,
         "steps": steps,

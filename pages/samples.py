@@ -251,7 +251,9 @@ def sample_panel(default: int) -> None:
         if caption is not None and study.model.is_text_conditional:
             with st.expander(f"Where is it copied? Generate from its caption: '{caption[:80]}'"):
                 if st.button("Generate 4 and show where they copy (Bright Ending)", key=f"be-{i}"):
-                    r = compare_prompts(ws.path, (caption,), 4, 25, study.model.guidance_scale, 0, ws.data_path)[0]
+                    r = compare_prompts(
+                        ws.path, (caption,), 4, 25, study.model.guidance_scale, 0, ws.data_path, ws.features
+                    )[0]
                     st.image(
                         image_grid(overlay(r.evidence.images, r.mask), nrow=4, scale=4)
                         if r.mask is not None
@@ -284,6 +286,7 @@ def sample_panel(default: int) -> None:
         {
             "model": ws.path,
             "data": ws.data_path,
+            "features": ws.features,
             "row": i,
             "t0": t0,
             "tau": view.tau,

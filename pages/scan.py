@@ -166,6 +166,7 @@ settings = (
     seed,
     reference,
     fpr,
+    ws.features,
 )
 if st.button("Scan", type="primary", icon=":material/play_arrow:", disabled=not chosen, key="scan_go"):
     st.session_state["scan_settings"] = settings
@@ -193,6 +194,7 @@ try:
         seed,
         reference,
         fpr,
+        ws.features,
     )
 except ValueError as exc:  # a reference too small, a detector the data cannot serve: one sentence
     st.error(str(exc))
@@ -242,7 +244,9 @@ event = st.dataframe(
 picked = list(event.selection.rows) if event else []
 if picked:
     prompt = str(table.prompt.iloc[picked[0]])
-    query = {"prompts": prompt, "model": ws.path} | ({"data": ws.data_path} if ws.data_path else {})
+    query = {"prompts": prompt, "model": ws.path} | {
+        name: value for name, value in (("data", ws.data_path), ("features", ws.features)) if value
+    }
     st.page_link(
         str(app_root() / "pages" / "prompts.py"),
         label=f"Compare on the Prompts page: {prompt[:80]}",

@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--model", required=True, help="a bundled demo's name or a model folder")
     p.add_argument("--data", default=None, help="an .npz or image folder (default: the model's own training data)")
+    _features_argument(p)
     p.add_argument("--n", type=count, help="training images analysed (every planted one first; default: all)")
     p.add_argument(
         "--holdout",
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data", help="the training images (folder, table, datasets folder or .npz; default: the model's own)"
     )
+    _features_argument(p)
     p.add_argument("--detectors", nargs="+", help="only these registered detectors (default: every prompt-level one)")
     p.add_argument("--n", type=count, default=4, help="generations per prompt (default 4)")
     p.add_argument("--steps", type=count, default=1, help="first sampling steps the stepwise detectors average (1)")
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", type=Path, help="one prompt file with a label column (--label-column)")
     _prompt_file_arguments(p)
     p.add_argument("--data", help="the training images, for the nearest-neighbour detectors (default: the model's own)")
+    _features_argument(p)
     p.add_argument("--detectors", nargs="+", help="only these registered detectors (default: all)")
     p.add_argument("--n", type=count, nargs="+", default=[1, 4], help="generations per prompt")
     p.add_argument("--steps", type=count, nargs="+", default=[1, 5, 50], help="first sampling steps scored")
@@ -186,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "--prompts", nargs="+", help="class names or prompts, or one prompt file (.txt, .jsonl, .csv, .parquet)"
     )
     p.add_argument("--data", help="the training images copies are judged against (default: the model's own)")
+    _features_argument(p)
     p.add_argument("--prompt-column", help="the prompt file's prompt column (default: prompt, caption or text)")
     p.add_argument("--methods", nargs="+", default=["all"], help="registered mitigations, or all (default)")
     p.add_argument("--n", type=count, default=16, help="generations per prompt and method")
@@ -222,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data", help="the training images (folder, table, datasets folder or .npz; default: the model's own)"
     )
+    _features_argument(p)
     p.add_argument("--holdout", help="images the model never saw: their FLIPD sets the verdict's threshold")
     p.add_argument("--n", type=count, help="training images analysed (every planted one first; default 600)")
     p.add_argument("--t0", type=positive_float, default=0.05, help="t0 of the verdicts (inside the model's t grid)")
@@ -294,6 +299,15 @@ def _engine_arguments(p) -> None:
     g.add_argument("--workers", type=count, default=2, help="ray: actors, each loading the model once")
     g.add_argument("--gpus-per-worker", type=non_negative_float, default=0.0, help="ray: num_gpus of each actor")
     g.add_argument("--batch-size", type=count, help="rows per batch (both engines; default: each pass's own)")
+
+
+def _features_argument(p) -> None:
+    p.add_argument(
+        "--features",
+        default=None,
+        help="the space copies and the map are judged in: pixel (default) or the folder of a local image "
+        "embedder (a transformers vision model saved with safetensors: CLIP, DINOv2, ViT, SigLIP)",
+    )
 
 
 def _prompt_file_arguments(p) -> None:
@@ -458,7 +472,15 @@ def _info(args) -> int:
 def _compute(args) -> int:
     from memviz.study.core import open_study
 
-    study = open_study(args.model, args.data, n=args.n, n_probes=args.n_probes, trace=args.trace, holdout=args.holdout)
+    study = open_study(
+        args.model,
+        args.data,
+        n=args.n,
+        n_probes=args.n_probes,
+        trace=args.trace,
+        holdout=args.holdout,
+        features=args.features,
+    )
     _say_data_notes(study)
     with _engine(args, study):
         passes = {
@@ -509,13 +531,17 @@ def _compute_neighbours(args, study):
 
     import pandas as pd
 
+    from memviz.neighbors.index import RECALL_TARGET, search_depth
+
     start = time.perf_counter()
     index = study.reference
     how = "read from the store" if index.from_store else "built"
     recall = (
         "exact search (recall 1)"
         if index.kind == "flat"
-        else f"recall@10 against exact search {index.recall:.3f} on {index.recall_sample:,} sampled images"
+        else f"recall@10 against exact search {index.recall:.3f} on {index.recall_sample:,} sampled images "
+        f"at search depth {search_depth(index)}"
+        + ("" if index.recall >= RECALL_TARGET else f", below the {RECALL_TARGET} target at the depth's cap")
     )
     print(
         f"neighbour index: {index.kind} over {len(index):,} distinct training images "
@@ -617,7 +643,7 @@ def _eval_detection(args) -> int:
     dets = detectors(names=args.detectors)  # an unknown name: one sentence listing them, before anything loads
     labelled = _labelled_args(args)
     scores: list[dict] = []
-    study = open_study(args.model, args.data)
+    study = open_study(args.model, args.data, features=args.features)
     _say_data_notes(study)
     if labelled is None and "planted" not in study.model.meta:
         raise ValueError(
@@ -690,7 +716,7 @@ def _scan(args) -> int:
 
         reference = read_prompts(args.reference, prompt_column=args.prompt_column)
         print(f"reference: {reference.describe()}", file=sys.stderr)
-    study = open_study(args.model, args.data, n=1)
+    study = open_study(args.model, args.data, n=1, features=args.features)
     _say_data_notes(study)
     with _engine(args, study) as study:
         result = scan(
@@ -794,7 +820,10 @@ def _mitigate(args) -> int:
     prompts = args.prompts
     if len(prompts) == 1 and Path(prompts[0]).suffix.lower() in PROMPT_SUFFIXES and Path(prompts[0]).is_file():
         prompts = _read_prompt_file(args, Path(prompts[0])).prompts
-    study, memo = open_study(args.model, args.data, n=1), {}  # memo: the sweep reuses the plain generations and gates
+    study, memo = (
+        open_study(args.model, args.data, n=1, features=args.features),
+        {},
+    )  # memo: the sweep reuses the plain generations and gates
     _say_data_notes(study)
     result = run_lab(
         study,
@@ -897,7 +926,7 @@ def _report(args) -> int:
             if args.reference == TRAINING_CAPTIONS
             else read_prompts(args.reference, prompt_column=args.prompt_column)
         )
-    study = open_study(args.model, args.data, n=args.n or DEFAULT_N, holdout=args.holdout)
+    study = open_study(args.model, args.data, n=args.n or DEFAULT_N, holdout=args.holdout, features=args.features)
     _say_data_notes(study)
     rep = build_report(
         study,

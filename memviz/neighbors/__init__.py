@@ -10,20 +10,26 @@ from memviz.neighbors.index import (
     COPY_ALPHA,
     COPY_NEIGHBORS,
     COPY_THRESHOLD,
+    RECALL_TARGET,
     NeighborIndex,
     calibrated_l2,
     copy_scores,
     neighbor_graph,
     recall_at_k,
+    search_depth,
+    stored_index,
 )
 
 __all__ = [
     "COPY_ALPHA",
     "COPY_NEIGHBORS",
     "COPY_THRESHOLD",
+    "RECALL_TARGET",
     "NeighborIndex",
     "calibrated_l2",
     "copy_scores",
     "neighbor_graph",
     "recall_at_k",
+    "search_depth",
+    "stored_index",
 ]

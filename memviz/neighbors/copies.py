@@ -25,7 +25,8 @@ class CopyEvidence:
         images (torch.Tensor): (n, C, H, W) generations in [0, 1].
         noise (torch.Tensor): (n, C, H, W) their initial noise (reproducible from ``seed``).
         neighbors (np.ndarray): (n, k) indices into the reference, nearest first.
-        distance (np.ndarray): (n, k) l2 distances in [-1, 1] pixel units.
+        distance (np.ndarray): (n, k) l2 distances in [-1, 1] pixel units (in the reference's feature space
+            when it has an embedder: unit vectors, so between 0 and 2).
         calibrated (np.ndarray): (n,) calibrated l2 (small = copy).
         nearest_images (torch.Tensor): (n, C, H, W) the nearest training image of each, in [0, 1].
         is_copy (np.ndarray): (n,) calibrated < ``threshold``.
@@ -60,7 +61,8 @@ def copy_evidence(
     """Generate ``n`` samples for ``cond`` and measure how close each is to a training image.
 
     Args:
-        reference: an index over the (deduplicated) training images in [-1, 1], pixel space.
+        reference: an index over the (deduplicated) training images in [-1, 1], pixel space or an
+            embedder's (``NeighborIndex.with_features``).
         k: neighbours kept; the calibrated l2 uses the mean over all ``k`` (Carlini: 50).
         threshold: calibrated l2 below which a generation counts as a copy.
     """
@@ -73,9 +75,9 @@ def evidence_of(
     out, reference: NeighborIndex, k: int = COPY_NEIGHBORS, threshold: float = COPY_THRESHOLD
 ) -> CopyEvidence:
     """``CopyEvidence`` of generations already made (a ``SampleOutput``)."""
-    nb = reference.nearest(from_unit(out.images), k=k)
+    nb = reference.nearest_images(from_unit(out.images), k=k)
     cal = calibrated_l2(nb.distance, n=k)
-    nearest = torch.as_tensor(reference.reference[nb.index[:, 0]]).view_as(out.images)
+    nearest = reference.images_of(nb.index[:, 0]).reshape(out.images.shape)
     return CopyEvidence(
         out.images,
         out.noise,
@@ -97,5 +99,5 @@ def reference_statistics(reference: NeighborIndex, queries: torch.Tensor, k: int
     Returns:
         (N,) nearest distances, (N,) calibrated l2.
     """
-    nb = reference.nearest(queries, k=k)
+    nb = reference.nearest_images(torch.as_tensor(queries), k=k)
     return nb.distance[:, 0], calibrated_l2(nb.distance, n=k)

@@ -629,6 +629,11 @@ def _methods(study, rep: Report, result, t0, prompts, mitigation, n, steps, k, s
         ),
         ("verdict threshold", rep.threshold or "none (no training data)"),
         ("copy rule", f"calibrated l2 < {COPY_THRESHOLD:g} (Carlini et al. 2023)"),
+        (
+            "feature space (copies, map)",
+            "pixels" if study.features is None else f"the image embedder in {study.features} (unit vectors)",
+        ),
+        ("neighbour index", _index_line(study) if study.train is not None else "none (no training data)"),
     ]
     if result is not None:
         s = result.settings
@@ -716,3 +721,13 @@ def _summary(rep: Report) -> None:
             " No held-out images were given, so the verdict's threshold comes from the analysed images themselves "
             "and about 5% of them are flagged whatever the model (give --holdout DIR)."
         )
+
+
+def _index_line(study) -> str:
+    """The reference index in one line: its kind, size and measured recall (``memviz.neighbors.index``)."""
+    from memviz.neighbors.index import search_depth
+
+    nn = study.reference
+    if nn.kind == "flat":
+        return f"exact (flat) over {len(nn):,} distinct training images"
+    return f"{nn.kind} over {len(nn):,} images, recall@10 {nn.recall:.3f} on {nn.recall_sample:,} (depth {search_depth(nn)})"

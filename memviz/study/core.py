@@ -61,6 +61,7 @@ def open_study(
     seed: int = 0,
     device: str | None = None,
     holdout: str | Path | ImageDataset | None = None,
+    features: str | Path | None = None,
 ) -> "Study":
     """A ``Study`` of ``model`` (a bundled demo's name, a local diffusers folder, or a loaded
     ``DiffusionModel``) on ``data``: None for the model's own training data (rebuilt offline from
@@ -68,7 +69,9 @@ def open_study(
     an ``ImageDataset``. ``n``: training images analysed (None: every distinct one).
     ``holdout``: images the model never saw (a folder, a table, an ``.npz`` or an ``ImageDataset``):
     their FLIPD sets the verdict's threshold (``Study.threshold_source``); default the model's own
-    held-out split where it has one."""
+    held-out split where it has one. ``features``: the space of the copy judgement and the map,
+    "pixel" (default) or the folder of a local image embedder (``memviz.neighbors.features.ImageEmbedder``);
+    LID* and the neighbour strip stay in the model's space, where the MMH defines LID*."""
     from memviz.data import training_data
 
     path = None if isinstance(model, DiffusionModel) else str(model)
@@ -89,6 +92,10 @@ def open_study(
             raise ValueError(
                 f"The held-out images are {tuple(test.shape)} (C, H, W) but the model expects {model.pixel_shape}."
             )
+    if features is not None and str(features) != "pixel":
+        from memviz.neighbors.features import check_embedder_folder
+
+        check_embedder_folder(features)  # a wrong folder is said at once; its weights load when first needed
     if train is not None and len(train) == 0:
         raise ValueError("The training data hold no images; give at least one.")
     if train is not None and tuple(train.shape) != model.pixel_shape:
@@ -108,6 +115,7 @@ def open_study(
         data_path=None if data is None or isinstance(data, ImageDataset) else str(data),
         error=error,
         holdout_path=None if holdout is None or isinstance(holdout, ImageDataset) else str(holdout),
+        features=None if features is None or str(features) == "pixel" else str(Path(features).expanduser()),
     )
 
 
@@ -192,8 +200,10 @@ class Study:
         data_path: str | None = None,
         error: str | None = None,
         holdout_path: str | None = None,
+        features: str | None = None,
     ):
         self.model, self.train, self.test = model, train, test
+        self.features = features  # None: pixels; else the folder of an ImageEmbedder
         self.n, self.n_probes, self.trace, self.seed = n, n_probes, trace, seed
         self.path, self.data_path, self.error, self.holdout_path = path, data_path, error, holdout_path
         self.ts = t_grid(model)
@@ -208,7 +218,7 @@ class Study:
         made from a loaded model rather than a path."""
         if self.path is None:
             return None
-        holdout = {"holdout": self.holdout_path} if self.holdout_path else {}
+        optional = {"holdout": self.holdout_path, "features": self.features}
         return StudySpec(
             model=self.path,
             data=self.data_path,
@@ -216,7 +226,7 @@ class Study:
             n_probes=self.n_probes,
             trace=self.trace,
             seed=self.seed,
-            **holdout,
+            **{name: value for name, value in optional.items() if value},
         )
 
     def with_n(self, n: int | None) -> "Study":
@@ -234,8 +244,11 @@ class Study:
             data_path=self.data_path,
             error=self.error,
             holdout_path=self.holdout_path,
+            features=self.features,
         )
         other.runner, other.batch_size = self.runner, self.batch_size
+        if "embedder" in self.__dict__:
+            other.embedder = self.embedder  # loaded once
         return other
 
     @property
@@ -364,13 +377,37 @@ class Study:
 
     @cached_property
     def reference(self):
-        """A ``NeighborIndex`` over the distinct training images (pixels): the nearest training image of a
-        generation. Exact up to ``memviz.neighbors.index.FLAT_MAX`` images, an approximate index kept in
-        the store above (``stored_index``: built once, its recall@10 measured and kept beside it)."""
+        """A ``NeighborIndex`` over the distinct training images (pixels, or the embedder's vectors of them):
+        the nearest training image of a generation. Exact up to ``memviz.neighbors.index.FLAT_MAX`` images,
+        an approximate index kept in the store above (``stored_index``: built once, its recall@10 measured
+        and kept beside it)."""
         from memviz.neighbors.index import stored_index
 
         self._need_data()
-        return stored_index(self.train.deduplicated().images)
+        distinct = self.train.deduplicated().images
+        if self.embedder is None:
+            return stored_index(distinct)
+        return stored_index(self._embedded(self.train.first_rows())).with_features(self.embedder, distinct)
+
+    @cached_property
+    def embedder(self):
+        """The ``ImageEmbedder`` of ``features`` (loaded once), or None for pixels."""
+        from memviz.neighbors.features import feature_space
+
+        return feature_space(self.features)
+
+    def _embedded(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), F) the embedder's vectors of training rows, stored per image content and embedder
+        (an interrupted pass resumes); computed here, as they read pixels rather than the model's space."""
+        keys = self._row_keys(False, False, pixels=self.model.vae is not None)
+        store = RowStore("features", fingerprint(self.embedder.fingerprint))
+        images, embed = self.train.images, self.embedder
+
+        def batch(ids: np.ndarray) -> dict[str, np.ndarray]:
+            return {"features": embed(images[torch.as_tensor(ids)])}
+
+        rows = np.asarray(rows, dtype=np.int64)
+        return run(batch, rows, [keys[i] for i in rows], store, KEY_BATCH, desc="features")["features"]
 
     # ---- the verdict --------------------------------------------------------------------
     def threshold(self, t0: float = DEFAULT_T0) -> float:
@@ -407,7 +444,11 @@ class Study:
         from memviz.neighbors.embed import fit_map
 
         if "map" not in self._memo:  # the coordinates stored on their own: reading them needs no umap (3 s of numba)
-            x = self._space().images[torch.as_tensor(self.rows)].flatten(1).numpy()
+            x = (
+                self._space().images[torch.as_tensor(self.rows)].flatten(1).numpy()
+                if self.embedder is None
+                else self._embedded(self.rows)
+            )
             k = min(15, len(x) - 1)
             self._memo["map"] = cached("map_xy", fingerprint(x, k), lambda: {"xy": fit_map(x, n_neighbors=k).xy})["xy"]
         return self._memo["map"]
@@ -561,17 +602,18 @@ class Study:
 
         return batch
 
-    def _row_keys(self, held_out: bool, conditional: bool) -> list[str]:
-        """Content key of every row: a fingerprint of the image in model space and its condition."""
-        if (held_out, conditional) not in self._keys:
-            data = self._space(held_out)
+    def _row_keys(self, held_out: bool, conditional: bool, pixels: bool = False) -> list[str]:
+        """Content key of every row: a fingerprint of the image in model space (``pixels``: the image
+        itself, which a latent model's passes that read pixels key by) and its condition."""
+        if (held_out, conditional, pixels) not in self._keys:
+            data = self._space(held_out) if not pixels else self.test if held_out else self.train
             conds = self.model.conditions_of(data) if conditional else None
             keys = []
             for s in range(0, len(data), KEY_BATCH):  # a batch at a time: a streamed set is decoded as it goes
                 flat = data.images[s : s + KEY_BATCH].flatten(1).numpy()
                 keys += [fingerprint(flat[j], None if conds is None else conds[s + j]) for j in range(len(flat))]
-            self._keys[(held_out, conditional)] = keys
-        return self._keys[(held_out, conditional)]
+            self._keys[(held_out, conditional, pixels)] = keys
+        return self._keys[(held_out, conditional, pixels)]
 
     def _space(self, held_out: bool = False) -> ImageDataset:
         """The training (or held-out) images in the model's space: the VAE's scaled posterior means for

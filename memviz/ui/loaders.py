@@ -50,14 +50,17 @@ def load_model(path: str) -> DiffusionModel:
 
 
 @st.cache_resource(show_spinner="Loading the training data…")
-def load_study(path: str, data_path: str | None = None, n: int = DEFAULT_N) -> Study:
+def load_study(path: str, data_path: str | None = None, n: int = DEFAULT_N, features: str | None = None) -> Study:
     """The Study of a model on its own training data or on ``data_path`` (an image folder or .npz
-    inside the allowed roots, checked against the model's shape), analysing ``n`` training images."""
+    inside the allowed roots, checked against the model's shape), analysing ``n`` training images;
+    ``features``: a local image embedder's folder (inside the roots) for copies and the map, None: pixels."""
     if data_path is not None:
         allowed(data_path, "data path")
+    if features is not None:
+        allowed(features, "image embedder")
     model = load_model(path)
     with heavy():
-        study = open_study(model, data_path, n=n)
+        study = open_study(model, data_path, n=n, features=features)
     study.path = path
     return study
 
@@ -97,7 +100,7 @@ def prepared(study: Study) -> Study:
     """``study`` with its dataset-wide artifacts computed (once per server; a progress bar in the page
     that asks first, a spinner in the others); the artifacts are stored on disk too."""
     done = _server_state()[0]
-    key = (study.path, study.data_path, study.n)
+    key = (study.path, study.data_path, study.n, study.features)
     if key not in done:
         with heavy("Another session is computing the dataset-wide pass; waiting for it…"):
             if key not in done:
@@ -140,11 +143,26 @@ def workspace_picker() -> Study | None:
             st.query_params["data"] = data_path.strip()
         else:
             st.query_params.pop("data", None)
+    features = st.sidebar.text_input(
+        "Image features (optional)",
+        key="features",
+        placeholder="embedder folder; empty: pixels",
+        value=st.query_params.get("features", ""),
+        help="The space copies and the map are judged in: pixels, or a local transformers vision model "
+        "(CLIP, DINOv2, ViT, SigLIP) saved with safetensors. LID* stays in the model's space.",
+    )
+    if (features.strip() or None) != st.query_params.get("features"):
+        if features.strip():
+            st.query_params["features"] = features.strip()
+        else:
+            st.query_params.pop("features", None)
     if not path:
         st.info("Enter the path of a local diffusers model folder (model_index.json, or unet/ and scheduler/).")
         return None
     try:
-        study = load_study(path, data_path.strip() or None)  # the roots are checked there, before any file opens
+        study = load_study(
+            path, data_path.strip() or None, features=features.strip() or None
+        )  # the roots are checked there, before any file opens
     except ValueError as exc:
         st.error(str(exc))
         return None
@@ -163,23 +181,30 @@ def sample_view(study: Study, row: int, t0: float, table=None):
 
 def study_of(study: Study, n: int) -> Study:
     """The same model and data, analysing ``n`` training images, prepared."""
-    return prepared(load_study(study.path, study.data_path, n))
+    return prepared(load_study(study.path, study.data_path, n, study.features))
 
 
 @st.cache_data(show_spinner="Generating and scoring…", max_entries=64)
 def compare_prompts(
-    path: str, prompts: tuple, n: int, steps: int, guidance: float, seed: int, data_path: str | None = None
+    path: str,
+    prompts: tuple,
+    n: int,
+    steps: int,
+    guidance: float,
+    seed: int,
+    data_path: str | None = None,
+    features: str | None = None,
 ):
     """``memviz.study.views.compare_prompts``, cached per settings so that a rerun is instant."""
     from memviz.study.views import compare_prompts as compare
 
-    study = load_study(path, data_path)
+    study = load_study(path, data_path, features=features)
     with heavy():
         return compare(study, list(prompts), n=n, steps=steps, guidance_scale=guidance, seed=seed)
 
 
 @st.cache_resource(max_entries=16)
-def _lab_memo(path: str, data_path: str | None, n: int, steps: int, seed: int, gate: str) -> dict:
+def _lab_memo(path: str, data_path: str | None, n: int, steps: int, seed: int, gate: str, features=None) -> dict:
     """``run_lab``'s memo for these settings, shared by the page's lab run and its sweep (and by other
     prompt sets): each prompt's gate score and judged plain generation are computed once. Read and
     written under ``heavy()``."""
@@ -187,9 +212,18 @@ def _lab_memo(path: str, data_path: str | None, n: int, steps: int, seed: int, g
 
 
 def _on_study(
-    fn, path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str, data_path: str | None
+    fn,
+    path: str,
+    prompts: tuple,
+    methods: tuple,
+    n: int,
+    steps: int,
+    seed: int,
+    gate: str,
+    data_path: str | None,
+    features: str | None = None,
 ):
-    study = load_study(path, data_path)
+    study = load_study(path, data_path, features=features)
     with heavy():
         return fn(
             study,
@@ -199,28 +233,44 @@ def _on_study(
             seed=seed,
             steps=steps,
             gate=gate,
-            memo=_lab_memo(path, data_path, n, steps, seed, gate),
+            memo=_lab_memo(path, data_path, n, steps, seed, gate, features),
         )
 
 
 @st.cache_data(show_spinner="Generating with each remedy and judging the copies…", max_entries=16)
 def mitigate(
-    path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str, data_path: str | None = None
+    path: str,
+    prompts: tuple,
+    methods: tuple,
+    n: int,
+    steps: int,
+    seed: int,
+    gate: str,
+    data_path: str | None = None,
+    features: str | None = None,
 ):
     """``memviz.mitigate.lab.run_lab``, cached per settings so that a rerun is instant."""
     from memviz.mitigate.lab import run_lab
 
-    return _on_study(run_lab, path, prompts, methods, n, steps, seed, gate, data_path)
+    return _on_study(run_lab, path, prompts, methods, n, steps, seed, gate, data_path, features)
 
 
 @st.cache_data(show_spinner="Tracing each remedy's knob (a few minutes)…", max_entries=8)
 def mitigation_sweep(
-    path: str, prompts: tuple, methods: tuple, n: int, steps: int, seed: int, gate: str, data_path: str | None = None
+    path: str,
+    prompts: tuple,
+    methods: tuple,
+    n: int,
+    steps: int,
+    seed: int,
+    gate: str,
+    data_path: str | None = None,
+    features: str | None = None,
 ):
     """``memviz.mitigate.lab.sweep``, cached per settings; it reuses the lab run's plain generations."""
     from memviz.mitigate.lab import sweep
 
-    return _on_study(sweep, path, prompts, methods, n, steps, seed, gate, data_path)
+    return _on_study(sweep, path, prompts, methods, n, steps, seed, gate, data_path, features)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -250,6 +300,7 @@ def scan_prompts(
     seed: int,
     reference: str | None,
     fpr: float,
+    features: str | None = None,
 ):
     """``memviz.detect.scan.scan`` of a prompt file (its bytes, cached by their ``digest``) with a
     progress bar while it scores, cached per settings so that a rerun (a row picked, a column
@@ -267,7 +318,7 @@ def scan_prompts(
             [p for p, memorized in zip(prompts.prompts, prompts.labels) if not memorized],
             source=f"the ordinary prompts of {name}",
         )
-    study = load_study(path, data_path)
+    study = load_study(path, data_path, features=features)
     bar = st.progress(0.0, "Scoring the prompts…")
     shown = [-1]
 
