@@ -86,10 +86,12 @@ def _hover(page, x: float, y: float, timeout_ms: int) -> float:
 
 
 def _target(page) -> tuple[float, float]:
-    """Screen position of the first training point (its data coordinates through the axes)."""
+    """Screen position of the first drawn training point (its data coordinates through the axes; the
+    first point trace, as a map of many points has its density first)."""
     return tuple(
         page.evaluate("""() => {
-        const gd = document.querySelector('.js-plotly-plot'), t = gd._fullData[0], L = gd._fullLayout;
+        const gd = document.querySelector('.js-plotly-plot'), L = gd._fullLayout;
+        const t = gd._fullData.find(d => d.type === 'scattergl');
         const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
         return [box.left + L.xaxis.d2p(t.x[0]), box.top + L.yaxis.d2p(t.y[0])]; }""")
     )

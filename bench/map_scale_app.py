@@ -56,9 +56,10 @@ def figure(n: int, data=synthetic):
 def page() -> None:
     figures.selected_indices = _selected_indices  # map_select imports it from memviz.figures.builders at call time
     n = query_value("n", 5000, int, lo=1, hi=5_000_000)
-    fig, built = figure(n, st.cache_data(max_entries=2)(synthetic))  # data cached, as on the page; figure not
-    st.caption(f"built in {built:.3f} s")
-    chosen = map_select(fig, key="map")
+    data = st.cache_data(max_entries=2)(synthetic)  # data cached, as on the page; figure not
+    fig, built = figure(n, data)
+    st.caption(f"built in {built:.3f} s; drawn {fig.layout.meta['drawn']:,} of {n:,}")
+    chosen = map_select(fig, key="map", xy=data(n)[0])  # as the page: a lasso takes every point it encloses
     # a marker of its own, in plain text, for the bench to find in document.body.innerText
     st.text(
         f"BENCH-SELECTED {len(chosen)}" + (" (workaround)" if st.session_state.get("workaround") else "")

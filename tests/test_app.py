@@ -326,3 +326,9 @@ def test_overview_builds_the_audit_report_and_offers_it_as_html_and_pdf():
     assert "Download report (HTML)" in labels
     if shutil.which("chromium"):
         assert "Download report (PDF)" in labels
+
+
+def test_the_manifold_maps_every_training_image():
+    at = _page("pages/manifold.py", model="demo-mnist", points="every training image")
+    charts = list(at.get("plotly_chart"))  # the map's title names the distinct images, not the analysed ones
+    assert charts and "distinct training images" in charts[0].proto.spec and not at.error

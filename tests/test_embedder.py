@@ -130,3 +130,17 @@ def test_the_cli_takes_a_feature_space_and_refuses_a_wrong_one(embedder_folder, 
     assert "flat over 39 distinct training images (16-d)" in ok.stdout
     bad = cli("compute", "neighbours", "--model", "demo-mnist", "--data", str(image_folder), "--features", "clip")
     assert bad.returncode == 2 and "neither 'pixel' nor a folder" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_map_of_every_training_image_has_flipd_only_where_analysed(image_folder):
+    import memviz
+
+    study = memviz.open_study("demo-mnist", image_folder, n=10)
+    table, every = study.table(), study.map_table()
+    assert len(every) == 39 and every.row.tolist() == study.train.first_rows().tolist()  # one per distinct image
+    analysed = every.row.isin(table.row).to_numpy()
+    assert analysed.sum() == 10 and every.flipd[~analysed].isna().all()
+    np.testing.assert_allclose(every.flipd[analysed], table.set_index("row").flipd[every.row[analysed]])
+    assert (every.verdict[~analysed] == "not analysed").all() and not every.verdict[analysed].eq("not analysed").any()
+    np.testing.assert_allclose(every.lid_mle, study.lid_data("mle", every.row))
+    assert np.isfinite(every[["x", "y"]].to_numpy()).all() and every.copies.tolist().count(2) == 1  # rows 2 and 5

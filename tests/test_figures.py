@@ -44,6 +44,48 @@ def test_map_figure_draws_one_trace_per_label_with_the_verdicts_own_colours():
     assert fig.layout.legend.y >= 1 and fig.layout.xaxis.showticklabels is False  # the legend sits above the plot
 
 
+def test_a_map_of_many_points_draws_their_density_and_a_sample_with_every_rare_verdict():
+    from memviz.figures.builders import DENSITY_BINS
+
+    rng = np.random.default_rng(0)
+    n = 30_000
+    xy = rng.normal(size=(n, 2)).astype(np.float32)
+    verdicts = np.where(np.arange(n) < 60, "DD-Mem", "not memorized").astype(object)  # 0.2 %: rare
+    fig = map_figure(xy, color=verdicts, color_name="verdict", highlight=[29_999], draw_max=2000)
+    assert fig.layout.meta == {"total": n, "shown": n, "drawn": 2000}
+    density = fig.data[0]
+    assert density.type == "heatmap" and np.asarray(density.z).shape == (DENSITY_BINS, DENSITY_BINS)
+    counts = np.histogram2d(xy[:, 0], xy[:, 1], bins=DENSITY_BINS)[0]
+    np.testing.assert_allclose(np.nan_to_num(np.expm1(np.asarray(density.z, float)).T), counts, rtol=1e-4)  # all n
+    drawn = np.concatenate([t.customdata[:, 0] for t in fig.data[1:] if t.type == "scattergl"]).astype(int)
+    assert len(drawn) == len(set(drawn)) == 2000 and 29_999 in drawn and set(range(60)) <= set(drawn)
+    dd = next(t for t in fig.data if t.name == "DD-Mem")
+    np.testing.assert_allclose(np.c_[dd.x, dd.y], xy[dd.customdata[:, 0].astype(int)])  # each at its own place
+    small = map_figure(xy[:1500], draw_max=2000)
+    assert small.layout.meta["drawn"] == 1500 and all(t.type == "scattergl" for t in small.data)
+
+
+def test_a_zoomed_map_draws_every_point_of_its_region():
+    xy = np.random.default_rng(1).uniform(-10, 10, (20_000, 2))
+    fig = map_figure(xy, color=xy[:, 0], region=(0, 2, -1, 1), draw_max=5000)
+    inside = np.flatnonzero((xy[:, 0] >= 0) & (xy[:, 0] <= 2) & (xy[:, 1] >= -1) & (xy[:, 1] <= 1))
+    assert fig.layout.meta == {"total": 20_000, "shown": len(inside), "drawn": len(inside)}
+    assert sorted(fig.data[0].customdata[:, 0].astype(int)) == inside.tolist()
+    assert tuple(fig.layout.xaxis.range) == (0, 2) and tuple(fig.layout.yaxis.range) == (-1, 1)
+
+
+def test_a_box_or_lasso_selects_every_point_it_encloses_drawn_or_not():
+    from memviz.figures.builders import points_in_selection
+
+    xy = np.array([[0, 0], [1, 1], [2, 0.5], [5, 5], [0.5, 0.1]])
+    box = {"box": [{"x": [1.5, -0.5], "y": [-0.2, 1.2]}], "lasso": []}
+    assert points_in_selection(xy, box).tolist() == [0, 1, 4]
+    triangle = {"lasso": [{"x": [-1, 2.8, -1], "y": [-1, -1, 2.8]}]}  # below the line x + y = 1.8
+    assert points_in_selection(xy, triangle).tolist() == [0, 4]
+    assert points_in_selection(xy, {"box": [], "lasso": [], "points": []}).tolist() == []
+    assert points_in_selection(xy, None).tolist() == []
+
+
 def test_selection_reads_customdata_not_per_trace_point_indices():
     event = {
         "points": [

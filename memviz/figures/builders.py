@@ -151,11 +151,63 @@ VERDICT_COLOURS = {
     "none": ("#a3a8b8", "gray"),
     "OD-Mem": ("#ff8c00", "orange"),
     "DD-Mem": ("#d62728", "red"),
+    "not analysed": ("#dcdce6", "light gray"),
 }
 MAP_POINT_SIZE = {
     10_000: 5,
     100_000: 3,
 }  # up to this many points: marker size (smaller beyond, so a dense map stays legible)
+MAP_DRAW_MAX = 50_000  # points drawn one by one; beyond, the density of all of them and a seeded sample of this many
+DENSITY_BINS = 200  # cells per axis of that density
+
+
+def map_view(
+    xy: np.ndarray, region: tuple | None = None, draw_max: int = MAP_DRAW_MAX, keep=None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """What a map of ``xy`` (N, 2) shows: (the indices inside ``region`` (x0, x1, y0, y1), all when None;
+    the indices drawn one by one: every shown point up to ``draw_max``, else ``draw_max`` of them, the
+    shown ones of ``keep`` (highlighted points, rare verdicts) and a seeded sample of the rest). Both sorted."""
+    xy = np.asarray(xy)
+    inside = np.ones(len(xy), bool)
+    if region is not None:
+        x0, x1, y0, y1 = region
+        inside = (
+            (xy[:, 0] >= min(x0, x1))
+            & (xy[:, 0] <= max(x0, x1))
+            & (xy[:, 1] >= min(y0, y1))
+            & (xy[:, 1] <= max(y0, y1))
+        )
+    shown = np.flatnonzero(inside)
+    if len(shown) <= draw_max:
+        return shown, shown
+    wanted = np.zeros(len(xy), bool)
+    if keep is not None and len(keep):
+        keep = np.asarray(keep, dtype=np.int64)
+        wanted[keep[(keep >= 0) & (keep < len(xy))]] = True  # masks, not set operations: 10 ms at a million
+    kept, rest = np.flatnonzero(wanted & inside), np.flatnonzero(~wanted & inside)
+    sample = np.random.default_rng(seed).choice(rest, max(draw_max - len(kept), 0), replace=False)
+    return shown, np.sort(np.r_[kept, sample])
+
+
+def points_in_selection(xy: np.ndarray, selection: dict | None) -> np.ndarray:
+    """(k,) sorted indices of the points of ``xy`` (N, 2) inside a Plotly selection event's boxes and
+    lassos (``{"box": [{"x": [x0, x1], "y": [y0, y1]}], "lasso": [{"x": [...], "y": [...]}]}``),
+    drawn or not: a lasso over a map drawn as a density and a sample selects every point it encloses.
+    Polygons are tested by matplotlib's ``Path.contains_points``."""
+    from matplotlib.path import Path as Polygon
+
+    xy = np.asarray(xy, dtype=np.float64)
+    selection = selection if isinstance(selection, dict) else {}
+    hit = np.zeros(len(xy), bool)
+    for box in selection.get("box") or []:
+        x, y = box.get("x") or [], box.get("y") or []
+        if len(x) >= 2 and len(y) >= 2:
+            hit |= (xy[:, 0] >= min(x)) & (xy[:, 0] <= max(x)) & (xy[:, 1] >= min(y)) & (xy[:, 1] <= max(y))
+    for lasso in selection.get("lasso") or []:
+        x, y = lasso.get("x") or [], lasso.get("y") or []
+        if len(x) >= 3 and len(x) == len(y):
+            hit |= Polygon(np.column_stack([x, y])).contains_points(xy)
+    return np.flatnonzero(hit)
 
 
 def map_figure(
@@ -167,12 +219,20 @@ def map_figure(
     hover: dict[str, np.ndarray] | None = None,
     title: str | None = None,
     index: np.ndarray | None = None,
+    region: tuple | None = None,
+    draw_max: int = MAP_DRAW_MAX,
 ):
     """The UMAP map, drawn with WebGL (``Scattergl``) so that hundreds of thousands of points stay
     interactive: training points coloured by a number (one trace, a colour bar) or by a label (one
     trace per value, verdicts in ``VERDICT_COLOURS``), generated points on top, highlighted ones ringed.
     Every point carries its global index as ``customdata[:, 0]`` (training 0..N-1, generated N..N+Q-1),
     because Plotly's point indices are per trace.
+
+    Beyond ``draw_max`` shown points (a million, say) the map is an overview (``map_view``): the density
+    of every shown point as a grey image under a seeded sample of ``draw_max`` points drawn as usual,
+    so the browser gets a few MB whatever N is; ``region`` (x0, x1, y0, y1) shows only the points inside
+    it, every one of them once they are few enough (detail on zoom). ``fig.layout.meta`` says
+    {"total", "shown", "drawn"}.
 
     Args:
         xy: (N, 2) training coordinates; color: (N,) numbers or labels; generated: (Q, 2);
@@ -181,20 +241,32 @@ def map_figure(
     """
     import plotly.graph_objects as go
 
-    xy = np.asarray(xy, dtype=np.float32)  # float32 throughout: half the bytes sent; indices exact to 16.7M
+    xy_all = np.asarray(xy, dtype=np.float32)  # float32 throughout: half the bytes sent; indices exact to 16.7M
     gen = np.zeros((0, 2)) if generated is None else np.asarray(generated, dtype=float)
-    n = len(xy)
+    n = len(xy_all)
     names = list(hover or {})
     columns = [np.arange(n), np.arange(n) if index is None else np.asarray(index)]
     for name in names:
         columns.append(np.asarray(hover[name], dtype=float))
         if len(columns[-1]) != n:
             raise ValueError(f"Give one hover value per training point ({n}); {name!r} has {len(columns[-1])}.")
-    custom = np.column_stack(columns).astype(np.float32)
+    if color is not None and len(color) != n:
+        raise ValueError(f"Give one colour value per training point ({n}); got {len(color)}.")
+    keep = np.zeros(0, np.int64) if highlight is None else np.asarray(highlight, dtype=np.int64)
+    if color is not None and not np.issubdtype(np.asarray(color).dtype, np.number) and n > draw_max:
+        import pandas as pd
+
+        codes, _ = pd.factorize(np.asarray(color))  # hashing, not sorting a million strings
+        rare = np.flatnonzero(np.bincount(codes + 1)[codes + 1] < n // 100)  # the rare verdicts matter: all drawn
+        keep = np.union1d(keep, rare[: draw_max // 2])
+    shown, drawn = map_view(xy_all, region, draw_max, keep=keep)
+    xy = xy_all[drawn]
+    custom = np.column_stack([c[drawn] for c in columns]).astype(np.float32)
+    color = None if color is None else np.asarray(color)[drawn]
     template = "row %{customdata[1]:d}" + "".join(f"<br>{m} %{{customdata[{j + 2}]:.3~g}}" for j, m in enumerate(names))
-    size = next((s for limit, s in sorted(MAP_POINT_SIZE.items()) if n <= limit), 2)
-    marker = {"size": size, "opacity": 0.8 if n <= 10_000 else 0.6}
-    traces = []
+    size = next((s for limit, s in sorted(MAP_POINT_SIZE.items()) if len(drawn) <= limit), 2)
+    marker = {"size": size, "opacity": 0.8 if len(drawn) <= 10_000 else 0.6}
+    traces = [] if len(drawn) == len(shown) else [_density(xy_all[shown])]
     if color is None:
         traces.append(
             go.Scattergl(
@@ -207,9 +279,6 @@ def map_figure(
             )
         )
     else:
-        color = np.asarray(color)
-        if len(color) != n:
-            raise ValueError(f"Give one colour value per training point ({n}); got {len(color)}.")
         if np.issubdtype(color.dtype, np.number):
             traces.append(
                 go.Scattergl(
@@ -244,7 +313,7 @@ def map_figure(
                         hovertemplate=template + f"<br>{color_name} {values[v]}<extra></extra>",
                     )
                 )
-    fig = go.Figure([t.update(mode="markers") for t in traces])
+    fig = go.Figure([t.update(mode="markers") if isinstance(t, go.Scattergl) else t for t in traces])
     if len(gen):
         fig.add_trace(
             go.Scattergl(
@@ -258,7 +327,7 @@ def map_figure(
             )
         )
     if highlight is not None and len(highlight):
-        everything = np.vstack([xy, gen])
+        everything = np.vstack([xy_all, gen])
         h = np.asarray(highlight, dtype=int)
         fig.add_trace(
             go.Scatter(
@@ -288,8 +357,31 @@ def map_figure(
             "itemsizing": "constant",
         },
         margin={"l": 30, "r": 10, "t": 80 if title else 40, "b": 30},
+        meta={"total": n, "shown": len(shown), "drawn": len(drawn)},
     )
+    if region is not None:
+        fig.update_xaxes(range=sorted(region[:2]))
+        fig.update_yaxes(range=sorted(region[2:]))
     return fig
+
+
+def _density(xy: np.ndarray):
+    """The density of points (N, 2) as a grey heat map (log counts, empty cells transparent) under the
+    drawn sample; hover and selection pass through it to the points."""
+    import plotly.graph_objects as go
+
+    counts, xe, ye = np.histogram2d(xy[:, 0], xy[:, 1], bins=DENSITY_BINS)
+    z = np.where(counts > 0, np.log1p(counts), np.nan).T.astype(np.float32)
+    return go.Heatmap(
+        z=z,
+        x=((xe[:-1] + xe[1:]) / 2).astype(np.float32),
+        y=((ye[:-1] + ye[1:]) / 2).astype(np.float32),
+        colorscale=[[0, "#e8e8ee"], [1, "#3a3a48"]],
+        showscale=False,
+        hoverinfo="skip",
+        name="density of all points",
+        showlegend=False,
+    )
 
 
 def selected_indices(selection: dict) -> np.ndarray:

@@ -173,6 +173,15 @@ def _encode(model: DiffusionModel, images) -> np.ndarray:
     return np.concatenate([model.encode(images[s : s + KEY_BATCH]).numpy() for s in range(0, len(images), KEY_BATCH)])
 
 
+def _flat_rows(images, rows) -> np.ndarray:
+    """(len(rows), D) images at ``rows`` (a tensor or a streamed set), flattened, a batch at a time."""
+    rows = np.asarray(rows, dtype=np.int64)
+    parts = [
+        images[torch.as_tensor(rows[s : s + KEY_BATCH])].flatten(1).numpy() for s in range(0, len(rows), KEY_BATCH)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
 def analysed_rows(train: ImageDataset, n: int | None, seed: int = 0) -> np.ndarray:
     """The one selection rule: every distinct planted image, then a seeded random sample of the
     distinct ordinary ones, up to ``n`` (None: all); sorted training rows. A smaller n is a subset
@@ -441,17 +450,46 @@ class Study:
     # ---- the map ------------------------------------------------------------------------
     def embedding(self) -> np.ndarray:
         """(N, 2) the UMAP map of the analysed rows (stored; ``memviz.neighbors.embed`` places new points on it)."""
+
+        return self._map(self.rows)
+
+    def _map(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), 2) the UMAP map of training ``rows`` in the study's feature space, stored (fitted on
+        a sample beyond ``memviz.neighbors.embed.MAP_FIT_MAX``, the rest placed)."""
         from memviz.neighbors.embed import fit_map
 
-        if "map" not in self._memo:  # the coordinates stored on their own: reading them needs no umap (3 s of numba)
-            x = (
-                self._space().images[torch.as_tensor(self.rows)].flatten(1).numpy()
-                if self.embedder is None
-                else self._embedded(self.rows)
-            )
+        memo = ("map", fingerprint(np.asarray(rows, dtype=np.int64)))
+        if memo not in self._memo:  # the coordinates stored on their own: reading them needs no umap (3 s of numba)
+            x = _flat_rows(self._space().images, rows) if self.embedder is None else self._embedded(rows)
             k = min(15, len(x) - 1)
-            self._memo["map"] = cached("map_xy", fingerprint(x, k), lambda: {"xy": fit_map(x, n_neighbors=k).xy})["xy"]
-        return self._memo["map"]
+            self._memo[memo] = cached("map_xy", fingerprint(x, k), lambda: {"xy": fit_map(x, n_neighbors=k).xy})["xy"]
+        return self._memo[memo]
+
+    def map_table(self, t0: float = DEFAULT_T0):
+        """One row per distinct training image (pandas.DataFrame), for the map of them all: row, label,
+        kind, lid_lpca, lid_mle, nn_distance, copies, x, y (its own map) for every one; flipd and verdict
+        for the analysed rows (NaN and "not analysed" elsewhere, as FLIPD costs a model pass per image)."""
+        import pandas as pd
+
+        rows = self.train.first_rows()
+        part = self.table(t0).set_index("row")
+        xy = self._map(rows)
+        labels = self.train.labels[rows] if self.train.labels is not None else np.full(len(rows), -1)
+        verdict = part["verdict"].reindex(rows)
+        return pd.DataFrame(
+            {
+                "row": rows,
+                "label": labels,
+                "kind": self.kind(rows),
+                "flipd": part["flipd"].reindex(rows).to_numpy(),
+                **{f"lid_{m}": self.lid_data(m, rows) for m in ("lpca", "mle")},
+                "verdict": verdict.where(verdict.notna(), "not analysed").to_numpy(),
+                "nn_distance": self.nn_distance(rows),
+                "copies": self.copies(rows),
+                "x": xy[:, 0],
+                "y": xy[:, 1],
+            }
+        )
 
     # ---- Hessian spectra ------------------------------------------------------------------
     def spectra(

@@ -179,6 +179,13 @@ def sample_view(study: Study, row: int, t0: float, table=None):
         return view(study, row, t0, table=table)
 
 
+def map_table(study: Study, t0: float):
+    """``Study.map_table``: every distinct training image with its map (computed once, stored; under the
+    server-wide lock, as a first map of a large set fits UMAP)."""
+    with heavy("Another session is computing; waiting for it…"), st.spinner("The map of every training image…"):
+        return study.map_table(t0)
+
+
 def study_of(study: Study, n: int) -> Study:
     """The same model and data, analysing ``n`` training images, prepared."""
     return prepared(load_study(study.path, study.data_path, n, study.features))

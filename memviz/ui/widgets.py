@@ -157,10 +157,54 @@ def query_rows(name: str, allowed) -> "numpy.ndarray":
     return np.asarray(rows, dtype=np.int64)[np.isin(rows, allowed)] if rows else np.zeros(0, dtype=np.int64)
 
 
-def map_select(fig, key: str) -> "numpy.ndarray":
+def query_region(name: str = "zoom") -> tuple[float, float, float, float] | None:
+    """A map region from the URL (``?zoom=x0,x1,y0,y1``, four finite numbers), or None."""
+    import math
+
+    parts = query_value(name, "").split(",")
+    try:
+        region = tuple(float(v) for v in parts)
+    except ValueError:
+        return None
+    return region if len(region) == 4 and all(math.isfinite(v) for v in region) else None
+
+
+def zoom_controls(xy, chosen, meta: dict, name: str = "zoom") -> None:
+    """Under a map drawn as an overview (``meta``: ``map_figure``'s {"total", "shown", "drawn"}): a button
+    that zooms to the selected points' bounding box (every point in it drawn once few enough) and one
+    back to the whole map; the region travels in the URL (``?zoom=``)."""
+    import numpy as np
+
+    zoomed = query_region(name) is not None
+    if meta["drawn"] == meta["total"] and not zoomed:
+        return
+    c1, c2, c3 = st.columns([2, 1, 1])
+    c1.caption(
+        f"Drawn: {meta['drawn']:,} of the {meta['shown']:,} points "
+        + ("in this region" if zoomed else "on the map")
+        + (", over the density of all of them (grey). " if meta["drawn"] < meta["shown"] else ". ")
+        + "Zoom to a selection to draw its points one by one."
+    )
+    if len(chosen) and c2.button("Zoom to the selection", icon=":material/zoom_in:", key=f"{name}-in"):
+        box = np.asarray(xy)[np.asarray(chosen)]
+        pad = 0.02 * max(float(np.ptp(box[:, 0])), float(np.ptp(box[:, 1])), 1e-3)
+        x0, y0 = box.min(0) - pad
+        x1, y1 = box.max(0) + pad
+        set_query(**{name: ",".join(f"{v:.6g}" for v in (x0, x1, y0, y1))})
+        st.rerun()
+    if zoomed and c3.button("Whole map", icon=":material/zoom_out_map:", key=f"{name}-out"):
+        set_query(**{name: None})
+        st.rerun()
+
+
+def map_select(fig, key: str, xy=None) -> "numpy.ndarray":
     """Draw a map (``memviz.figures.builders.map_figure``) with click, box and lasso selection; the global indices
-    of the points selected (its ``customdata``), (k,), empty when nothing is."""
-    from memviz.figures.builders import selected_indices
+    of the points selected (its ``customdata``), (k,), empty when nothing is. Given the map's training
+    coordinates ``xy`` (N, 2), a box or lasso selects every training point it encloses, drawn or not
+    (``points_in_selection``: a map of a million points draws a sample)."""
+    import numpy as np
+
+    from memviz.figures.builders import points_in_selection, selected_indices
 
     event = st.plotly_chart(
         fig,
@@ -169,7 +213,11 @@ def map_select(fig, key: str) -> "numpy.ndarray":
         selection_mode=("points", "box", "lasso"),
         config={"scrollZoom": True, "displaylogo": False},
     )
-    return selected_indices(event.selection if event else None)
+    selection = event.selection if event else None
+    picked = selected_indices(selection)
+    if xy is not None and isinstance(selection, dict) and (selection.get("box") or selection.get("lasso")):
+        picked = np.union1d(points_in_selection(xy, selection), picked[picked >= len(xy)])  # generated ones kept
+    return picked
 
 
 SIZES = (300, 600, 1000, 2000, 5000)
