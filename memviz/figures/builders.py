@@ -168,15 +168,7 @@ def map_view(
     the indices drawn one by one: every shown point up to ``draw_max``, else ``draw_max`` of them, the
     shown ones of ``keep`` (highlighted points, rare verdicts) and a seeded sample of the rest). Both sorted."""
     xy = np.asarray(xy)
-    inside = np.ones(len(xy), bool)
-    if region is not None:
-        x0, x1, y0, y1 = region
-        inside = (
-            (xy[:, 0] >= min(x0, x1))
-            & (xy[:, 0] <= max(x0, x1))
-            & (xy[:, 1] >= min(y0, y1))
-            & (xy[:, 1] <= max(y0, y1))
-        )
+    inside = np.ones(len(xy), bool) if region is None else _in_box(xy, region[:2], region[2:])
     shown = np.flatnonzero(inside)
     if len(shown) <= draw_max:
         return shown, shown
@@ -187,6 +179,11 @@ def map_view(
     kept, rest = np.flatnonzero(wanted & inside), np.flatnonzero(~wanted & inside)
     sample = np.random.default_rng(seed).choice(rest, max(draw_max - len(kept), 0), replace=False)
     return shown, np.sort(np.r_[kept, sample])
+
+
+def _in_box(xy: np.ndarray, x, y) -> np.ndarray:
+    """(N,) whether each point of ``xy`` (N, 2) lies in the box spanned by the x and y values (any order)."""
+    return (xy[:, 0] >= min(x)) & (xy[:, 0] <= max(x)) & (xy[:, 1] >= min(y)) & (xy[:, 1] <= max(y))
 
 
 def points_in_selection(xy: np.ndarray, selection: dict | None) -> np.ndarray:
@@ -202,7 +199,7 @@ def points_in_selection(xy: np.ndarray, selection: dict | None) -> np.ndarray:
     for box in selection.get("box") or []:
         x, y = box.get("x") or [], box.get("y") or []
         if len(x) >= 2 and len(y) >= 2:
-            hit |= (xy[:, 0] >= min(x)) & (xy[:, 0] <= max(x)) & (xy[:, 1] >= min(y)) & (xy[:, 1] <= max(y))
+            hit |= _in_box(xy, x, y)
     for lasso in selection.get("lasso") or []:
         x, y = lasso.get("x") or [], lasso.get("y") or []
         if len(x) >= 3 and len(x) == len(y):

@@ -113,6 +113,21 @@ def prepared(study: Study) -> Study:
     return study
 
 
+def _linked_path(label: str, name: str, placeholder: str, help: str, key: str | None = None) -> str | None:
+    """A sidebar path kept in the URL (``?name=``), so that it travels with a link and across pages;
+    None when empty."""
+    value = st.sidebar.text_input(
+        label, key=key or name, placeholder=placeholder, value=st.query_params.get(name, ""), help=help
+    )
+    value = value.strip() or None
+    if value != st.query_params.get(name):
+        if value:
+            st.query_params[name] = value
+        else:
+            st.query_params.pop(name, None)
+    return value
+
+
 def workspace_picker() -> Study | None:
     """Sidebar: a bundled demo or a local model folder, and optionally other training data; the
     Study of the default number of images. Errors show in the page, never as a traceback."""
@@ -131,38 +146,25 @@ def workspace_picker() -> Study | None:
     )
     if path and st.query_params.get("model") != path:
         st.query_params["model"] = path  # the workspace travels with a shared link
-    data_path = st.sidebar.text_input(
+    data_path = _linked_path(
         "Training data (optional)",
+        "data",
+        "image folder or .npz; empty: the model's own",
+        "An image folder (class sub-folders or metadata.jsonl) or an .npz.",
         key="data_path",
-        placeholder="image folder or .npz; empty: the model's own",
-        value=st.query_params.get("data", ""),
-        help="An image folder (class sub-folders or metadata.jsonl) or an .npz.",
     )
-    if (data_path.strip() or None) != st.query_params.get("data"):  # the data travel with the link, and across pages
-        if data_path.strip():
-            st.query_params["data"] = data_path.strip()
-        else:
-            st.query_params.pop("data", None)
-    features = st.sidebar.text_input(
+    features = _linked_path(
         "Image features (optional)",
-        key="features",
-        placeholder="embedder folder; empty: pixels",
-        value=st.query_params.get("features", ""),
-        help="The space copies and the map are judged in: pixels, or a local transformers vision model "
+        "features",
+        "embedder folder; empty: pixels",
+        "The space copies and the map are judged in: pixels, or a local transformers vision model "
         "(CLIP, DINOv2, ViT, SigLIP) saved with safetensors. LID* stays in the model's space.",
     )
-    if (features.strip() or None) != st.query_params.get("features"):
-        if features.strip():
-            st.query_params["features"] = features.strip()
-        else:
-            st.query_params.pop("features", None)
     if not path:
         st.info("Enter the path of a local diffusers model folder (model_index.json, or unet/ and scheduler/).")
         return None
     try:
-        study = load_study(
-            path, data_path.strip() or None, features=features.strip() or None
-        )  # the roots are checked there, before any file opens
+        study = load_study(path, data_path, features=features)  # the roots are checked there, before any file opens
     except ValueError as exc:
         st.error(str(exc))
         return None
