@@ -222,6 +222,14 @@ def test_a_study_and_a_sample_view_in_latent_space(sd, train_images, monkeypatch
     study = open_study(sd, data, n=None)
     assert study._space().images.shape == (24, 4, 8, 8) and study.conditional
     torch.testing.assert_close(study._space().images[:2], sd.encode(train_images[:2]))
+    from memviz.io.mapped import MappedRows
+
+    assert isinstance(study._space().images, MappedRows)  # stored once on disk, read a batch at a time
+    monkeypatch.setattr(sd, "encode", lambda x: pytest.fail("encoded twice"))
+    again = open_study(sd, data, n=None)._space()
+    torch.testing.assert_close(again.images[np.arange(24)], study._space().images[np.arange(24)])
+    np.testing.assert_array_equal(again.first_rows(), data.first_rows())
+    monkeypatch.undo()
     table = study.prepare().table(0.05)
     assert table[["flipd", "lid_mle", "x"]].notna().all().all()
     v = sample_view(study, 3)

@@ -132,7 +132,71 @@ class ImageDataset:
 
 
 def _streamed(images) -> bool:
-    return hasattr(images, "row_hashes")  # memviz.data.stream.StreamedImages (not imported: it imports this module)
+    return isinstance(images, LazyRows)
+
+
+class LazyRows:
+    """(N, ...) float32 rows read on indexing, never held whole: a streamed image set
+    (``memviz.data.stream.StreamedImages``) or rows memory-mapped from the store (``memviz.io.mapped``).
+
+    ``rows[i]`` (an int, a slice, or an index array / tensor) reads those rows into a tensor; ``take(i)``
+    is a lazy view (``ImageDataset.subset``); ``batches()`` iterates; ``flatten(1)`` reads every row into
+    one (N, D) tensor a batch at a time, as a neighbour index needs it whole. ``row_hashes`` (N,): each
+    row's content identity (duplicates are equal hashes). Subclasses give ``shape``, ``_read(rows)``,
+    ``take`` and ``fingerprint_part`` (what ``memviz.io.cache.fingerprint`` hashes for them).
+    """
+
+    ndim = 4
+    dtype = torch.float32
+    batch_rows = 256  # rows read at once by batches() and flatten()
+    row_hashes: np.ndarray
+
+    @property
+    def shape(self) -> torch.Size:
+        raise NotImplementedError
+
+    def _read(self, rows: np.ndarray) -> torch.Tensor:
+        """(len(rows), ...) float32 of positions ``rows`` (int64) of this view."""
+        raise NotImplementedError
+
+    def take(self, index) -> "LazyRows":
+        raise NotImplementedError
+
+    def fingerprint_part(self) -> str:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+    def __getitem__(self, index) -> torch.Tensor:
+        if isinstance(index, (int, np.integer)):
+            return self[np.array([int(index)])][0]
+        if isinstance(index, slice):
+            index = np.arange(len(self))[index]
+        index = index.numpy() if torch.is_tensor(index) else index
+        return self._read(np.asarray(index, dtype=np.int64).reshape(-1))
+
+    def batches(self, batch_size: int | None = None):
+        """(rows (b,), values (b, ...)) over every row, in order."""
+        step = batch_size or self.batch_rows
+        for s in range(0, len(self), step):
+            rows = np.arange(s, min(s + step, len(self)))
+            yield rows, self[rows]
+
+    def flatten(self, start_dim: int = 1) -> torch.Tensor:
+        """(N, D): every row read, a batch at a time, into one preallocated tensor."""
+        if start_dim != 1:
+            raise ValueError("Rows read on indexing flatten from dimension 1 only.")
+        out = torch.empty((len(self), int(np.prod(self.shape[1:]))), dtype=torch.float32)
+        for rows, x in self.batches():
+            out[torch.as_tensor(rows)] = x.flatten(1)
+        return out
+
+    def numpy(self) -> np.ndarray:
+        return self.flatten(1).view(self.shape).numpy()
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        return self.numpy() if dtype is None else self.numpy().astype(dtype)
 
 
 def check_images(images: torch.Tensor, what: str = "images") -> None:

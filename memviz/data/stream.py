@@ -23,12 +23,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
 
-from memviz.data.base import ImageDataset, from_uint8
+from memviz.data.base import ImageDataset, LazyRows, from_uint8
 from memviz.data.tables import (
     CAPTION_COLUMNS,
     IMAGE_COLUMNS,
@@ -58,58 +58,24 @@ class _Source:
     unusable: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rows whose caption is unusable
 
 
-class StreamedImages:
-    """(N, C, H, W) float32 images in [-1, 1], decoded from their source on indexing.
+class StreamedImages(LazyRows):
+    """(N, C, H, W) float32 images in [-1, 1], decoded from their source on indexing (``LazyRows``)."""
 
-    ``images[rows]`` (an int, a slice, or an index array / tensor) decodes those rows into a tensor;
-    ``take(rows)`` is a lazy view (``ImageDataset.subset``); ``flatten(1)`` decodes every row into one
-    (N, C*H*W) tensor a batch at a time, as a neighbour index needs it whole; ``batches()`` iterates.
-    """
-
-    ndim = 4
-    dtype = torch.float32
+    batch_rows = STREAM_BATCH
 
     def __init__(self, source: _Source, rows: np.ndarray, mode: str, side: int, hashes: np.ndarray):
         self._source, self._rows, self._mode, self._side, self.row_hashes = source, rows, mode, side, hashes
 
-    def __len__(self) -> int:
-        return len(self._rows)
-
     @property
     def shape(self) -> torch.Size:
-        return torch.Size((len(self), 1 if self._mode == "L" else 3, self._side, self._side))
+        return torch.Size((len(self._rows), 1 if self._mode == "L" else 3, self._side, self._side))
 
-    def __getitem__(self, index) -> torch.Tensor:
-        if isinstance(index, int):
-            return self[np.array([index])][0]
-        if isinstance(index, slice):
-            index = np.arange(len(self))[index]
-        return _decode_rows(self._source, self._rows[np.asarray(index, dtype=np.int64)], self._mode, self._side)
+    def _read(self, rows: np.ndarray) -> torch.Tensor:
+        return _decode_rows(self._source, self._rows[rows], self._mode, self._side)
 
     def take(self, index) -> "StreamedImages":
         index = np.asarray(index, dtype=np.int64)
         return StreamedImages(self._source, self._rows[index], self._mode, self._side, self.row_hashes[index])
-
-    def batches(self, batch_size: int = STREAM_BATCH) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """(rows (b,), images (b, C, H, W)) over every row, in order."""
-        for s in range(0, len(self), batch_size):
-            rows = np.arange(s, min(s + batch_size, len(self)))
-            yield rows, self[rows]
-
-    def flatten(self, start_dim: int = 1) -> torch.Tensor:
-        """(N, C*H*W): every image decoded, a batch at a time, into one preallocated tensor."""
-        if start_dim != 1:
-            raise ValueError("A streamed image set flattens from dimension 1 only.")
-        out = torch.empty((len(self), int(np.prod(self.shape[1:]))), dtype=torch.float32)
-        for rows, x in self.batches():
-            out[rows] = x.flatten(1)
-        return out
-
-    def numpy(self) -> np.ndarray:
-        return self.flatten(1).view(self.shape).numpy()
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        return self.numpy() if dtype is None else self.numpy().astype(dtype)
 
     def fingerprint_part(self) -> str:
         """What ``memviz.io.cache.fingerprint`` hashes for this set: its shape and its rows' content hashes."""

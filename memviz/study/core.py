@@ -16,7 +16,9 @@ parameters) and decided by one rule:
 
 Every per-row quantity is a pass of ``memviz.runner.local`` (a function of a batch of rows), so it
 resumes, reports progress and can run on another engine. Latent models: the images are
-encoded once (cached) and every estimate is in latent space; pixels are what is shown.
+encoded once into a memory-mapped store (``memviz.io.mapped``: written a chunk at a time, resumed,
+verified as read, so 10^6 Stable Diffusion latents never sit in memory) and every estimate is in
+latent space; pixels are what is shown.
 
 Example:
     >>> study = open_study("demo-mnist")
@@ -168,9 +170,12 @@ def load_data(path: str | Path, model: DiffusionModel) -> ImageDataset:
     return load_data_source(p, resolution=h, channels=c)
 
 
-def _encode(model: DiffusionModel, images) -> np.ndarray:
-    """(N, c, h, w) latents of (N, C, H, W) images (a tensor or a streamed set), a batch at a time."""
-    return np.concatenate([model.encode(images[s : s + KEY_BATCH]).numpy() for s in range(0, len(images), KEY_BATCH)])
+def _encode(model: DiffusionModel, images, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), c, h, w) latents of ``images`` (N, C, H, W) at ``rows`` (a tensor or a streamed set), a
+    batch at a time."""
+    return np.concatenate(
+        [model.encode(images[torch.as_tensor(rows[s : s + KEY_BATCH])]).numpy() for s in range(0, len(rows), KEY_BATCH)]
+    )
 
 
 def _flat_rows(images, rows) -> np.ndarray:
@@ -664,9 +669,13 @@ class Study:
             return data
         attr = "_test_latents" if held_out else "_train_latents"
         if not hasattr(self, attr):
-            key = fingerprint(model_fingerprint(self.model), data.images)
-            z = cached("latents", key, lambda: {"z": _encode(self.model, data.images)})["z"]
-            setattr(self, attr, replace(data, images=torch.from_numpy(z)))
+            from memviz.io.mapped import mapped_rows
+
+            images, key = data.images, fingerprint(model_fingerprint(self.model), data.images)
+            z = mapped_rows(
+                "latents", key, len(data), lambda rows: _encode(self.model, images, rows), True, data.duplicate_of()
+            )
+            setattr(self, attr, replace(data, images=z))
         return getattr(self, attr)
 
     def _graph(self):
