@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import memviz.io.mapped as mapped
-from memviz.io.mapped import MappedRows, mapped_rows
+import memviz.data.mapped as mapped
+from memviz.data.mapped import MappedRows, mapped_rows
 
 
 def _source(n=50, shape=(2, 3, 3)):
@@ -73,7 +73,7 @@ def test_a_damaged_chunk_is_filled_again_and_repaired_on_disk(caplog):
     z = mapped_rows("t_damage", "a", 50, fill)
     np.testing.assert_array_equal(z[np.arange(8)].numpy(), values[:8])
     assert not calls  # an intact chunk is only verified
-    with caplog.at_level("WARNING", logger="memviz.io.mapped"):
+    with caplog.at_level("WARNING", logger="memviz.data.mapped"):
         np.testing.assert_array_equal(z[np.array([17, 18])].numpy(), values[[17, 18]])
     assert [list(c) for c in calls] == [list(range(16, 24))] and "checksum" in caplog.text
     np.testing.assert_array_equal(np.load(path)[16:24], values[16:24])  # written back
@@ -115,7 +115,7 @@ def test_a_pass_over_mapped_latents_does_not_hold_them(tmp_path):
     import sys
 
     code = (
-        "import resource, numpy as np; from memviz.io.mapped import mapped_rows\n"
+        "import resource, numpy as np; from memviz.data.mapped import mapped_rows\n"
         "start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "fill = lambda rows: np.full((len(rows), 4, 64, 64), 0.5, np.float32) + rows[:, None, None, None]\n"
         "z = mapped_rows('latents', 'big', 10000, fill)\n"

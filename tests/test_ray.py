@@ -16,6 +16,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an extra: pip install 'memviz[ray]'")
 
+from tests.test_stream import sources  # noqa: E402, F401 - the same images as a folder, a Parquet and shards
+
 
 def _cli(*args, cache: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "MEMVIZ_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "RAY_ADDRESS": ""}
@@ -252,3 +254,35 @@ def test_eval_detection_on_ray_gives_the_local_rows(tmp_path):
     assert [(r["detector"], r["level"], r["auroc"]) for r in rows["local"]] == [
         (r["detector"], r["level"], r["auroc"]) for r in rows["ray"]
     ]
+
+
+def test_ray_data_reads_the_shards_and_the_workers_reuse_what_it_read(sources, tmp_path, monkeypatch):  # noqa: F811
+    """The content pass on Ray Data (read_parquet, read_webdataset, read_binary_files) gives the local
+    digests; a Study opened with a RayRunner on WebDataset shards hashes no image in this process, and its
+    FLIPD grid (the workers opening the same shards from the store) is the local engine's."""
+    from memviz.data import stream as st
+    from memviz.data.tables import Notes
+    from memviz.runner.ray_runner import RayRunner
+    from memviz.study.core import open_study
+
+    root, _ = sources
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "ray"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    with RayRunner(workers=1) as runner:
+        for name in ("table.parquet", "shards", "folder"):
+            source = st._source(root / name, None, None, Notes())
+            mode, side = st._first_shape(source, 1, 16, root / name)
+            got, want = st._ray_content_pass(source, mode, side), st._content_pass(source, mode, side, False)
+            assert got is not None, name
+            for column in want:
+                np.testing.assert_array_equal(got[column], want[column], err_msg=f"{name}: {column}")
+        assert st._ray_content_pass(st._source(root / "saved", None, None, Notes()), mode, side) is None  # Arrow
+        monkeypatch.setattr(st, "_hash_cells", lambda *a: pytest.fail("hashed in the driver"))
+        study = open_study("demo-mnist", root / "shards", n=6, runner=runner)
+        assert study.runner is runner and study.train.meta["streamed"] and len(study.train) == 30
+        grid = study.flipd_grid(conditional=False)
+    monkeypatch.undo()
+    monkeypatch.setenv("MEMVIZ_CACHE", str(tmp_path / "local"))
+    local = open_study("demo-mnist", root / "shards", n=6)
+    np.testing.assert_array_equal(local.rows, study.rows)
+    np.testing.assert_allclose(local.flipd_grid(conditional=False), grid, rtol=1e-5, atol=1e-4)

@@ -222,7 +222,7 @@ def test_a_study_and_a_sample_view_in_latent_space(sd, train_images, monkeypatch
     study = open_study(sd, data, n=None)
     assert study._space().images.shape == (24, 4, 8, 8) and study.conditional
     torch.testing.assert_close(study._space().images[:2], sd.encode(train_images[:2]))
-    from memviz.io.mapped import MappedRows
+    from memviz.data.mapped import MappedRows
 
     assert isinstance(study._space().images, MappedRows)  # stored once on disk, read a batch at a time
     monkeypatch.setattr(sd, "encode", lambda x: pytest.fail("encoded twice"))

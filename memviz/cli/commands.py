@@ -8,6 +8,7 @@ import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 MAX_COUNT = 10**7  # no count (images, steps, probes, repetitions) above this is meant
 
@@ -345,20 +346,25 @@ def _say_data_notes(study) -> None:
 
 
 @contextmanager
-def _engine(args, study):
-    """``study`` with the runner the arguments ask for; a private Ray is stopped at the end."""
-    study.batch_size = args.batch_size
+def _engine(args, opener: Callable[..., "object"]):
+    """The Study ``opener(runner=...)`` opens, with the runner the arguments ask for (a Ray one started
+    first, so that it also reads a streamed dataset); its data notes said; a private Ray stopped at the end."""
     if args.engine == "local":
         if args.address:
             raise ValueError("--address needs --engine ray.")
+        study = opener(runner=None)
+        _say_data_notes(study)
+        study.batch_size = args.batch_size
         yield study
         return
     from memviz.runner.ray_runner import RayRunner
 
-    if study.spec is None:
-        raise ValueError("--engine ray needs the model as a bundled demo's name or a folder.")
     with RayRunner(args.address, args.workers, args.gpus_per_worker) as runner:
-        study.runner = runner
+        study = opener(runner=runner)
+        _say_data_notes(study)
+        if study.spec is None:
+            raise ValueError("--engine ray needs the model as a bundled demo's name or a folder.")
+        study.batch_size = args.batch_size
         yield study
         if runner.startup_s:
             info = runner.workers_info()
@@ -472,17 +478,19 @@ def _info(args) -> int:
 def _compute(args) -> int:
     from memviz.study.core import open_study
 
-    study = open_study(
-        args.model,
-        args.data,
-        n=args.n,
-        n_probes=args.n_probes,
-        trace=args.trace,
-        holdout=args.holdout,
-        features=args.features,
-    )
-    _say_data_notes(study)
-    with _engine(args, study):
+    def opener(runner):
+        return open_study(
+            args.model,
+            args.data,
+            n=args.n,
+            n_probes=args.n_probes,
+            trace=args.trace,
+            holdout=args.holdout,
+            features=args.features,
+            runner=runner,
+        )
+
+    with _engine(args, opener) as study:
         passes = {
             "lid": _compute_lid,
             "spectra": _compute_spectra,
@@ -643,14 +651,14 @@ def _eval_detection(args) -> int:
     dets = detectors(names=args.detectors)  # an unknown name: one sentence listing them, before anything loads
     labelled = _labelled_args(args)
     scores: list[dict] = []
-    study = open_study(args.model, args.data, features=args.features)
-    _say_data_notes(study)
-    if labelled is None and "planted" not in study.model.meta:
-        raise ValueError(
-            "This model has no planted ground truth; give your own labelled prompts: --memorized FILE "
-            "--ordinary FILE, or --prompts FILE --label-column COLUMN."
-        )
-    with _engine(args, study) as study:
+    with _engine(
+        args, lambda runner: open_study(args.model, args.data, features=args.features, runner=runner)
+    ) as study:
+        if labelled is None and "planted" not in study.model.meta:
+            raise ValueError(
+                "This model has no planted ground truth; give your own labelled prompts: --memorized FILE "
+                "--ordinary FILE, or --prompts FILE --label-column COLUMN."
+            )
         notes: list[str] = []
         rows = eval_detection(
             study,
@@ -716,9 +724,11 @@ def _scan(args) -> int:
 
         reference = read_prompts(args.reference, prompt_column=args.prompt_column)
         print(f"reference: {reference.describe()}", file=sys.stderr)
-    study = open_study(args.model, args.data, n=1, features=args.features)
-    _say_data_notes(study)
-    with _engine(args, study) as study:
+
+    def opener(runner):
+        return open_study(args.model, args.data, n=1, features=args.features, runner=runner)
+
+    with _engine(args, opener) as study:
         result = scan(
             study,
             prompts,

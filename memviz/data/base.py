@@ -137,7 +137,7 @@ def _streamed(images) -> bool:
 
 class LazyRows:
     """(N, ...) float32 rows read on indexing, never held whole: a streamed image set
-    (``memviz.data.stream.StreamedImages``) or rows memory-mapped from the store (``memviz.io.mapped``).
+    (``memviz.data.stream.StreamedImages``) or rows stored on disk (``memviz.data.mapped``).
 
     ``rows[i]`` (an int, a slice, or an index array / tensor) reads those rows into a tensor; ``take(i)``
     is a lazy view (``ImageDataset.subset``); ``batches()`` iterates; ``flatten(1)`` reads every row into

@@ -21,6 +21,7 @@ modes the way the in-memory reader does (EXIF, 16-bit, alpha); both go through i
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -39,6 +40,7 @@ from memviz.data.tables import (
     pick_column,
 )
 
+log = logging.getLogger("memviz.data.stream")
 STREAM_BATCH = 256  # images decoded at once by the content pass and by flatten()
 STREAM_BYTES = 2 << 30  # the one rule of when a dataset is streamed: its float32 pixels would pass 2 GiB
 WDS_IMAGE = ("png", "jpg", "jpeg", "webp", "bmp")  # WebDataset's image extensions, as datasets names the columns
@@ -56,6 +58,9 @@ class _Source:
     fmt: str
     files: list[Path]  # what the content pass's key is made of
     unusable: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # rows whose caption is unusable
+    column: str = ""  # a table's image column
+    base: Path = Path(".")  # where a table's relative image paths are resolved
+    keys: list[str] | None = None  # WebDataset: each row's __key__, as datasets read it
 
 
 class StreamedImages(LazyRows):
@@ -116,12 +121,14 @@ def open_stream(
     caption_column: str | None = None,
     image_column: str | None = None,
     progress: bool = False,
+    engine: str = "local",
 ) -> ImageDataset:
     """The dataset at ``path`` as an ``ImageDataset`` whose images are a ``StreamedImages``.
 
     Args as ``memviz.data.folder.load_data_source``; ``path`` may also be a WebDataset shard (``.tar``) or a
-    folder of them. ``resolution``/``channels`` None: those of the first image. Raises ValueError, one
-    sentence, for what cannot be read or holds no decodable image.
+    folder of them. ``resolution``/``channels`` None: those of the first image. ``engine`` "ray": the content
+    pass reads the files with Ray Data on the running Ray (the same digests, stored under the same key).
+    Raises ValueError, one sentence, for what cannot be read or holds no decodable image.
     """
     from memviz.io.cache import cached, fingerprint
 
@@ -134,7 +141,7 @@ def open_stream(
     key = fingerprint(
         "stream-rows", [(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in source.files], mode, side
     )
-    content = cached("stream_rows", key, lambda: _content_pass(source, mode, side, progress))
+    content = cached("stream_rows", key, lambda: _content_pass(source, mode, side, progress, engine))
     keep = np.setdiff1d(np.flatnonzero(content["ok"]), source.unusable)  # noted where they were read
     for i in np.flatnonzero(~content["ok"].astype(bool))[:50]:
         notes.add("Skipped {n} image{s} that could not be decoded", source.names[int(i)])
@@ -159,24 +166,102 @@ def open_stream(
     )
 
 
-def _content_pass(source: _Source, mode: str, side: int, progress: bool) -> dict[str, np.ndarray]:
-    """Every image decoded once, a batch at a time: (N,) decodable, (N,) SHA-256 of its 8-bit pixels, resized count."""
+def _content_pass(
+    source: _Source, mode: str, side: int, progress: bool, engine: str = "local"
+) -> dict[str, np.ndarray]:
+    """Every image decoded once, a batch at a time: (N,) decodable, (N,) SHA-256 of its 8-bit pixels, resized
+    count. ``engine`` "ray": Parquet, WebDataset shards and image folders are read by Ray Data on the cluster
+    (``_ray_content_pass``); Arrow files (``save_to_disk``, ``.arrow``), which it has no reader for, are read here."""
     from tqdm.auto import tqdm
 
-    from memviz.data.folder import _pixels
-
+    if engine == "ray":
+        found = _ray_content_pass(source, mode, side)
+        if found is not None:
+            return found
     n = len(source.names)
     ok, digests, resized = np.zeros(n, bool), np.zeros(n, "S32"), 0
     for s in tqdm(range(0, n, STREAM_BATCH), disable=not progress, desc="reading images"):
         rows = np.arange(s, min(s + STREAM_BATCH, n))
-        for i, cell in zip(rows, source.cells(rows)):
-            try:
-                array, _ = _pixels(cell, mode, side)
-            except Exception:  # noqa: BLE001 - a file cut short or not an image: skipped, noted by the caller
-                continue
-            resized += _side_of(cell) != (side, side)
-            ok[i], digests[i] = True, hashlib.sha256(np.ascontiguousarray(array).tobytes()).digest()
+        out = _hash_cells(source.cells(rows), mode, side)
+        ok[rows], digests[rows], resized = out["ok"], out["sha256"], resized + int(out["resized"].sum())
     return {"ok": ok, "sha256": digests, "resized": np.array(resized)}
+
+
+def _hash_cells(cells: list, mode: str, side: int) -> dict[str, np.ndarray]:
+    """{ok, sha256, resized} (each (b,)) of image cells (paths or bytes): the one content rule, wherever it runs."""
+    from memviz.data.folder import _pixels
+
+    ok, digests, resized = np.zeros(len(cells), bool), np.zeros(len(cells), "S32"), np.zeros(len(cells), bool)
+    for j, cell in enumerate(cells):
+        try:
+            array, _ = _pixels(cell, mode, side)
+        except Exception:  # noqa: BLE001 - a file cut short or not an image: skipped, noted by the caller
+            continue
+        resized[j] = _side_of(cell) != (side, side)
+        ok[j], digests[j] = True, hashlib.sha256(np.ascontiguousarray(array).tobytes()).digest()
+    return {"ok": ok, "sha256": digests, "resized": resized}
+
+
+class _RayHash:
+    """Ray Data's batch function of the content pass: {image cells[, path | __key__]} -> {[path | __key__,] ok,
+    sha256, resized}."""
+
+    def __init__(self, column: str, mode: str, side: int, base: str):
+        self.column, self.mode, self.side, self.base = column, mode, side, base
+
+    def __call__(self, batch: dict) -> dict:
+        cells = [_plain_cell(v, Path(self.base), Notes()) for v in batch[self.column]]  # notes: said at open
+        out = _hash_cells(cells, self.mode, self.side)
+        out["sha256"] = out["sha256"].view(np.uint8).reshape(-1, 32)  # Arrow would cut bytes strings at a NUL
+        return {**{k: batch[k] for k in ("path", "__key__") if k in batch}, **out}  # what rows are matched by
+
+
+def _ray_content_pass(source: _Source, mode: str, side: int) -> dict[str, np.ndarray] | None:
+    """The content pass on Ray Data: the source's own files read by its readers (``read_parquet``,
+    ``read_webdataset``, ``read_binary_files``) on the cluster, each block hashed where it is read; only
+    the digests come back. Rows are matched by order (Parquet, shards: checked against the shards' keys)
+    or by path (folders). None where Ray's reading does not line up with the source's rows (then the
+    caller reads them here)."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError('Reading with Ray Data needs Ray: pip install "memviz[ray]".') from None
+    if not ray.is_initialized():
+        raise ValueError("Reading with Ray Data needs a running Ray (memviz.runner.ray_runner.RayRunner.start).")
+    if source.fmt in ("save_to_disk", "arrow"):
+        return None
+    context = ray.data.DataContext.get_current()
+    order, context.execution_options.preserve_order = context.execution_options.preserve_order, True
+    n = len(source.names)
+    try:
+        if source.fmt == "parquet":
+            ds = ray.data.read_parquet([str(f) for f in source.files]).select_columns([source.column])
+        elif source.fmt == "webdataset":
+            ds = ray.data.read_webdataset([str(f) for f in source.files], decoder=None)
+            ds = ds.select_columns([source.column, "__key__"])
+        else:  # an image folder: its files, matched back by path
+            paths = [str(Path(f).resolve()) for f in source.files]
+            ds = ray.data.read_binary_files(paths, include_paths=True)
+        column = source.column if source.fmt in ("parquet", "webdataset") else "bytes"
+        hashed = ds.map_batches(_RayHash(column, mode, side, str(source.base)), batch_format="numpy")
+        parts = list(hashed.iter_batches(batch_size=None, batch_format="numpy"))
+    finally:
+        context.execution_options.preserve_order = order
+    ok, digests, resized = np.zeros(n, bool), np.zeros(n, "S32"), np.zeros(n, bool)
+    if "path" in (parts[0] if parts else {}):
+        where = {p: i for i, p in enumerate(str(Path(f).resolve()) for f in source.files)}
+        rows = np.array([where[str(Path(p).resolve())] for part in parts for p in part["path"]], np.int64)
+    else:
+        rows = np.arange(sum(len(part["ok"]) for part in parts))
+    if len(rows) != n:
+        log.warning("Ray Data read %d images where %d were listed; hashed here instead.", len(rows), n)
+        return None
+    if source.keys is not None and [str(k) for part in parts for k in part["__key__"]] != source.keys:
+        log.warning("Ray Data reads these shards in another order than datasets does; hashed here instead.")
+        return None
+    ok[rows], resized[rows] = (np.concatenate([part[name] for part in parts]) for name in ("ok", "resized"))
+    digests[rows] = np.ascontiguousarray(np.concatenate([part["sha256"] for part in parts]), np.uint8).view("S32")[:, 0]
+    return {"ok": ok, "sha256": digests, "resized": np.array(int(resized.sum()))}
 
 
 def _side_of(cell) -> tuple[int, int]:
@@ -298,16 +383,20 @@ def _table_source(ds, base: Path, caption_column, image_column, notes: Notes, fm
     column = ds.select_columns([image])
 
     def cells(idx: np.ndarray) -> list:
-        out = []
-        for value in column[[int(i) for i in idx]][image]:
-            if isinstance(value, dict):
-                value = value.get("bytes") or value.get("path")
-            if isinstance(value, str):
-                found = local_file(value, base, base, notes, str(base))
-                value = b"" if found is None else found[1]
-            out.append(bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else value)
-        return out
+        return [_plain_cell(value, base, notes) for value in column[[int(i) for i in idx]][image]]
 
     label = base.name if fmt != "parquet" else files[0].name
+    keys = list(ds["__key__"]) if fmt == "webdataset" and "__key__" in columns else None
     return _Source(cells, [f"{label}#{i}" for i in range(len(ds))], captions, labels,
-                   ds.features[classes].names if classes else None, fmt, files, np.array(unusable, np.int64))  # fmt: skip
+                   ds.features[classes].names if classes else None, fmt, files, np.array(unusable, np.int64),
+                   image, base, keys)  # fmt: skip
+
+
+def _plain_cell(value, base: Path, notes: Notes):
+    """A table's image cell as ``_pixels`` reads it: bytes, or a local path (resolved inside ``base``; b"" if absent)."""
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
+    if isinstance(value, str):
+        found = local_file(value, base, base, notes, str(base))
+        value = b"" if found is None else found[1]
+    return bytes(value) if isinstance(value, (bytes, bytearray, memoryview)) else value

@@ -62,6 +62,8 @@ class Runner(Protocol):
 class LocalRunner:
     """Batches one after the other, in this process."""
 
+    engine = "local"
+
     def map(
         self, fn: BatchFn, batches: Iterable[np.ndarray], task: Task | None = None
     ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:

@@ -4,11 +4,14 @@ once and keeping the Study it opens, so a worker loads the model once for every 
 or ``scan``; finished batches feed the same ``memviz.runner.local.run`` that stores each in the Study's
 store as it arrives. Workers read the data themselves from where it lies (a streamed dataset's
 Parquet or WebDataset shards: ``memviz.data.stream``); only batch ids and result rows travel.
+Ray Data reads what is read whole: a streamed dataset's content pass (``open_study(runner=RayRunner())``
+runs it on ``read_parquet``, ``read_webdataset`` or ``read_binary_files``, hashing each block where it is
+read).
 
-Why not Ray Data's ``map_batches``, as issue 17 had it: its callable-class actors live for one
-Dataset execution, so each pass (unconditional, conditional and held-out FLIPD, spectra, a scan's
-detectors) started a new pool and reloaded the model: 2x slower than the local engine on two cores.
-A plain actor pool (``ray.util.ActorPool``) is what keeps them.
+Why the model passes are not Ray Data's ``map_batches``, as issue 17 had it: its callable-class actors
+live for one Dataset execution, so each pass (unconditional, conditional and held-out FLIPD, spectra, a
+scan's detectors) started a new pool and reloaded the model: 2x slower than the local engine on two
+cores. A plain actor pool (``ray.util.ActorPool``) is what keeps them.
 
 Why it is shaped so (measured with Ray 2.60 on two cores, see issue 17):
 
@@ -88,6 +91,8 @@ class RayRunner:
         address: an existing cluster; None starts a private one on this machine for the run.
         workers: actors (each loads the model once); gpus_per_worker: Ray's num_gpus per actor.
     """
+
+    engine = "ray"  # open_study(runner=) also reads a streamed dataset's files with Ray Data
 
     def __init__(self, address: str | None = None, workers: int = 2, gpus_per_worker: float = 0.0):
         if workers < 1:

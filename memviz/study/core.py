@@ -16,7 +16,7 @@ parameters) and decided by one rule:
 
 Every per-row quantity is a pass of ``memviz.runner.local`` (a function of a batch of rows), so it
 resumes, reports progress and can run on another engine. Latent models: the images are
-encoded once into a memory-mapped store (``memviz.io.mapped``: written a chunk at a time, resumed,
+encoded once into an on-disk store (``memviz.data.mapped``: written a chunk at a time, resumed,
 verified as read, so 10^6 Stable Diffusion latents never sit in memory) and every estimate is in
 latent space; pixels are what is shown.
 
@@ -64,6 +64,7 @@ def open_study(
     device: str | None = None,
     holdout: str | Path | ImageDataset | None = None,
     features: str | Path | None = None,
+    runner=None,
 ) -> "Study":
     """A ``Study`` of ``model`` (a bundled demo's name, a local diffusers folder, or a loaded
     ``DiffusionModel``) on ``data``: None for the model's own training data (rebuilt offline from
@@ -73,8 +74,14 @@ def open_study(
     their FLIPD sets the verdict's threshold (``Study.threshold_source``); default the model's own
     held-out split where it has one. ``features``: the space of the copy judgement and the map,
     "pixel" (default) or the folder of a local image embedder (``memviz.neighbors.features.ImageEmbedder``);
-    LID* and the neighbour strip stay in the model's space, where the MMH defines LID*."""
+    LID* and the neighbour strip stay in the model's space, where the MMH defines LID*.
+    ``runner``: where the dataset-wide passes run (``Study.runner``); a ``RayRunner`` also reads a streamed
+    dataset's files with Ray Data for the content pass (``memviz.data.stream.open_stream(engine="ray")``)."""
     from memviz.data import training_data
+
+    engine = getattr(runner, "engine", "local")
+    if engine == "ray":
+        runner.start()
 
     path = None if isinstance(model, DiffusionModel) else str(model)
     model = model if isinstance(model, DiffusionModel) else DiffusionModel.from_pretrained(model, device=device)
@@ -82,14 +89,14 @@ def open_study(
     if isinstance(data, ImageDataset):
         train = data
     elif data is not None:
-        train = load_data(data, model)
+        train = load_data(data, model, engine)
     else:
         try:
             train, test = training_data(model.meta)
         except ValueError as exc:  # an SD folder, say: the Prompts page still works without data
             error = str(exc)
     if holdout is not None:
-        test = holdout if isinstance(holdout, ImageDataset) else load_data(holdout, model)
+        test = holdout if isinstance(holdout, ImageDataset) else load_data(holdout, model, engine)
         if tuple(test.shape) != model.pixel_shape:
             raise ValueError(
                 f"The held-out images are {tuple(test.shape)} (C, H, W) but the model expects {model.pixel_shape}."
@@ -105,7 +112,7 @@ def open_study(
             f"The data's images are {tuple(train.shape)} (C, H, W) but the model expects "
             f"{model.pixel_shape}; give images of that shape."
         )
-    return Study(
+    study = Study(
         model,
         train,
         test,
@@ -119,6 +126,8 @@ def open_study(
         holdout_path=None if holdout is None or isinstance(holdout, ImageDataset) else str(holdout),
         features=None if features is None or str(features) == "pixel" else str(Path(features).expanduser()),
     )
+    study.runner = runner
+    return study
 
 
 class StudySpec(dict):
@@ -154,11 +163,12 @@ class StudyTask:
         return study.batch_fn(getattr(study, self.builder)(*self.args), self.conditional, self.held_out)
 
 
-def load_data(path: str | Path, model: DiffusionModel) -> ImageDataset:
+def load_data(path: str | Path, model: DiffusionModel, engine: str = "local") -> ImageDataset:
     """The user's images at the model's pixel size (latent models: the VAE's): an image folder
     (``metadata.jsonl`` / ``.csv``, sidecar ``.txt`` captions, class folders), a ``datasets``
     ``save_to_disk`` folder, a Parquet / CSV table of image paths or bytes, or an ``.npz``
-    (``memviz.data.folder.load_data_source``); what was resized or skipped is in ``meta["notes"]``."""
+    (``memviz.data.folder.load_data_source``); what was resized or skipped is in ``meta["notes"]``.
+    Past ``memviz.data.stream.STREAM_BYTES`` of pixels it is streamed (``open_stream``, its content pass on ``engine``)."""
     from memviz.data.folder import load_data_source
     from memviz.data.stream import count_rows, open_stream, shards, should_stream
 
@@ -166,7 +176,7 @@ def load_data(path: str | Path, model: DiffusionModel) -> ImageDataset:
     p = Path(path).expanduser()
     n = count_rows(p)
     if shards(p) or (n is not None and should_stream(n, h, c)):  # WebDataset shards are always streamed
-        return open_stream(p, resolution=h, channels=c, progress=True)
+        return open_stream(p, resolution=h, channels=c, progress=True, engine=engine)
     return load_data_source(p, resolution=h, channels=c)
 
 
@@ -669,7 +679,7 @@ class Study:
             return data
         attr = "_test_latents" if held_out else "_train_latents"
         if not hasattr(self, attr):
-            from memviz.io.mapped import mapped_rows
+            from memviz.data.mapped import mapped_rows
 
             images, key = data.images, fingerprint(model_fingerprint(self.model), data.images)
             z = mapped_rows(

@@ -16,7 +16,7 @@ float32, once per chunk of about ``CHUNK_BYTES``), each chunk's SHA-256 appended
 - never shown damaged: a chunk is verified against its digest the first time this process reads from
   it (verifying all of 64 GB at every open would take a minute); a chunk that fails is filled again
   from its source (``fill`` is deterministic: the VAE's posterior mean), written back with its digest,
-  and said once on the ``memviz.io.mapped`` logger.
+  and said once on the ``memviz.data.mapped`` logger.
 
 Why by hand: ``numpy.memmap`` neither resumes, checksums nor repairs, and its pages count as resident
 memory; zarr or HDF5 would add a dependency for what is one array and a list of digests.
@@ -40,7 +40,7 @@ from memviz.io.files import sweep, write_json
 
 CHUNK_BYTES = 4 << 20  # rows filled, written and verified together: about 4 MiB (64 SD latents)
 DIGEST = 32  # bytes of one chunk's SHA-256 in <key>.sha256
-log = logging.getLogger("memviz.io.mapped")
+log = logging.getLogger("memviz.data.mapped")
 Fill = Callable[[np.ndarray], np.ndarray]  # rows (b,) -> (b, ...) float32
 
 
