@@ -258,7 +258,8 @@ def test_eval_detection_on_ray_gives_the_local_rows(tmp_path):
 
 def test_ray_data_reads_the_shards_and_the_workers_reuse_what_it_read(sources, tmp_path, monkeypatch):  # noqa: F811
     """The content pass on Ray Data (read_parquet, read_webdataset, read_binary_files) gives the local
-    digests; a Study opened with a RayRunner on WebDataset shards hashes no image in this process, and its
+    digests; on a cluster larger than this machine, a Study opened with a RayRunner on WebDataset shards
+    hashes no image in this process, and its
     FLIPD grid (the workers opening the same shards from the store) is the local engine's."""
     from memviz.data import stream as st
     from memviz.data.tables import Notes
@@ -277,6 +278,8 @@ def test_ray_data_reads_the_shards_and_the_workers_reuse_what_it_read(sources, t
             for column in want:
                 np.testing.assert_array_equal(got[column], want[column], err_msg=f"{name}: {column}")
         assert st._ray_content_pass(st._source(root / "saved", None, None, Notes()), mode, side) is None  # Arrow
+        assert not st.ray_data_pays()  # one machine: hashed here, where it measured faster
+        monkeypatch.setattr(st, "ray_data_pays", lambda: True)  # as on a cluster larger than this machine
         monkeypatch.setattr(st, "_hash_cells", lambda *a: pytest.fail("hashed in the driver"))
         study = open_study("demo-mnist", root / "shards", n=6, runner=runner)
         assert study.runner is runner and study.train.meta["streamed"] and len(study.train) == 30

@@ -4,9 +4,9 @@ once and keeping the Study it opens, so a worker loads the model once for every 
 or ``scan``; finished batches feed the same ``memviz.runner.local.run`` that stores each in the Study's
 store as it arrives. Workers read the data themselves from where it lies (a streamed dataset's
 Parquet or WebDataset shards: ``memviz.data.stream``); only batch ids and result rows travel.
-Ray Data reads what is read whole: a streamed dataset's content pass (``open_study(runner=RayRunner())``
-runs it on ``read_parquet``, ``read_webdataset`` or ``read_binary_files``, hashing each block where it is
-read).
+Ray Data reads what is read whole: on a cluster larger than this machine, a streamed dataset's content
+pass (``open_study(runner=RayRunner())`` runs it on ``read_parquet``, ``read_webdataset`` or
+``read_binary_files``, hashing each block where it is read; ``memviz.data.stream.ray_data_pays``).
 
 Why the model passes are not Ray Data's ``map_batches``, as issue 17 had it: its callable-class actors
 live for one Dataset execution, so each pass (unconditional, conditional and held-out FLIPD, spectra, a
