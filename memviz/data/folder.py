@@ -395,7 +395,7 @@ def _decode(heads: list, mode: str, resolution: int | None, notes: Notes, failed
     arrays, kept, resized = [], [], Counter()
     for row, size, _ in heads:
         try:
-            array, done = _pixels(row.image, mode, resolution)
+            array, done, _ = _pixels(row.image, mode, resolution)
         except Exception as exc:  # noqa: BLE001 - a header can read and the pixels not (a file cut short)
             _unreadable(row, exc, notes, failed)
             continue
@@ -415,13 +415,14 @@ def _decode(heads: list, mode: str, resolution: int | None, notes: Notes, failed
     return arrays, kept
 
 
-def _pixels(image: Path | bytes, mode: str, resolution: int | None) -> tuple[np.ndarray, list[str]]:
-    """One image as (H, W) (``L``) or (H, W, 3) (``RGB``) uint8, turned upright as its EXIF says, and the
-    headings of the notes about what was done to it."""
+def _pixels(image: Path | bytes, mode: str, resolution: int | None) -> tuple[np.ndarray, list[str], tuple[int, int]]:
+    """One image as (H, W) (``L``) or (H, W, 3) (``RGB``) uint8, turned upright as its EXIF says, the
+    headings of the notes about what was done to it, and its (W, H) as stored (before any resize)."""
     from PIL import Image, ImageOps
 
     done = []
     with _open(image) as im:
+        size = im.size
         if im.getexif().get(ORIENTATION, 1) != 1:
             im = ImageOps.exif_transpose(im)
             done.append("Turned {n} image{s} upright, as the EXIF orientation says")
@@ -435,7 +436,7 @@ def _pixels(image: Path | bytes, mode: str, resolution: int | None) -> tuple[np.
         im = im.convert(mode)
         if resolution and im.size != (resolution, resolution):
             im = im.resize((resolution, resolution), Image.BICUBIC)
-        return np.asarray(im), done
+        return np.asarray(im), done, size
 
 
 def _nothing_left(source: Path, failed: list[str], notes: Notes) -> ValueError:

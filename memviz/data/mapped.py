@@ -193,10 +193,8 @@ def _build(path: Path, n: int, fill: Fill, progress: bool) -> dict:
     meta, done = _partial(partial, n)
     if meta is None:
         first = np.ascontiguousarray(fill(np.arange(1)), dtype=np.float32)  # one row: the shape of each
-        shape = (n, *first.shape[1:])
-        header = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=shape)  # header, sparse rows
-        meta = {"shape": list(shape), "chunk": chunk_rows(4 * int(np.prod(shape[1:]))), "offset": int(header.offset)}
-        del header
+        np.lib.format.open_memmap(partial, mode="w+", dtype=np.float32, shape=(n, *first.shape[1:]))  # header only
+        meta = _layout(partial)
         partial.with_suffix(".sha256").write_bytes(b"")
         done = 0
     chunks = -(-n // int(meta["chunk"]))
@@ -208,13 +206,19 @@ def _build(path: Path, n: int, fill: Fill, progress: bool) -> dict:
     return meta
 
 
+def _layout(path: Path) -> dict:
+    """{shape, chunk, offset} of the float32 ``.npy`` at ``path``, from its header (the rows are not read)."""
+    header = np.load(path, mmap_mode="r", allow_pickle=False)
+    if header.dtype != np.float32:
+        raise ValueError(f"{path.name} does not hold float32 rows.")
+    return {"shape": list(header.shape), "chunk": chunk_rows(4 * int(np.prod(header.shape[1:]))),
+            "offset": int(header.offset)}  # fmt: skip
+
+
 def _partial(partial: Path, n: int) -> tuple[dict | None, int]:
     """(JSON, finished chunks) of a resumable partial build of ``n`` rows, else (None, 0): start afresh."""
     try:
-        header = np.load(partial, mmap_mode="r", allow_pickle=False)
-        meta = {"shape": list(header.shape), "chunk": chunk_rows(4 * int(np.prod(header.shape[1:]))),
-                "offset": int(header.offset)}  # fmt: skip
-        del header
+        meta = _layout(partial)
         if meta["shape"][0] != n:
             return None, 0
         digests = partial.with_suffix(".sha256").read_bytes()

@@ -204,10 +204,10 @@ def _hash_cells(cells: list, mode: str, side: int) -> dict[str, np.ndarray]:
     ok, digests, resized = np.zeros(len(cells), bool), np.zeros(len(cells), "S32"), np.zeros(len(cells), bool)
     for j, cell in enumerate(cells):
         try:
-            array, _ = _pixels(cell, mode, side)
+            array, _, size = _pixels(cell, mode, side)
         except Exception:  # noqa: BLE001 - a file cut short or not an image: skipped, noted by the caller
             continue
-        resized[j] = _side_of(cell) != (side, side)
+        resized[j] = size != (side, side)
         ok[j], digests[j] = True, hashlib.sha256(np.ascontiguousarray(array).tobytes()).digest()
     return {"ok": ok, "sha256": digests, "resized": resized}
 
@@ -272,13 +272,6 @@ def _ray_content_pass(source: _Source, mode: str, side: int) -> dict[str, np.nda
     ok[rows], resized[rows] = (np.concatenate([part[name] for part in parts]) for name in ("ok", "resized"))
     digests[rows] = np.ascontiguousarray(np.concatenate([part["sha256"] for part in parts]), np.uint8).view("S32")[:, 0]
     return {"ok": ok, "sha256": digests, "resized": np.array(int(resized.sum()))}
-
-
-def _side_of(cell) -> tuple[int, int]:
-    from memviz.data.folder import _open
-
-    with _open(cell) as im:
-        return im.size
 
 
 def _decode_rows(source: _Source, rows: np.ndarray, mode: str, side: int) -> torch.Tensor:

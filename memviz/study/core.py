@@ -180,21 +180,17 @@ def load_data(path: str | Path, model: DiffusionModel, engine: str = "local") ->
     return load_data_source(p, resolution=h, channels=c)
 
 
-def _encode(model: DiffusionModel, images, rows: np.ndarray) -> np.ndarray:
-    """(len(rows), c, h, w) latents of ``images`` (N, C, H, W) at ``rows`` (a tensor or a streamed set), a
-    batch at a time."""
-    return np.concatenate(
-        [model.encode(images[torch.as_tensor(rows[s : s + KEY_BATCH])]).numpy() for s in range(0, len(rows), KEY_BATCH)]
-    )
+def _by_batch(images, rows, fn: Callable[[torch.Tensor], torch.Tensor]) -> np.ndarray:
+    """(len(rows), ...) ``fn`` of ``images`` (N, C, H, W: a tensor or a streamed set) at ``rows``, read
+    ``KEY_BATCH`` rows at a time."""
+    rows = np.asarray(rows, dtype=np.int64)
+    parts = [fn(images[torch.as_tensor(rows[s : s + KEY_BATCH])]).numpy() for s in range(0, len(rows), KEY_BATCH)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
 def _flat_rows(images, rows) -> np.ndarray:
-    """(len(rows), D) images at ``rows`` (a tensor or a streamed set), flattened, a batch at a time."""
-    rows = np.asarray(rows, dtype=np.int64)
-    parts = [
-        images[torch.as_tensor(rows[s : s + KEY_BATCH])].flatten(1).numpy() for s in range(0, len(rows), KEY_BATCH)
-    ]
-    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+    """(len(rows), D) images at ``rows``, flattened."""
+    return _by_batch(images, rows, lambda x: x.flatten(1))
 
 
 def analysed_rows(train: ImageDataset, n: int | None, seed: int = 0) -> np.ndarray:
@@ -683,7 +679,12 @@ class Study:
 
             images, key = data.images, fingerprint(model_fingerprint(self.model), data.images)
             z = mapped_rows(
-                "latents", key, len(data), lambda rows: _encode(self.model, images, rows), True, data.duplicate_of()
+                "latents",
+                key,
+                len(data),
+                lambda rows: _by_batch(images, rows, self.model.encode),
+                True,
+                data.duplicate_of(),
             )
             setattr(self, attr, replace(data, images=z))
         return getattr(self, attr)
